@@ -1,0 +1,7 @@
+"""``python -m elbokit``: the same as the ``elbokit`` command."""
+
+import sys
+
+from elbokit.cli import main
+
+sys.exit(main())

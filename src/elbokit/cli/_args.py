@@ -1,0 +1,57 @@
+"""Command-line options generated from frozen config dataclasses.
+
+Each field becomes an option with the help line from ``field(metadata={"help": ...})``;
+``metadata={"positional": True}`` makes it positional. Supported types: str, int, float, bool
+(``--flag`` / ``--no-flag``), ``Literal[...]`` (choices) and ``tuple[float, ...]`` /
+``tuple[int, ...]`` (one or more values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+
+def _option_kwargs(f: dataclasses.Field, hint) -> dict:
+    help_text = f.metadata.get("help")
+    if help_text is None:
+        raise TypeError(f"config field {f.name!r} has no help line")
+    kw: dict = {"help": help_text}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if f.default is not dataclasses.MISSING:
+        kw["default"] = f.default
+        kw["help"] += f" (default: {f.default})"
+    if hint is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    elif origin is typing.Literal:
+        kw["choices"] = args
+        kw["type"] = type(args[0])
+    elif origin is tuple:
+        kw["type"], kw["nargs"] = args[0], "+"
+    elif hint in (str, int, float):
+        kw["type"] = hint
+    else:
+        raise TypeError(f"config field {f.name!r} has unsupported type {hint!r}")
+    return kw
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one option per field of the dataclass ``cls`` to ``parser``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kw = _option_kwargs(f, hints[f.name])
+        if f.metadata.get("positional"):
+            kw.pop("default", None)
+            parser.add_argument(f.name, **kw)
+        else:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
+
+
+def config_from_args(cls: type, ns: argparse.Namespace):
+    """The config ``cls`` built from parsed arguments (tuples for multi-valued fields)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(ns, f.name)
+        values[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**values)

@@ -1,0 +1,220 @@
+"""KL by whichever method the caller chooses, and a result that says which one it was.
+
+``estimate_kl(p, q, method=...)`` returns a ``KLEstimate``: the value, its standard error (Monte
+Carlo), the method that produced it and the sample count. ``method="auto"`` takes the closed
+form where one is registered and Monte Carlo otherwise; the result's ``method`` says which, so
+nothing falls back silently. ``kl(p, q)`` itself never samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import Distribution, transform_to
+
+from elbokit.divergence._registry import NoClosedFormError, has_closed_form, kl
+
+__all__ = ["METHODS", "KLEstimate", "estimate_kl", "kl_monte_carlo"]
+
+METHODS = ("auto", "closed", "mc", "quadrature")
+_NAMES = {"closed": "closed form", "mc": "Monte Carlo", "quadrature": "quadrature"}
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class KLEstimate:
+    """A KL value in nats and how it was obtained.
+
+    Attributes:
+        value: KL(p || q), shape = broadcast batch shape of p and q.
+        method: "closed", "mc" or "quadrature".
+        stderr: the Monte Carlo standard error of ``value`` (same shape); zeros for a closed
+            form; None for quadrature, whose error is ``abserr``.
+        num_samples: Monte Carlo sample count, else None.
+        abserr: scipy's estimate of the quadrature's absolute error, else None.
+    """
+
+    value: torch.Tensor
+    method: str
+    stderr: torch.Tensor | None = None
+    num_samples: int | None = None
+    abserr: torch.Tensor | None = None
+
+    @property
+    def bits(self) -> torch.Tensor:
+        """The value in bits (nats / ln 2)."""
+        return self.value / LN2
+
+    @property
+    def uncertainty(self) -> torch.Tensor:
+        """Standard error (Monte Carlo), error estimate (quadrature) or zeros (closed form)."""
+        err = self.stderr if self.stderr is not None else self.abserr
+        return err if err is not None else torch.zeros_like(self.value)
+
+    def describe(self) -> str:
+        """How the value was obtained, in words: 'closed form', 'Monte Carlo, 10000 samples'."""
+        if self.method == "mc":
+            return f"Monte Carlo, {self.num_samples} samples, +- one standard error"
+        if self.method == "quadrature":
+            return "quadrature (scipy.integrate.quad), +- its error estimate"
+        return _NAMES[self.method]
+
+    def __str__(self) -> str:
+        if self.value.numel() != 1:
+            return f"KL = {self.value.tolist()} nats ({self.describe()})"
+        v = self.value.item()
+        if self.method == "closed":
+            return f"{v:.6g} nats = {v / LN2:.6g} bits ({self.describe()})"
+        e = self.uncertainty.item()
+        return f"{v:.6g} +- {e:.2g} nats = {v / LN2:.6g} +- {e / LN2:.2g} bits ({self.describe()})"
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device):
+    """Draw from a seeded stream without touching the caller's global RNG state."""
+    if seed is None:
+        yield
+        return
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _log_prob_or_neg_inf(d: Distribution, x: torch.Tensor) -> torch.Tensor:
+    """log d(x), with -inf (instead of torch's validation error) where x is outside d's support."""
+    support = d.support
+    inside = support.check(x)
+    if bool(inside.all()):
+        return d.log_prob(x)
+    # Evaluate at a point inside the support, then mask: no validation switch is flipped.
+    try:
+        anchor = transform_to(support)(torch.zeros_like(x))
+    except NotImplementedError:  # discrete supports: their lower bound, or 0
+        anchor = torch.full_like(x, float(getattr(support, "lower_bound", 0)))
+    mask = inside.reshape(inside.shape + (1,) * support.event_dim)
+    lp = d.log_prob(torch.where(mask, x, anchor))
+    return torch.where(inside, lp, -math.inf)
+
+
+def kl_monte_carlo(
+    p: Distribution,
+    q: Distribution,
+    *,
+    num_samples: int = 10_000,
+    seed: int | None = 0,
+    chunk_size: int = 4096,
+) -> KLEstimate:
+    """Monte Carlo KL(p || q) = E_p[log p(x) - log q(x)], with its standard error.
+
+    Samples are reparameterized (``rsample``) where p allows it, so the estimate carries
+    gradients; otherwise ``sample``. Moments accumulate in float64 over chunks of ``chunk_size``
+    samples. A sample outside q's support makes the estimate ``inf`` (with standard error 0: such
+    a sample proves that p puts mass where q has none).
+
+    Args:
+        num_samples: n >= 2; the standard error is std(log ratio) / sqrt(n).
+        seed: seeds a private stream (the global RNG is left as it was); None uses the global one.
+
+    Raises:
+        ValueError: n < 2, mismatched event shapes, or p cannot be sampled.
+    """
+    if num_samples < 2:
+        raise ValueError(f"num_samples={num_samples}; a standard error needs at least 2")
+    if p.event_shape != q.event_shape:
+        raise ValueError(
+            f"p has event shape {tuple(p.event_shape)} but q has {tuple(q.event_shape)}"
+        )
+    try:
+        shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"p has batch shape {tuple(p.batch_shape)} and q has {tuple(q.batch_shape)}, "
+            "which do not broadcast"
+        ) from None
+    # Every sample of p must meet the matching element of q: give both the full batch shape.
+    p = p.expand(shape) if p.batch_shape != shape else p
+    q = q.expand(shape) if q.batch_shape != shape else q
+    device = _device_of(p)
+    total = sq_total = None
+    with _seeded(seed, device):
+        remaining = num_samples
+        while remaining > 0:
+            m = min(chunk_size, remaining)
+            remaining -= m
+            try:
+                x = p.rsample((m,)) if p.has_rsample else p.sample((m,))
+            except NotImplementedError:
+                raise ValueError(
+                    f"{type(p).__name__} cannot be sampled, so KL(p || q) has no Monte Carlo "
+                    "estimate; use kl_quadrature for a univariate pair"
+                ) from None
+            r = (p.log_prob(x) - _log_prob_or_neg_inf(q, x)).double()
+            s, ss = r.sum(0), (r * r).sum(0)
+            total = s if total is None else total + s
+            sq_total = ss if sq_total is None else sq_total + ss
+    n = num_samples
+    mean = total / n
+    var = ((sq_total - n * mean * mean) / (n - 1)).clamp_min(0.0)
+    stderr = (var / n).sqrt().detach()
+    stderr = torch.where(torch.isinf(mean), 0.0, stderr)
+    dtype = torch.promote_types(_dtype_of(p), _dtype_of(q))
+    return KLEstimate(mean.to(dtype), "mc", stderr.to(dtype), num_samples=n)
+
+
+def _tensors(d: Distribution):
+    """The parameter tensors of d, looking inside sub-distributions (mixtures, Independent)."""
+    for v in d.__dict__.values():
+        if isinstance(v, torch.Tensor):
+            yield v
+        elif isinstance(v, Distribution):
+            yield from _tensors(v)
+
+
+def _device_of(d: Distribution) -> torch.device:
+    return next(_tensors(d), torch.empty(0)).device
+
+
+def _dtype_of(d: Distribution) -> torch.dtype:
+    floats = (t.dtype for t in _tensors(d) if t.is_floating_point())
+    return next(floats, torch.get_default_dtype())
+
+
+def estimate_kl(
+    p: Distribution,
+    q: Distribution,
+    *,
+    method: str = "auto",
+    num_samples: int = 10_000,
+    seed: int | None = 0,
+) -> KLEstimate:
+    """KL(p || q) by the method asked for; the result records which method produced it.
+
+    Args:
+        method: "closed" (closed form or an error), "mc" (Monte Carlo with standard error),
+            "quadrature" (univariate continuous pairs, scipy.integrate) or "auto" (the closed
+            form where one exists, Monte Carlo otherwise: ``result.method`` says which).
+        num_samples, seed: for Monte Carlo, see ``kl_monte_carlo``.
+
+    Raises:
+        ValueError: an unknown method.
+        NoClosedFormError: method="closed" for a pair without a closed form.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; expected one of {', '.join(map(repr, METHODS))}")
+    if method == "quadrature":
+        from elbokit.divergence.quadrature import kl_quadrature
+
+        return kl_quadrature(p, q)
+    if method == "closed" or (method == "auto" and has_closed_form(p, q)):
+        try:
+            value = kl(p, q)
+        except NoClosedFormError:
+            if method == "closed":
+                raise
+        else:
+            return KLEstimate(value, "closed", torch.zeros_like(value))
+    return kl_monte_carlo(p, q, num_samples=num_samples, seed=seed)
