@@ -106,7 +106,14 @@ def kl(p: Distribution, q: Distribution) -> torch.Tensor:
     fn = _dispatch(type(p), type(q))
     if fn is None:
         raise _no_closed_form(p, q)
-    out = fn(p, q)
+    try:
+        out = fn(p, q)
+    except NoClosedFormError:
+        raise
+    except NotImplementedError as e:  # torch's pair functions raise this for unsupported instances
+        raise _no_closed_form(
+            p, q, f" for these instances ({e})" if str(e) else " for these instances"
+        ) from None
     if out is NotImplemented:
-        raise _no_closed_form(p, q, " for these particular instances")
+        raise _no_closed_form(p, q, " for these instances")
     return out

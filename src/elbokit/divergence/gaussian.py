@@ -8,7 +8,8 @@ Public functions take tensors (the hot path of a VAE builds no distribution obje
 Registered closed forms (used by ``elbokit.divergence.kl``):
 
 - Normal || Normal, stable at float32 scales 1e-30 and 1e30 (torch returns inf there).
-- Independent(Normal) || Independent(Normal), summed over the reinterpreted dims with the above.
+- Independent(Normal) || Independent(Normal), summed over the reinterpreted dims with the above,
+  and TransformedDistribution pairs with equal transforms (LogNormal, ...) through the base pair.
 - The Gaussian pairs torch lacks: Independent(Normal, 1) against MultivariateNormal and
   LowRankMultivariateNormal, in both directions. MVN || MVN, low-rank || low-rank and their
   mixed pairs are torch's own (Cholesky factors and triangular solves, no explicit inverse).
@@ -24,6 +25,7 @@ from torch.distributions import (
     LowRankMultivariateNormal,
     MultivariateNormal,
     Normal,
+    TransformedDistribution,
 )
 from torch.distributions.kl import kl_divergence as _torch_kl_divergence
 
@@ -93,7 +95,7 @@ class _VAEKL(torch.autograd.Function):
     def jvp(ctx, dmu, dlogvar):
         mu, _, em1 = ctx.saved_tensors
         tangent = (mu * dmu).sum(-1) + (0.5 * em1 * dlogvar).sum(-1)
-        return tangent, torch.zeros_like(em1)
+        return tangent, None
 
 
 def vae_kl(mu: torch.Tensor, logvar: torch.Tensor, *, per_dim: bool = False) -> torch.Tensor:
@@ -140,6 +142,17 @@ def _kl_independent_independent(p: Independent, q: Independent) -> torch.Tensor:
     out = kl(p.base_dist, q.base_dist)
     n = p.reinterpreted_batch_ndims
     return out.sum(tuple(range(-n, 0))) if n else out
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(p, q) -> torch.Tensor:
+    # KL is invariant under a shared bijection; the base pair goes through our registry
+    # (torch's version of this pair would call torch's Normal pair for LogNormals).
+    if p.transforms != q.transforms or p.event_shape != q.event_shape:
+        return NotImplemented
+    if p.base_dist.event_shape != p.event_shape:
+        return NotImplemented
+    return kl(p.base_dist, q.base_dist)
 
 
 def _diag_normal(d) -> Normal | None:

@@ -84,7 +84,9 @@ def _bounds(d: Distribution) -> tuple[float, float]:
 def _integrate_one(p: Distribution, q: Distribution, **quad_kw) -> tuple[float, float]:
     lo, hi = _bounds(p)
     c, w = _bulk(p)
-    knots = sorted({min(max(c + k * w, lo), hi) for k in _BULK} | {lo, hi})
+    cq, wq = _bulk(q)  # q's mode is often a kink of log q (Laplace): a breakpoint too
+    points = [c + k * w for k in _BULK] + [cq - wq, cq, cq + wq]
+    knots = sorted({min(max(x, lo), hi) for x in points} | {lo, hi})
     infinite = False
 
     def f(x: float) -> float:
