@@ -53,6 +53,7 @@ def test_kl_json_and_monte_carlo_with_standard_error(capsys):
         ("studentt(5)", "cauchy(0, 1)"),
         ("lowrank([0, 0], [[1], [0.5]], [1, 1])", "mvn([0, 0], [[2, 0], [0, 2]])"),
         ("poisson(3)", "poisson(4)"),
+        ("categorical(logits=[0, 1, -inf])", "categorical([0.5, 0.25, 0.25])"),
     ],
 )
 def test_the_families_the_cli_accepts(capsys, p, q):
@@ -78,6 +79,8 @@ def test_the_families_the_cli_accepts(capsys, p, q):
         ("mixture([0.5, 0.5], normal(0, 1))", "2 weight(s) but 1 component(s)", 8),
         ("normal(0, 1; 2)", "unexpected character ';'", 11),
         ("mvn([0, 0], [[1, 0], [0]])", "rectangular", 12),
+        ("normal(0, inf)", "scale = inf must be finite", 10),
+        ("categorical(logits=[0, inf])", "logits = [0.0, inf] must be finite", 19),
     ],
 )
 def test_malformed_specs_point_at_the_bad_token(spec, message, caret):

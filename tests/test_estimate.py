@@ -135,3 +135,15 @@ def test_errors_name_the_bad_value():
 def test_bits_are_nats_over_ln2():
     e = estimate_kl(Normal(0.0, 1.0), Normal(1.0, 1.0))
     assert e.bits.item() == pytest.approx(0.5 / math.log(2))
+
+
+def test_standard_error_survives_a_large_mean():
+    # p = N(m, s^2), q = N(0, 1): the log ratio is const + m s e + (s^2 - 1) e^2 / 2 with e ~ N(0, 1),
+    # so its variance is m^2 s^2 + (1 - s^2)^2 / 2, while its mean is about m^2 / 2 = 5e11:
+    # E[r^2] - E[r]^2 computed naively would lose the variance to rounding.
+    m, s, n = 1e6, 1e-3, 40_000
+    f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    e = kl_monte_carlo(Normal(f64(m), f64(s)), Normal(f64(0.0), f64(1.0)), num_samples=n)
+    true_stderr = math.sqrt((m * s) ** 2 + (1 - s**2) ** 2 / 2) / math.sqrt(n)
+    assert e.stderr.item() == pytest.approx(true_stderr, rel=0.03)
+    assert within_stderr(kl(Normal(f64(m), f64(s)), Normal(f64(0.0), f64(1.0))), e)

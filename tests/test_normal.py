@@ -94,3 +94,8 @@ def test_raw_tensor_function_equals_registered_form():
     args = [torch.randn(5, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     args[1], args[3] = args[1].exp(), args[3].exp()
     assert torch.equal(normal_kl(*args), kl(Normal(args[0], args[1]), Normal(args[2], args[3])))
+
+
+def test_infinite_scale_ratio_is_inf_not_nan():
+    # KL(N(0, inf) || N(0, 1)) is infinite; expm1(inf) - inf would be NaN.
+    assert kl(Normal(0.0, float("inf")), Normal(0.0, 1.0)).item() == math.inf

@@ -95,3 +95,12 @@ def test_report_reads_as_a_table():
     assert "non-negative ............. yes" in text
     assert "triangle inequality ...... NO" in text
     assert math.isfinite(float(text.split("= ")[1].split(" ")[0]))
+
+
+def test_batches_that_broadcast():
+    p = Normal(torch.zeros(3), 1.0)
+    q = Normal(torch.zeros(2, 3), torch.tensor([[1.0, 2.0, 3.0], [0.5, 1.0, 4.0]]))
+    props = check_kl_properties(p, q)
+    assert props.kl_pq.value.shape == (2, 3) and props.holds
+    # p equals q at two elements: distinct overall, and positive where they differ
+    assert props.distinct and props.positive_on_distinct

@@ -118,7 +118,7 @@ def _tokenize(text: str) -> list[_Tok]:
 class _Call:
     name: str
     pos: int
-    args: tuple  # of (keyword or None, value, pos)
+    args: tuple  # of (keyword or None, value, value position, keyword position)
 
 
 class _Parser:
@@ -153,13 +153,18 @@ class _Parser:
                 if t.kind == "name" and nxt.kind == "punct" and nxt.text == "=":
                     key = t.text
                     self.i += 2
-                args.append((key, self.value(), t.pos))
+                # (keyword, value, where the value starts, where the keyword starts)
+                args.append((key, *self.located_value(), t.pos))
                 if self.peek().kind == "punct" and self.peek().text == ",":
                     self.i += 1
                     continue
                 break
         self.take("punct", ")", what="',' or ')'")
         return _Call(name.text.lower(), name.pos, tuple(args))
+
+    def located_value(self):
+        pos = self.peek().pos
+        return self.value(), pos
 
     def value(self):
         t = self.peek()
@@ -212,7 +217,7 @@ def _build(call: _Call, text: str) -> td.Distribution:
     given: dict[str, torch.Tensor] = {}
     where: dict[str, int] = {}
     names = fam.params + fam.alternatives
-    for k, (key, value, pos) in enumerate(call.args):
+    for k, (key, value, pos, key_pos) in enumerate(call.args):
         if key is None:
             if given and any(a[0] is not None for a in call.args[:k]):
                 raise SpecError("a positional argument cannot follow a keyword one", text, pos)
@@ -226,12 +231,18 @@ def _build(call: _Call, text: str) -> td.Distribution:
             key = fam.params[k]
         elif key not in names:
             raise SpecError(
-                f"{call.name} has no argument {key!r}; it takes {', '.join(names)}", text, pos
+                f"{call.name} has no argument {key!r}; it takes {', '.join(names)}", text, key_pos
             )
         if key in given:
-            raise SpecError(f"{key} given twice", text, pos)
+            raise SpecError(f"{key} given twice", text, key_pos)
         given[key] = _tensor(value, text, pos)
         where[key] = pos
+        # -inf is meaningful only as a logit (an excluded class); every other value is finite.
+        bad = ~torch.isfinite(given[key])
+        if key == "logits":
+            bad &= given[key] != -torch.inf
+        if bad.any():
+            raise SpecError(f"{key} = {given[key].tolist()} must be finite", text, pos)
     for key, default in fam.defaults:
         given.setdefault(key, torch.tensor(default, dtype=torch.float64))
     if fam.alternatives and any(a in given for a in fam.alternatives):
@@ -276,7 +287,7 @@ def _build(call: _Call, text: str) -> td.Distribution:
 def _build_mixture(call: _Call, text: str) -> td.Distribution:
     if len(call.args) < 2 or call.args[0][0] not in (None, "weights"):
         raise SpecError("mixture takes [weights] and then one spec per component", text, call.pos)
-    _, wvalue, wpos = call.args[0]
+    _, wvalue, wpos, _ = call.args[0]
     weights = _tensor(wvalue, text, wpos)
     comps = call.args[1:]
     if weights.dim() != 1 or weights.numel() != len(comps):
@@ -285,7 +296,7 @@ def _build_mixture(call: _Call, text: str) -> td.Distribution:
         )
     _check_sums_to_one("mixture weights", weights, text, wpos)
     built = []
-    for key, value, pos in comps:
+    for key, value, pos, _ in comps:
         if key is not None or not isinstance(value, _Call):
             raise SpecError("expected a component distribution such as normal(0, 1)", text, pos)
         if value.name in ("mixture", "categorical", "mvn", "lowrank", "diagnormal"):

@@ -17,7 +17,7 @@ from torch.distributions import Distribution, transform_to
 
 from elbokit.divergence._registry import NoClosedFormError, has_closed_form, kl
 
-__all__ = ["METHODS", "KLEstimate", "estimate_kl", "kl_monte_carlo"]
+__all__ = ["METHODS", "KLEstimate", "broadcast_pair", "estimate_kl", "kl_monte_carlo"]
 
 METHODS = ("auto", "closed", "mc", "quadrature")
 _NAMES = {"closed": "closed form", "mc": "Monte Carlo", "quadrature": "quadrature"}
@@ -100,6 +100,25 @@ def _log_prob_or_neg_inf(d: Distribution, x: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, lp, -math.inf)
 
 
+def broadcast_pair(p: Distribution, q: Distribution) -> tuple[Distribution, Distribution]:
+    """p and q expanded to their broadcast batch shape, so that element i of one meets element i
+    of the other wherever samples or densities are compared.
+
+    Raises:
+        ValueError: the batch shapes do not broadcast.
+    """
+    try:
+        shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"p has batch shape {tuple(p.batch_shape)} and q has {tuple(q.batch_shape)}, "
+            "which do not broadcast"
+        ) from None
+    p = p.expand(shape) if p.batch_shape != shape else p
+    q = q.expand(shape) if q.batch_shape != shape else q
+    return p, q
+
+
 def kl_monte_carlo(
     p: Distribution,
     q: Distribution,
@@ -128,18 +147,11 @@ def kl_monte_carlo(
         raise ValueError(
             f"p has event shape {tuple(p.event_shape)} but q has {tuple(q.event_shape)}"
         )
-    try:
-        shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
-    except RuntimeError:
-        raise ValueError(
-            f"p has batch shape {tuple(p.batch_shape)} and q has {tuple(q.batch_shape)}, "
-            "which do not broadcast"
-        ) from None
-    # Every sample of p must meet the matching element of q: give both the full batch shape.
-    p = p.expand(shape) if p.batch_shape != shape else p
-    q = q.expand(shape) if q.batch_shape != shape else q
+    p, q = broadcast_pair(p, q)
     device = _device_of(p)
-    total = sq_total = None
+    # Moments of r - shift, with shift the first chunk's mean: no cancellation in the variance
+    # when the KL is large and its spread small.
+    shift = total = sq_total = None
     with _seeded(seed, device):
         remaining = num_samples
         while remaining > 0:
@@ -153,12 +165,16 @@ def kl_monte_carlo(
                     "estimate; use kl_quadrature for a univariate pair"
                 ) from None
             r = (p.log_prob(x) - _log_prob_or_neg_inf(q, x)).double()
-            s, ss = r.sum(0), (r * r).sum(0)
-            total = s if total is None else total + s
-            sq_total = ss if sq_total is None else sq_total + ss
+            if shift is None:
+                shift = r.detach().mean(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+                total, sq_total = 0.0, 0.0
+            c = r - shift
+            total = total + c.sum(0)
+            sq_total = sq_total + (c * c).sum(0)
     n = num_samples
-    mean = total / n
-    var = ((sq_total - n * mean * mean) / (n - 1)).clamp_min(0.0)
+    centred = total / n
+    mean = shift + centred
+    var = ((sq_total - n * centred * centred) / (n - 1)).clamp_min(0.0)
     stderr = (var / n).sqrt().detach()
     stderr = torch.where(torch.isinf(mean), 0.0, stderr)
     dtype = torch.promote_types(_dtype_of(p), _dtype_of(q))

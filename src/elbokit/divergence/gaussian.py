@@ -35,8 +35,11 @@ __all__ = ["normal_kl", "vae_kl"]
 
 
 def _half_expm1_minus(u: torch.Tensor) -> torch.Tensor:
-    """0.5 * (e^u - 1 - u) >= 0, without the underflow of log(exp(u)) at extreme u."""
-    return 0.5 * (torch.expm1(u) - u)
+    """0.5 * (e^u - 1 - u) >= 0, without the underflow of log(exp(u)) at extreme u.
+
+    u = +inf (an infinite scale ratio) gives inf rather than expm1(inf) - inf = NaN.
+    """
+    return torch.where(u == math.inf, u, 0.5 * (torch.expm1(u) - u))
 
 
 def normal_kl(

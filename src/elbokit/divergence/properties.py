@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, Normal
 
-from elbokit.divergence.estimate import KLEstimate, _log_prob_or_neg_inf, _seeded, estimate_kl
+from elbokit.divergence.estimate import (
+    KLEstimate,
+    _device_of,
+    _log_prob_or_neg_inf,
+    _seeded,
+    broadcast_pair,
+    estimate_kl,
+)
 
 __all__ = [
     "KLProperties",
@@ -93,7 +100,7 @@ def _slack(e: KLEstimate, atol: float) -> torch.Tensor:
 
 def _distinct(p: Distribution, q: Distribution, n: int, seed: int, atol: float) -> torch.Tensor:
     """Whether log p and log q differ at points drawn from both (an independent test of p != q)."""
-    with torch.no_grad(), _seeded(seed, torch.device("cpu")):
+    with torch.no_grad(), _seeded(seed, _device_of(p)):
         diffs = []
         for d in (p, q):
             x = d.sample((n,))
@@ -119,6 +126,8 @@ def check_kl_properties(
     Whether p and q differ is decided independently of KL, by comparing log-densities at points
     sampled from both.
     """
+
+    p, q = broadcast_pair(p, q)
 
     def est(a, b):
         return estimate_kl(a, b, method=method, num_samples=num_samples, seed=seed)

@@ -20,7 +20,7 @@ import torch
 from scipy import integrate
 from torch.distributions import Distribution, MixtureSameFamily
 
-from elbokit.divergence.estimate import KLEstimate
+from elbokit.divergence.estimate import KLEstimate, broadcast_pair
 
 __all__ = ["kl_quadrature"]
 
@@ -154,9 +154,8 @@ def kl_quadrature(
                 f"kl_quadrature integrates densities; {name} = {type(d).__name__} is discrete "
                 "(use kl_discrete on its probability vector)"
             )
-    shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
-    p = p.expand(shape) if p.batch_shape != shape else p
-    q = q.expand(shape) if q.batch_shape != shape else q
+    p, q = broadcast_pair(p, q)
+    shape = p.batch_shape
     values = np.empty(shape)
     errors = np.empty(shape)
     for idx in np.ndindex(*shape):

@@ -53,12 +53,11 @@ def plot_gaussian_kl(
         zorder=5,
         label="minimum: KL = 0 at $\\mu$ = 0, $\\sigma$ = 1",
     )
+    axes = {"xscale": "log", "ylabel": "KL (nats)", "ylim": (-0.2, 5.5)}
     left.set(
-        xscale="log",
         xlabel="$\\sigma$ (the posterior's standard deviation)",
-        ylabel="KL (nats)",
         title="KL( N($\\mu$, $\\sigma^2$) || N(0, 1) ): the VAE's KL term per dimension",
-        ylim=(-0.2, 5.5),
+        **axes,
     )
     left.legend(loc="upper center")
     forward = normal_kl(torch.zeros_like(sigma), sigma, zero, one)
@@ -67,11 +66,9 @@ def plot_gaussian_kl(
     right.plot(sigma, reverse, label="KL( N(0, 1) || N(0, $\\sigma^2$) )", linestyle="--")
     right.fill_between(sigma, forward, reverse, alpha=0.15, color="grey", label="asymmetry")
     right.set(
-        xscale="log",
         xlabel="$\\sigma$",
-        ylabel="KL (nats)",
         title="KL is not symmetric: the two directions differ unless $\\sigma$ = 1",
-        ylim=(-0.2, 5.5),
+        **axes,
     )
     right.legend(loc="upper center")
     out = Path(path)
