@@ -1,0 +1,129 @@
+"""A latent-variable model whose posterior and evidence are known exactly: probabilistic PCA.
+
+    p(z) = N(0, I_L),   p(x | z) = N(W z + b, sigma^2 I_D)           (Tipping & Bishop 1999)
+    p(x) = N(b, C),  C = W W^T + sigma^2 I_D
+    p(z | x) = N(M^-1 W^T (x - b), sigma^2 M^-1),  M = W^T W + sigma^2 I_L
+    I(x; z) = 0.5 log det(I_L + W^T W / sigma^2)
+
+Its encoder is amortized and linear, q(z | x) = N(A (x - b) + c, diag(exp(s))), learnable or set
+to the diagonal of the exact posterior (``set_encoder_to_posterior``). It is the ground truth that
+the objectives (ELBO <= log p(x), the gap is KL(q || p(z|x)), IWAE tends to log p(x)) and the
+evaluation code are tested against.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import MultivariateNormal
+
+from elbokit.latents import GaussianLatent
+from elbokit.likelihoods import GaussianLikelihood
+from elbokit.models.base import LatentVariableModel
+
+
+class LinearGaussian(LatentVariableModel):
+    """Probabilistic PCA with a linear Gaussian encoder; float64 by default (it is a reference).
+
+    Args:
+        data_dim, latent_dim: D and L.
+        sigma: the observation noise standard deviation (fixed).
+        ignored_dims: how many of the L latent dims get zero columns in W, so that x carries no
+            information about them (for testing active-unit diagnostics).
+        generator: for the random W and b.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        sigma: float = 0.5,
+        *,
+        ignored_dims: int = 0,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        if not 0 <= ignored_dims < latent_dim:
+            raise ValueError(
+                f"ignored_dims={ignored_dims}; expected 0 <= ignored_dims < {latent_dim}"
+            )
+        w = torch.randn(data_dim, latent_dim, generator=generator, dtype=dtype)
+        if ignored_dims:
+            w[:, latent_dim - ignored_dims :] = 0.0
+        self.W = nn.Parameter(w)
+        self.b = nn.Parameter(torch.randn(data_dim, generator=generator, dtype=dtype))
+        self.sigma = sigma
+        self.latent = GaussianLatent(latent_dim)
+        self.likelihood = GaussianLikelihood(sigma)
+        self.data_shape = (data_dim,)
+        self.enc_A = nn.Parameter(
+            0.1 * torch.randn(latent_dim, data_dim, generator=generator, dtype=dtype)
+        )
+        self.enc_c = nn.Parameter(torch.zeros(latent_dim, dtype=dtype))
+        self.enc_s = nn.Parameter(torch.zeros(latent_dim, dtype=dtype))
+
+    # -------------------------------------------------------------------------------- the model
+    def encode(self, x):
+        mu = (x - self.b) @ self.enc_A.T + self.enc_c
+        return torch.cat([mu, self.enc_s.expand_as(mu)], -1)
+
+    def decode(self, z):
+        return z @ self.W.T + self.b
+
+    # --------------------------------------------------------------------------- exact answers
+    def _M(self) -> torch.Tensor:
+        L = self.W.shape[1]
+        return self.W.T @ self.W + self.sigma**2 * torch.eye(L, dtype=self.W.dtype)
+
+    def marginal(self) -> MultivariateNormal:
+        """p(x) = N(b, W W^T + sigma^2 I)."""
+        D = self.W.shape[0]
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(D, dtype=self.W.dtype)
+        return MultivariateNormal(self.b, covariance_matrix=cov)
+
+    def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact log p(x) in nats, (B,)."""
+        return self.marginal().log_prob(x)
+
+    def posterior(self, x: torch.Tensor) -> MultivariateNormal:
+        """The exact p(z | x), batch (B,)."""
+        M = self._M()
+        mean = torch.linalg.solve(M, self.W.T @ (x - self.b).T).T
+        return MultivariateNormal(mean, covariance_matrix=self.sigma**2 * torch.linalg.inv(M))
+
+    def mutual_information(self) -> torch.Tensor:
+        """I(x; z) = 0.5 log det(I + W^T W / sigma^2) in nats."""
+        L = self.W.shape[1]
+        return 0.5 * torch.logdet(
+            torch.eye(L, dtype=self.W.dtype) + self.W.T @ self.W / self.sigma**2
+        )
+
+    @torch.no_grad()
+    def set_encoder_to_posterior(self) -> None:
+        """q(z | x) := the exact posterior's mean map with its diagonal variances (no correlations)."""
+        M = self._M()
+        self.enc_A.copy_(torch.linalg.solve(M, self.W.T))
+        self.enc_c.zero_()
+        var = self.sigma**2 * torch.linalg.inv(M).diagonal()
+        self.enc_s.copy_(var.log())
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws of x from the model."""
+        z = torch.randn(n, self.W.shape[1], generator=generator, dtype=self.W.dtype)
+        noise = torch.randn(n, self.W.shape[0], generator=generator, dtype=self.W.dtype)
+        return self.decode(z) + self.sigma * noise
+
+    def expected_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """E_q[log p(x | z)] in closed form: the reconstruction term without sampling, (B,)."""
+        params = self.encode(x)
+        mu, logvar = self.latent.split(params)
+        resid = x - self.decode(mu)
+        trace = ((self.W**2) * logvar.exp().unsqueeze(-2)).sum((-1, -2))  # tr(W S W^T)
+        D = self.W.shape[0]
+        return -0.5 * ((resid**2).sum(-1) + trace) / self.sigma**2 - D * (
+            math.log(self.sigma) + 0.5 * math.log(2 * math.pi)
+        )

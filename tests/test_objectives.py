@@ -1,0 +1,88 @@
+"""ELBO, free bits, schedules and IWAE on tensors and on a model."""
+
+import math
+
+import pytest
+import torch
+
+from elbokit.models import LinearGaussian
+from elbokit.objectives import ELBO, IWAE, KLSchedule, make_objective
+
+
+def test_elbo_from_terms_is_the_textbook_loss():
+    recon_ll = torch.tensor([-10.0, -12.0])
+    kl_units = torch.tensor([[1.0, 0.5], [2.0, 0.5]])
+    out = ELBO(beta=2.0).from_terms(recon_ll, kl_units)
+    assert out.loss.item() == pytest.approx(11.0 + 2.0 * 2.0)
+    assert out.terms["elbo"].item() == pytest.approx(-11.0 - 2.0)
+    assert out.terms["recon"].item() == pytest.approx(11.0) and out.terms[
+        "kl"
+    ].item() == pytest.approx(2.0)
+    assert out.terms["kl_weight"].item() == 2.0
+
+
+def test_free_bits_per_dim_and_on_the_mean_are_different_things():
+    # batch-mean KL per unit: [0.1, 2.0]; lambda = 0.5
+    kl_units = torch.tensor([[0.1, 2.0], [0.1, 2.0]], requires_grad=True)
+    recon = torch.zeros(2)
+    per_dim = ELBO(free_bits=0.5, free_bits_mode="per_dim").from_terms(recon, kl_units)
+    mean = ELBO(free_bits=0.5, free_bits_mode="mean").from_terms(recon, kl_units)
+    assert per_dim.loss.item() == pytest.approx(0.5 + 2.0)  # sum_i max(0.5, KL_i)
+    assert mean.loss.item() == pytest.approx(2.1)  # max(0.5, sum_i KL_i)
+    (g_dim,) = torch.autograd.grad(per_dim.loss, kl_units)
+    (g_mean,) = torch.autograd.grad(mean.loss, kl_units)
+    assert (
+        g_dim[:, 0].abs().sum() == 0 and (g_dim[:, 1] > 0).all()
+    )  # the collapsed unit is left alone
+    assert (g_mean > 0).all()  # on the mean, every unit is still pushed down
+    # the logged KL is the true one either way
+    assert per_dim.terms["kl"].item() == pytest.approx(2.1) == mean.terms["kl"].item()
+
+
+def test_schedules():
+    lin = KLSchedule("linear", warmup=100)
+    assert [lin(s) for s in (0, 50, 100, 1000)] == [0.0, 0.5, 1.0, 1.0]
+    cyc = KLSchedule("cyclical", total=400, cycles=4, ratio=0.5)  # period 100, rise over 50
+    assert [cyc(s) for s in (0, 25, 50, 99, 100, 125)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
+    assert ELBO(beta=4.0, schedule=lin).kl_weight(25) == 1.0
+    with pytest.raises(ValueError, match="warmup >= 1"):
+        KLSchedule("linear")
+    with pytest.raises(ValueError, match="expected constant, linear or cyclical"):
+        KLSchedule("cosine")
+
+
+def test_iwae_with_one_sample_is_the_elbo_with_a_sampled_kl():
+    model = LinearGaussian(6, 2, generator=torch.Generator().manual_seed(0))
+    x = model.sample(8, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)
+    iwae = IWAE(k=1)(model, x)
+    torch.manual_seed(2)
+    elbo = ELBO(kl_estimator="sampled")(model, x)
+    assert elbo.kl_method == "sampled"
+    torch.testing.assert_close(iwae.per_example["iwae"], elbo.per_example["elbo"])
+
+
+def test_per_unit_terms_and_analytic_method_are_reported():
+    model = LinearGaussian(6, 3, generator=torch.Generator().manual_seed(0))
+    out = ELBO(per_unit=True)(model, model.sample(4))
+    assert out.kl_method == "analytic"
+    assert sum(out.terms[f"kl/dim_{i}"] for i in range(3)).item() == pytest.approx(
+        out.terms["kl"].item(), rel=1e-9
+    )
+
+
+def test_errors_name_the_value():
+    with pytest.raises(ValueError, match="beta must be >= 0, got -1"):
+        ELBO(beta=-1.0)
+    with pytest.raises(ValueError, match="free_bits_mode='dims'"):
+        ELBO(free_bits_mode="dims")
+    with pytest.raises(
+        ValueError,
+        match=r"recon_ll must be \(B,\) and kl_units \(B, units\); got \(3,\) and \(4, 2\)",
+    ):
+        ELBO().from_terms(torch.zeros(3), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="k >= 1"):
+        IWAE(k=0)
+    with pytest.raises(ValueError, match="unknown objective 'vi'"):
+        make_objective("vi")
+    assert math.isclose(make_objective("elbo", beta=0.5).beta, 0.5)
