@@ -2,6 +2,7 @@
 
     elbokit kl "normal(0, 1)" "normal(1, 2)"     KL both ways, in nats and bits, and how
     elbokit kl plot [--out kl.png]               the Gaussian KL figure
+    elbokit train vae [--preset debug] [...]     train a VAE (mnist5k by default)
 
 Options are generated from the config dataclasses of each command (``--help`` lists them).
 Errors in user input print one line (or a spec with a caret) and exit with status 2.
@@ -12,12 +13,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-from elbokit.cli._args import add_config_arguments, config_from_args
+from elbokit.cli._args import add_config_arguments, config_from_args, given_options
 from elbokit.cli.kl import SPEC_HELP, KLConfig, KLPlotConfig, run_kl, run_kl_plot
 from elbokit.cli.spec import SpecError
+from elbokit.cli.train import PRESETS, TrainVAEConfig, run_train_vae
+from elbokit.data import DataError
+from elbokit.train.checkpoint import CheckpointError
+from elbokit.train.trainer import TrainingDiverged
 
-# (words, config class, runner, one-line description)
+
+def _train_vae(ns: argparse.Namespace) -> int:
+    given = given_options(TrainVAEConfig, ns)
+    if ns.resume:
+        if given:
+            raise ValueError(
+                f"--resume continues {ns.resume} with its saved config; drop "
+                + ", ".join("--" + k.replace("_", "-") for k in given)
+            )
+        return run_train_vae(PRESETS["default"], resume=ns.resume)
+    return run_train_vae(config_from_args(TrainVAEConfig, ns, base=PRESETS[ns.preset]))
+
+
+# (words, config class, runner, one-line description); runners of configs with presets take
+# the namespace (see _train_vae), the others the config.
 COMMANDS = (
+    (("train", "vae"), TrainVAEConfig, _train_vae, "train a VAE; --preset debug runs in seconds"),
     (
         ("kl", "plot"),
         KLPlotConfig,
@@ -33,7 +53,21 @@ def _parser(words, cls, description) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elbokit " + " ".join(words), description=description, epilog=epilog
     )
-    add_config_arguments(parser, cls)
+    presets = cls is TrainVAEConfig
+    add_config_arguments(parser, cls, only_given=presets)
+    if presets:
+        parser.add_argument(
+            "--preset",
+            choices=sorted(PRESETS),
+            default="default",
+            help="named settings the other options override (default: default)",
+        )
+        parser.add_argument(
+            "--resume",
+            default="",
+            metavar="RUN",
+            help="continue the interrupted run in RUN from its last checkpoint",
+        )
     return parser
 
 
@@ -52,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         if tuple(argv[: len(words)]) == words:
             ns = _parser(words, cls, description).parse_args(argv[len(words) :])
             try:
-                return run(config_from_args(cls, ns))
+                return run(ns) if cls is TrainVAEConfig else run(config_from_args(cls, ns))
             except SpecError as e:
                 print(f"elbokit: bad distribution spec: {e}", file=sys.stderr)
                 return 2
-            except (ValueError, ImportError, NotImplementedError) as e:
+            except TrainingDiverged as e:
+                print(f"elbokit: training diverged: {e}", file=sys.stderr)
+                return 3
+            except (ValueError, ImportError, NotImplementedError, DataError, CheckpointError) as e:
                 print(f"elbokit: {e}", file=sys.stderr)
                 return 2
     print(f"elbokit: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)

@@ -36,11 +36,22 @@ def _option_kwargs(f: dataclasses.Field, hint) -> dict:
     return kw
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one option per field of the dataclass ``cls`` to ``parser``."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, only_given: bool = False
+) -> None:
+    """Add one option per field of the dataclass ``cls`` to ``parser``.
+
+    With ``only_given``, options the user does not type are left out of the namespace (their
+    defaults still show in --help), so ``config_from_args(..., base=preset)`` can layer what was
+    typed over a preset.
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("cli") is False:
+            continue
         kw = _option_kwargs(f, hints[f.name])
+        if only_given and not f.metadata.get("positional"):
+            kw["default"] = argparse.SUPPRESS
         if f.metadata.get("positional"):
             kw.pop("default", None)
             parser.add_argument(f.name, **kw)
@@ -48,10 +59,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
 
 
-def config_from_args(cls: type, ns: argparse.Namespace):
-    """The config ``cls`` built from parsed arguments (tuples for multi-valued fields)."""
+def given_options(cls: type, ns: argparse.Namespace) -> dict:
+    """The fields of ``cls`` present in the namespace (tuples for multi-valued fields)."""
     values = {}
     for f in dataclasses.fields(cls):
-        v = getattr(ns, f.name)
-        values[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**values)
+        if hasattr(ns, f.name):
+            v = getattr(ns, f.name)
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+    return values
+
+
+def config_from_args(cls: type, ns: argparse.Namespace, base=None):
+    """The config built from parsed arguments, over ``base`` (a preset) when given."""
+    values = given_options(cls, ns)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)

@@ -30,6 +30,7 @@ from elbokit.data.readers import (
     read_image_folder,
     read_npz,
 )
+from elbokit.seeding import mix
 
 __all__ = ["BINARIZE", "SOURCES", "DataError", "ImageData", "load_data"]
 
@@ -63,6 +64,37 @@ class ImageData:
         if self.binarize == "dynamic":
             x = torch.bernoulli(x, generator=generator)
         return x
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int = 0,
+        start: int = 0,
+        shuffle: bool = True,
+    ):
+        """Float batches of a split, in an order fixed by (seed, epoch), from batch ``start`` on.
+
+        Each batch's binarization draws from its own generator seeded by (seed, epoch, index), so
+        a run resumed in the middle of an epoch sees exactly the batches it would have seen.
+        """
+        raw = self.split(split)
+        n = len(raw)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; expected >= 1")
+        order = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(mix(seed, epoch)))
+            if shuffle
+            else torch.arange(n)
+        )
+        for b in range(start, -(-n // batch_size)):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            yield self.as_float(raw[idx], torch.Generator().manual_seed(mix(seed, epoch, b)))
+
+    def num_batches(self, split: str, batch_size: int) -> int:
+        return -(-len(self.split(split)) // batch_size)
 
     def split(self, which: str) -> torch.Tensor:
         if which not in ("train", "test"):

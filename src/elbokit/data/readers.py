@@ -47,7 +47,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path}: IDX header declares shape {shape} ({expected} bytes of data) but the file "
             f"holds {len(raw) - header}: truncated or corrupt"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    # bytearray: a writable buffer, so torch.from_numpy can share it without a warning
+    return np.frombuffer(bytearray(raw), dtype=dtype, offset=header).reshape(shape)
 
 
 def as_images(x: np.ndarray, where: str) -> np.ndarray:

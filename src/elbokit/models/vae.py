@@ -1,0 +1,94 @@
+"""The variational autoencoder: an encoder to a latent family, a decoder to a likelihood family.
+
+    q(z | x) = latent(encoder(x)),  p(z) = latent's prior,  p(x | z) = likelihood(decoder(z))
+
+The architecture (MLP or convolutional), the latent family and the likelihood family are chosen
+by name in ``VAEConfig``, which is saved with every run and is all that is needed to rebuild the
+model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from elbokit.latents import make_latent
+from elbokit.likelihoods import make_likelihood
+from elbokit.models.base import LatentVariableModel
+from elbokit.nets import MLP, ConvDecoder, ConvEncoder
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """What defines a VAE. ``data_shape`` is (C, H, W) and comes from the data."""
+
+    data_shape: tuple[int, int, int] = (1, 28, 28)
+    latent: str = field(default="gaussian", metadata={"help": "latent family"})
+    latent_dim: int = field(default=32, metadata={"help": "latent dimensions"})
+    likelihood: str = field(default="bernoulli", metadata={"help": "likelihood family p(x|z)"})
+    arch: str = field(default="mlp", metadata={"help": "encoder/decoder: mlp or conv"})
+    hidden: tuple[int, ...] = field(default=(512, 512), metadata={"help": "MLP hidden widths"})
+    channels: tuple[int, ...] = field(
+        default=(32, 64), metadata={"help": "conv channels per stride-2 layer"}
+    )
+    activation: str = field(default="relu", metadata={"help": "relu, elu, silu or tanh"})
+
+    def __post_init__(self):
+        if self.arch not in ("mlp", "conv"):
+            raise ValueError(f"arch={self.arch!r}; expected 'mlp' or 'conv'")
+        if len(self.data_shape) != 3:
+            raise ValueError(f"data_shape={self.data_shape}; expected (C, H, W)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown VAE config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class VAE(LatentVariableModel):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.data_shape = tuple(config.data_shape)
+        self.latent = make_latent(config.latent, dim=config.latent_dim)
+        self.likelihood = make_likelihood(config.likelihood)
+        self.param_shape = self.likelihood.param_shape(self.data_shape)
+        c, h, w = self.data_shape
+        out = math.prod(self.param_shape)
+        if config.arch == "mlp":
+            self.encoder = MLP(c * h * w, config.hidden, self.latent.param_size, config.activation)
+            self.decoder = MLP(self.latent.z_size, config.hidden[::-1], out, config.activation)
+        else:
+            self.encoder = ConvEncoder(
+                self.data_shape, config.channels, self.latent.param_size, config.activation
+            )
+            self.decoder = ConvDecoder(
+                self.latent.z_size, config.channels, out // (h * w), (h, w), config.activation
+            )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"the model expects images of shape {self.data_shape}, got a batch of shape {tuple(x.shape)}"
+            )
+        if (
+            self.likelihood.name == "categorical"
+        ):  # class indices 0..K-1 in; the encoder sees [0, 1]
+            x = x / (self.likelihood.num_classes - 1)
+        return self.encoder(x.flatten(1) if self.config.arch == "mlp" else x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        out = self.decoder(z.reshape(-1, z.shape[-1]))
+        if self.config.arch == "conv" and self.likelihood.name == "categorical":
+            c, h, w = self.data_shape  # (N, C*K, H, W) -> (N, C, H, W, K)
+            out = out.view(-1, c, out.shape[1] // c, h, w).permute(0, 1, 3, 4, 2)
+        return out.reshape(*lead, *self.param_shape)

@@ -1,0 +1,271 @@
+"""The trainer: optimizer steps, live progress, metrics, checkpoints, resume, divergence checks.
+
+It knows nothing about VAEs: it takes a model (``nn.Module``), an objective called as
+``objective(model, x, step)`` returning an ``ObjectiveOutput`` (loss and named terms), and data
+with ``batches(split, batch_size, seed=, epoch=, start=)``. Everything random is seeded from
+(seed, step): the data order and binarization by the data, the objective's samples by seeding
+torch's generator at every step. A run resumed from a checkpoint therefore draws exactly the
+numbers an uninterrupted run draws, and ends with the same weights.
+
+Per run (restored afterwards, never at import): the thread count, if set, and flushing of
+denormal floats, which otherwise slow Adam's updates once its moment estimates decay into the
+denormal range (measured: a quarter of the first moments, epochs 9 s -> 13 s on Fashion-MNIST).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from elbokit.seeding import mix
+from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term or gradient became NaN or inf; names the step, the term and the checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(default=30, metadata={"help": "passes over the training set"})
+    batch_size: int = field(default=100, metadata={"help": "examples per optimizer step"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seeds initialization, data order, sampling"})
+    checkpoint_every: int = field(
+        default=500, metadata={"help": "steps between checkpoints (and at the end)"}
+    )
+    log_every: int = field(default=50, metadata={"help": "steps between metrics.jsonl lines"})
+    threads: int = field(default=0, metadata={"help": "torch threads for the run (0: leave as is)"})
+    flush_denormal: bool = field(
+        default=True, metadata={"help": "flush denormal floats during the run"}
+    )
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, ..."})
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}; expected > 0")
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of torch's generator at a training step (step -1: evaluation)."""
+    return mix(seed, 0x5EED, step)
+
+
+@contextmanager
+def _run_settings(config: TrainConfig):
+    threads = torch.get_num_threads()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    flushed = config.flush_denormal and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+
+
+class _Progress:
+    """tqdm when available and wanted, else nothing; shows the live loss terms."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, desc: str):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(
+                    total=total,
+                    initial=initial,
+                    desc=desc,
+                    unit="step",
+                    mininterval=0.5,
+                    dynamic_ncols=True,
+                )
+            except ImportError:
+                pass
+
+    def update(self, terms: dict[str, float]):
+        if self.bar is not None:
+            self.bar.update(1)
+            shown = {k: f"{v:.2f}" for k, v in terms.items() if "/" not in k and k != "kl_weight"}
+            self.bar.set_postfix(shown, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _TensorBoard:
+    def __init__(self, run_dir: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            self.writer = None
+
+    def log(self, step: int, metrics: dict[str, float]):
+        if self.writer is not None:
+            for k, v in metrics.items():
+                self.writer.add_scalar(k, v, step)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Trainer:
+    """Fits a model to data by an objective, writing everything to ``run_dir``.
+
+    Run directory: ``state.json`` (step, epoch, batch, the checkpoint it names),
+    ``checkpoints/step-N/{model,optimizer}.safetensors``, ``metrics.jsonl`` (one JSON object per
+    line, namespaced keys: ``train/elbo``, ``test/elbo``, ``time/steps_per_s``), and
+    ``tensorboard/`` when tensorboard is installed. ``config.json`` is the caller's.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path):
+        self.config = config
+        self.run_dir = Path(run_dir)
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        objective,
+        data,
+        *,
+        resume: bool = False,
+        stop_at: int | None = None,
+    ) -> dict:
+        """Train; returns the last test metrics. ``stop_at`` ends early after that step (tests).
+
+        Raises:
+            TrainingDiverged: NaN or inf in a loss term or the gradient; the last good
+                checkpoint is kept and named.
+            CheckpointError: resume=True and the checkpoint is missing, corrupt or does not fit.
+        """
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        device = torch.device(cfg.device)
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        step, epoch, start = 0, 0, 0
+        if resume:
+            state = load_checkpoint(self.run_dir, model, optimizer)
+            step, epoch, start = state["step"], state["epoch"], state["batch"]
+        per_epoch = data.num_batches("train", cfg.batch_size)
+        total = cfg.epochs * per_epoch
+        metrics_file = open(self.run_dir / "metrics.jsonl", "a")
+        tensorboard = _TensorBoard(self.run_dir)
+        progress = _Progress(cfg.progress, total, step, self.run_dir.name)
+        last_saved = step if resume else None
+        window: dict[str, float] = {}
+        window_n, t0 = 0, time.perf_counter()
+        test_metrics: dict[str, float] = {}
+        try:
+            with _run_settings(cfg):
+                while epoch < cfg.epochs:
+                    model.train()
+                    for x in data.batches(
+                        "train", cfg.batch_size, seed=cfg.seed, epoch=epoch, start=start
+                    ):
+                        torch.manual_seed(step_seed(cfg.seed, step))
+                        out = objective(model, x.to(device), step)
+                        self._check_finite(step, out, last_saved)
+                        optimizer.zero_grad(set_to_none=True)
+                        out.loss.backward()
+                        self._check_gradients(step, model, last_saved)
+                        optimizer.step()
+                        step, start = step + 1, start + 1
+                        terms = {k: float(v) for k, v in out.terms.items()}
+                        for k, v in terms.items():
+                            window[k] = window.get(k, 0.0) + v
+                        window_n += 1
+                        progress.update(terms)
+                        if step % cfg.log_every == 0:
+                            rate = window_n / (time.perf_counter() - t0)
+                            line = {f"train/{k}": v / window_n for k, v in window.items()}
+                            self._log(
+                                metrics_file,
+                                tensorboard,
+                                step,
+                                epoch,
+                                {**line, "time/steps_per_s": rate},
+                            )
+                            window, window_n, t0 = {}, 0, time.perf_counter()
+                        if step % cfg.checkpoint_every == 0:
+                            self._save(step, epoch, start, model, optimizer)
+                            last_saved = step
+                        if stop_at is not None and step >= stop_at:
+                            return test_metrics
+                    epoch, start = epoch + 1, 0
+                    test_metrics = self.evaluate(model, objective, data, step)
+                    self._log(metrics_file, tensorboard, step, epoch, test_metrics)
+                if last_saved != step:
+                    self._save(step, epoch, start, model, optimizer)
+        finally:
+            progress.close()
+            metrics_file.close()
+            tensorboard.close()
+        return test_metrics
+
+    @torch.no_grad()
+    def evaluate(self, model, objective, data, step: int) -> dict[str, float]:
+        """Mean terms over the test split, with a fixed seed (the same samples every epoch)."""
+        model.eval()
+        cfg = self.config
+        sums: dict[str, float] = {}
+        n = 0
+        torch.manual_seed(step_seed(cfg.seed, -1))
+        for x in data.batches("test", cfg.batch_size, seed=cfg.seed, epoch=-1, shuffle=False):
+            out = objective(model, x.to(cfg.device), step)
+            for k, v in out.terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(x)
+            n += len(x)
+        model.train()
+        return {f"test/{k}": v / n for k, v in sums.items() if k != "kl_weight"}
+
+    def _save(self, step, epoch, batch, model, optimizer):
+        state = {"epoch": epoch, "batch": batch, "seed": self.config.seed}
+        save_checkpoint(self.run_dir, step, model, optimizer, state)
+
+    def _log(self, file, tensorboard, step, epoch, metrics):
+        file.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")
+        file.flush()
+        tensorboard.log(step, metrics)
+
+    def _where(self, last_saved) -> str:
+        if last_saved is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (step {last_saved}) is kept in {self.run_dir}"
+
+    def _check_finite(self, step, out, last_saved):
+        for name, value in {"loss": out.loss, **out.terms}.items():
+            v = float(value.detach())
+            if not math.isfinite(v):
+                raise TrainingDiverged(
+                    f"step {step}: the {name!r} term is {v}; {self._where(last_saved)}"
+                )
+
+    def _check_gradients(self, step, model, last_saved):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        if not torch.isfinite(norm):
+            name = next(
+                n
+                for n, p in model.named_parameters()
+                if p.grad is not None and not torch.isfinite(p.grad).all()
+            )
+            raise TrainingDiverged(
+                f"step {step}: the gradient of {name!r} is not finite; {self._where(last_saved)}"
+            )
