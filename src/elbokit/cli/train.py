@@ -24,6 +24,7 @@ from elbokit.data import load_data
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, IWAE, KLSchedule
 from elbokit.train.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from elbokit.train.distributed import setup
 from elbokit.train.trainer import TrainConfig, Trainer
 
 
@@ -186,6 +187,8 @@ def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
             raise ValueError(
                 f"{run_dir} already holds a run: --resume {run_dir} continues it, --out picks another folder"
             )
+    world = setup(cfg.device)  # under torchrun: rank 0 alone writes and prints
+    say = print if world.main else (lambda *args: None)
     data = load_data(
         cfg.data,
         binarize=cfg.binarize,
@@ -198,26 +201,24 @@ def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
     model = VAE(mcfg)
     _check_data(data, model)
     objective = build_objective(cfg, data.num_batches("train", cfg.batch_size))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_text(
-            run_dir / "config.json",
-            json.dumps(
-                {"kind": "vae", "run": dataclasses.asdict(cfg), "model": mcfg.to_dict()}, indent=2
-            ),
-        )
-    print(f"run directory: {run_dir}")
-    print(
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            saved = {"kind": "vae", "run": dataclasses.asdict(cfg), "model": mcfg.to_dict()}
+            atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
+    say(f"run directory: {run_dir}")
+    say(
         f"data: {data.name}, {len(data.train)} train / {len(data.test)} test images of shape {data.shape}, binarize={cfg.binarize}"
     )
-    print(
+    say(
         f"model: {cfg.arch} VAE, {cfg.latent} latent of {cfg.latent_dim}, {cfg.likelihood} likelihood, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
+        + (f"; {world.size} processes" if world.size > 1 else "")
     )
     trainer = Trainer(train_config(cfg), run_dir)
     t0 = time.perf_counter()
     metrics = trainer.fit(model, objective, data, resume=bool(resume))
     seconds = time.perf_counter() - t0
     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
-    print(f"done in {seconds:.1f} s: {shown or 'no new epochs'}")
+    say(f"done in {seconds:.1f} s: {shown or 'no new epochs'}")
     return 0

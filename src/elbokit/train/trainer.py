@@ -25,6 +25,7 @@ import torch
 
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
+from elbokit.train.distributed import setup, wrap
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,9 +57,9 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr}; expected > 0")
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of torch's generator at a training step (step -1: evaluation)."""
-    return mix(seed, 0x5EED, step)
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The seed of torch's generator at a training step on a rank (step -1: evaluation)."""
+    return mix(seed, 0x5EED, step) if rank == 0 else mix(seed, 0x5EED, step, rank)
 
 
 @contextmanager
@@ -125,13 +126,40 @@ class _TensorBoard:
             self.writer.close()
 
 
+class _Writer:
+    """Progress bar, metrics.jsonl and TensorBoard, on the main process only."""
+
+    def __init__(self, run_dir: Path, main: bool, progress: bool, total: int, initial: int):
+        self.main = main
+        self.file = open(run_dir / "metrics.jsonl", "a") if main else None
+        self.tensorboard = _TensorBoard(run_dir) if main else None
+        self.bar = _Progress(progress and main, total, initial, run_dir.name)
+
+    def progress(self, terms):
+        self.bar.update(terms)
+
+    def log(self, step: int, epoch: int, metrics: dict[str, float]):
+        if self.main:
+            self.file.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")
+            self.file.flush()
+            self.tensorboard.log(step, metrics)
+
+    def close(self):
+        self.bar.close()
+        if self.main:
+            self.file.close()
+            self.tensorboard.close()
+
+
 class Trainer:
     """Fits a model to data by an objective, writing everything to ``run_dir``.
 
     Run directory: ``state.json`` (step, epoch, batch, the checkpoint it names),
     ``checkpoints/step-N/{model,optimizer}.safetensors``, ``metrics.jsonl`` (one JSON object per
     line, namespaced keys: ``train/elbo``, ``test/elbo``, ``time/steps_per_s``), and
-    ``tensorboard/`` when tensorboard is installed. ``config.json`` is the caller's.
+    ``tensorboard/`` when tensorboard is installed. ``config.json`` is the caller's. Under
+    torchrun the step is data-parallel over the processes and rank 0 alone writes (see
+    ``elbokit.train.distributed``).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path):
@@ -155,19 +183,20 @@ class Trainer:
             CheckpointError: resume=True and the checkpoint is missing, corrupt or does not fit.
         """
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        world = setup(cfg.device)
         device = torch.device(cfg.device)
+        if world.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         step, epoch, start = 0, 0, 0
         if resume:
             state = load_checkpoint(self.run_dir, model, optimizer)
             step, epoch, start = state["step"], state["epoch"], state["batch"]
+        module = wrap(model, objective, world, device)
         per_epoch = data.num_batches("train", cfg.batch_size)
         total = cfg.epochs * per_epoch
-        metrics_file = open(self.run_dir / "metrics.jsonl", "a")
-        tensorboard = _TensorBoard(self.run_dir)
-        progress = _Progress(cfg.progress, total, step, self.run_dir.name)
+        writer = _Writer(self.run_dir, world.main, cfg.progress, total, step)
         last_saved = step if resume else None
         window: dict[str, float] = {}
         window_n, t0 = 0, time.perf_counter()
@@ -179,44 +208,44 @@ class Trainer:
                     for x in data.batches(
                         "train", cfg.batch_size, seed=cfg.seed, epoch=epoch, start=start
                     ):
-                        torch.manual_seed(step_seed(cfg.seed, step))
-                        out = objective(model, x.to(device), step)
-                        self._check_finite(step, out, last_saved)
+                        torch.manual_seed(step_seed(cfg.seed, step, world.rank))
+                        loss, out = module(world.shard(x).to(device), step)
+                        names = ["loss", *out.terms]
+                        values = world.mean(
+                            torch.stack([loss.detach(), *(t.detach() for t in out.terms.values())])
+                        )
+                        self._check_finite(
+                            step, dict(zip(names, values.tolist(), strict=True)), last_saved
+                        )
                         optimizer.zero_grad(set_to_none=True)
-                        out.loss.backward()
+                        loss.backward()
                         self._check_gradients(step, model, last_saved)
                         optimizer.step()
                         step, start = step + 1, start + 1
-                        terms = {k: float(v) for k, v in out.terms.items()}
+                        terms = dict(zip(names[1:], values.tolist()[1:], strict=True))
                         for k, v in terms.items():
                             window[k] = window.get(k, 0.0) + v
                         window_n += 1
-                        progress.update(terms)
+                        writer.progress(terms)
                         if step % cfg.log_every == 0:
                             rate = window_n / (time.perf_counter() - t0)
                             line = {f"train/{k}": v / window_n for k, v in window.items()}
-                            self._log(
-                                metrics_file,
-                                tensorboard,
-                                step,
-                                epoch,
-                                {**line, "time/steps_per_s": rate},
-                            )
+                            writer.log(step, epoch, {**line, "time/steps_per_s": rate})
                             window, window_n, t0 = {}, 0, time.perf_counter()
                         if step % cfg.checkpoint_every == 0:
-                            self._save(step, epoch, start, model, optimizer)
+                            if world.main:
+                                self._save(step, epoch, start, model, optimizer)
                             last_saved = step
                         if stop_at is not None and step >= stop_at:
                             return test_metrics
                     epoch, start = epoch + 1, 0
-                    test_metrics = self.evaluate(model, objective, data, step)
-                    self._log(metrics_file, tensorboard, step, epoch, test_metrics)
-                if last_saved != step:
+                    if world.main:
+                        test_metrics = self.evaluate(model, objective, data, step)
+                        writer.log(step, epoch, test_metrics)
+                if last_saved != step and world.main:
                     self._save(step, epoch, start, model, optimizer)
         finally:
-            progress.close()
-            metrics_file.close()
-            tensorboard.close()
+            writer.close()
         return test_metrics
 
     @torch.no_grad()
@@ -239,19 +268,13 @@ class Trainer:
         state = {"epoch": epoch, "batch": batch, "seed": self.config.seed}
         save_checkpoint(self.run_dir, step, model, optimizer, state)
 
-    def _log(self, file, tensorboard, step, epoch, metrics):
-        file.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")
-        file.flush()
-        tensorboard.log(step, metrics)
-
     def _where(self, last_saved) -> str:
         if last_saved is None:
             return "no checkpoint was written yet"
         return f"the last good checkpoint (step {last_saved}) is kept in {self.run_dir}"
 
-    def _check_finite(self, step, out, last_saved):
-        for name, value in {"loss": out.loss, **out.terms}.items():
-            v = float(value.detach())
+    def _check_finite(self, step, values: dict[str, float], last_saved):
+        for name, v in values.items():
             if not math.isfinite(v):
                 raise TrainingDiverged(
                     f"step {step}: the {name!r} term is {v}; {self._where(last_saved)}"

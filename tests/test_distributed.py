@@ -1,0 +1,51 @@
+"""torchrun with 2 gloo processes: the data-parallel step is the step of the global batch."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from elbokit.cli.train import PRESETS, load_run
+from elbokit.train.trainer import step_seed
+from test_trainer import _setup
+
+
+def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "elbokit", "train", "vae", "--preset", "debug", "--epochs", "1", "--threads", "1",
+        "--checkpoint-every", "1000", "--no-progress", "--out", str(run),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    ddp_model, _, state = load_run(run)
+
+    # The same steps in one process: each global batch cut into the two ranks' shards, each
+    # shard's loss with that rank's noise stream, the gradients averaged, one Adam step.
+    cfg = dataclasses.replace(PRESETS["debug"], epochs=1)
+    data, model, objective = _setup(cfg)
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    steps = 0
+    for step, x in enumerate(data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)):
+        grads = [torch.zeros_like(p) for p in params]
+        for rank, shard in enumerate(x.tensor_split(2)):
+            torch.manual_seed(step_seed(cfg.seed, step, rank))
+            loss = objective(model, shard, step).loss
+            for g, d in zip(grads, torch.autograd.grad(loss, params), strict=True):
+                g += d / 2
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+        steps += 1
+    assert state["step"] == steps
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ddp_model.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    # rank 0 alone wrote: one test line for the one epoch
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sum("test/elbo" in line for line in lines) == 1
