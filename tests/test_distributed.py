@@ -9,7 +9,7 @@ import sys
 import torch
 
 from elbokit.cli.train import PRESETS, load_run
-from elbokit.train.trainer import step_seed
+from elbokit.train.trainer import make_adam, step_seed
 from test_trainer import _setup
 
 
@@ -30,7 +30,7 @@ def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
     cfg = dataclasses.replace(PRESETS["debug"], epochs=1)
     data, model, objective = _setup(cfg)
     params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = make_adam(params, cfg.lr)
     steps = 0
     for step, x in enumerate(data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)):
         grads = [torch.zeros_like(p) for p in params]

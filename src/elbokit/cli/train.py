@@ -87,6 +87,9 @@ class TrainVAEConfig:
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: leave as is)"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    precision: Literal["fp32", "bf16"] = field(
+        default="fp32", metadata={"help": "bf16: autocast matmuls (AMX CPUs, GPUs)"}
+    )
     progress: bool = field(default=True, metadata={"help": "progress bar"})
     out: str = field(default="", metadata={"help": "run directory (default runs/vae-DATA-TIME)"})
 

@@ -53,6 +53,12 @@ class VAEConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Net outputs under bf16 autocast become float32 before the likelihood and KL sums (a
+    bf16 sum of 784 pixel terms would be off by tenths of a nat); float64 stays float64."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class VAE(LatentVariableModel):
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -83,11 +89,11 @@ class VAE(LatentVariableModel):
             self.likelihood.name == "categorical"
         ):  # class indices 0..K-1 in; the encoder sees [0, 1]
             x = x / (self.likelihood.num_classes - 1)
-        return self.encoder(x.flatten(1) if self.config.arch == "mlp" else x)
+        return _at_least_fp32(self.encoder(x.flatten(1) if self.config.arch == "mlp" else x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
-        out = self.decoder(z.reshape(-1, z.shape[-1]))
+        out = _at_least_fp32(self.decoder(z.reshape(-1, z.shape[-1])))
         if self.config.arch == "conv" and self.likelihood.name == "categorical":
             c, h, w = self.data_shape  # (N, C*K, H, W) -> (N, C, H, W, K)
             out = out.view(-1, c, out.shape[1] // c, h, w).permute(0, 1, 3, 4, 2)

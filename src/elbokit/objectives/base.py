@@ -72,10 +72,18 @@ class Objective:
     def kl_weight(self, step: int) -> float:
         return self.beta * self.schedule(step)
 
+    @property
+    def needs_units(self) -> bool:
+        """Whether the loss or the logs need the KL of each latent unit, not just its sum."""
+        return self.per_unit or (self.free_bits > 0 and self.free_bits_mode == "per_dim")
+
     def kl_units(self, model, params, z) -> tuple[torch.Tensor, str]:
-        """KL(q(z|x) || p(z)) per unit, (B, units) or (B, 1) when sampled, and how it was got."""
+        """KL(q(z|x) || p(z)) per unit, (B, units); (B, 1) holding the sum where units are not
+        needed (the latent's fused path) or when sampled; and how it was obtained."""
         if self.kl_estimator != "sampled":
             try:
+                if not self.needs_units:
+                    return model.latent.kl(params).unsqueeze(-1), "analytic"
                 return model.latent.kl_units(params), "analytic"
             except NotImplementedError:
                 if self.kl_estimator == "analytic":

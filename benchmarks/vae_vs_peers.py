@@ -1,0 +1,286 @@
+"""VAE training speed and quality against peers, all measured in one run.
+
+    python benchmarks/vae_vs_peers.py [--data mnist5k] [--epochs 10] [--threads 2]
+    python benchmarks/vae_vs_peers.py --data fashion-mnist --epochs 5
+
+Same model for everyone: MLP 784-512-512-(32 Gaussian), decoder mirrored, Bernoulli likelihood,
+ReLU, Adam 1e-3, batch 100, dynamic binarization, same data and split, same epochs. Contenders:
+
+- bare:           a hand-written PyTorch loop (the floor of framework overhead), denormals as is
+- bare+flush:     the same loop with torch.set_flush_denormal(True)
+- elbokit:        elbokit's Trainer, fp32 (it flushes denormals for the run)
+- elbokit bf16:   the same with --precision bf16 (autocast)
+- pythae:         pythae's VAE with these nets and its BaseTrainer (if pythae is installed)
+- pyro:           Pyro's SVI with TraceMeanField_ELBO (if pyro-ppl is installed)
+
+Prints seconds per epoch (mean over epochs 2..N, after warm-up, and over all epochs) with the
+ratio to elbokit, the test ELBO of every contender by one common evaluator (analytic KL, a fixed
+binarization of the test set), the machine's fp32 and bf16 matmul throughput, and the fraction of
+it that elbokit's training reaches. Peers are optional imports: install them into a separate
+environment (pip install pythae pyro-ppl) to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elbokit.data import load_data
+from elbokit.divergence import vae_kl
+from elbokit.models.vae import VAE, VAEConfig
+from elbokit.objectives import ELBO
+from elbokit.train.trainer import TrainConfig, Trainer
+
+HIDDEN, LATENT, BATCH, LR = (512, 512), 32, 100, 1e-3
+
+
+def nets():
+    enc = nn.Sequential(
+        nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 2 * LATENT)
+    )
+    dec = nn.Sequential(
+        nn.Linear(LATENT, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 784)
+    )
+    return enc, dec
+
+
+@torch.no_grad()
+def test_elbo(encode, decode_logits, test_raw: torch.Tensor) -> float:
+    """Mean test ELBO in nats: one z per image, analytic KL, the test set binarized once (seed 123)."""
+    x = torch.bernoulli(
+        test_raw.float().div(255).flatten(1), generator=torch.Generator().manual_seed(123)
+    )
+    g = torch.Generator().manual_seed(456)
+    total = 0.0
+    for xb in x.split(500):
+        h = encode(xb)
+        mu, logvar = h[:, :LATENT], h[:, LATENT:]
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g)
+        recon = -F.binary_cross_entropy_with_logits(decode_logits(z), xb, reduction="none").sum(-1)
+        total += (recon - vae_kl(mu, logvar)).sum().item()
+    return total / len(x)
+
+
+def epochs_timed(run_epoch, epochs):
+    times = []
+    for e in range(epochs):
+        t = time.perf_counter()
+        run_epoch(e)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def bare(data, epochs, flush: bool):
+    torch.manual_seed(0)
+    enc, dec = nets()
+    params = [*enc.parameters(), *dec.parameters()]
+    opt = torch.optim.Adam(params, lr=LR)
+    train = data.train
+
+    def run_epoch(e):
+        order = torch.randperm(len(train))
+        for i in range(0, len(train), BATCH):
+            x = torch.bernoulli(train[order[i : i + BATCH]].float().div(255).flatten(1))
+            h = enc(x)
+            mu, logvar = h[:, :LATENT], h[:, LATENT:]
+            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+            recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").sum(-1)
+            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+            loss = (recon + kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    torch.set_flush_denormal(flush)
+    try:
+        times = epochs_timed(run_epoch, epochs)
+    finally:
+        torch.set_flush_denormal(False)
+    return times, test_elbo(enc, dec, data.test)
+
+
+def elbokit_run(data, epochs, precision: str, threads: int):
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(data_shape=data.shape, latent_dim=LATENT, hidden=HIDDEN))
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, checkpoint_every=10**9, log_every=10**9,
+                      eval_every=epochs, progress=False, precision=precision, threads=threads)  # fmt: skip
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        Trainer(cfg, d).fit(model, ELBO(), data)
+        total = time.perf_counter() - t
+    flat = lambda x: x.view(-1, *data.shape)  # noqa: E731
+    return [total / epochs] * epochs, test_elbo(
+        lambda x: model.encode(flat(x)), lambda z: model.decode(z).flatten(1), data.test
+    )
+
+
+def pythae_run(data, epochs):
+    try:
+        from pythae.data.datasets import BaseDataset, DatasetOutput
+        from pythae.models import VAE as PVAE
+        from pythae.models import VAEConfig as PConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    except ImportError:
+        return None
+
+    torch.manual_seed(0)
+    enc_net, dec_net = nets()
+
+    class Enc(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = enc_net
+
+        def forward(self, x):
+            h = self.net(x.flatten(1))
+            return ModelOutput(embedding=h[:, :LATENT], log_covariance=h[:, LATENT:])
+
+    class Dec(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = dec_net
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).view(-1, 1, 28, 28))
+
+    class Dynamic(BaseDataset):  # pythae's way to binarize each time an image is drawn
+        def __getitem__(self, i):
+            return DatasetOutput(data=torch.bernoulli(self.data[i] / 255.0), labels=self.labels[i])
+
+    model = PVAE(
+        PConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce"),
+        encoder=Enc(),
+        decoder=Dec(),
+    )
+    train = Dynamic(data.train.float(), torch.zeros(len(data.train)))
+    times = []
+    with tempfile.TemporaryDirectory() as d:
+        cfg = BaseTrainerConfig(output_dir=d, num_epochs=epochs, learning_rate=LR, per_device_train_batch_size=BATCH,
+                                per_device_eval_batch_size=BATCH, steps_saving=None, no_cuda=True)  # fmt: skip
+        trainer = BaseTrainer(model, train, None, cfg)
+        t = time.perf_counter()
+        trainer.train()
+        times = [(time.perf_counter() - t) / epochs] * epochs
+    return times, test_elbo(lambda x: enc_net(x), dec_net, data.test)
+
+
+def pyro_run(data, epochs):
+    try:
+        import pyro
+        import pyro.distributions as dist
+        from pyro.infer import SVI, TraceMeanField_ELBO
+        from pyro.optim import Adam
+    except ImportError:
+        return None
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    enc, dec = nets()
+
+    def model(x):
+        pyro.module("decoder", dec)
+        with pyro.plate("data", x.shape[0]), pyro.poutine.scale(scale=1.0 / x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], LATENT), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=dec(z), validate_args=False).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", enc)
+        h = enc(x)
+        with pyro.plate("data", x.shape[0]), pyro.poutine.scale(scale=1.0 / x.shape[0]):
+            pyro.sample("z", dist.Normal(h[:, :LATENT], (0.5 * h[:, LATENT:]).exp()).to_event(1))
+
+    svi = SVI(model, guide, Adam({"lr": LR}), TraceMeanField_ELBO())
+    train = data.train
+
+    def run_epoch(e):
+        order = torch.randperm(len(train))
+        for i in range(0, len(train), BATCH):
+            svi.step(torch.bernoulli(train[order[i : i + BATCH]].float().div(255).flatten(1)))
+
+    return epochs_timed(run_epoch, epochs), test_elbo(enc, dec, data.test)
+
+
+def matmul_gflops(dtype, n=4096, reps=5) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="mnist5k")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_data(args.data, binarize="dynamic")
+    print(f"torch {torch.__version__}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")  # fmt: skip
+    print(
+        f"data {args.data}: {len(data.train)} train / {len(data.test)} test, {args.epochs} epochs, batch {BATCH}"
+    )
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    print(f"matmul 4096^2: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s ({bf16 / fp32:.2f}x)")
+    contenders = {
+        "bare": lambda: bare(data, args.epochs, flush=False),
+        "bare+flush": lambda: bare(data, args.epochs, flush=True),
+        "elbokit": lambda: elbokit_run(data, args.epochs, "fp32", args.threads),
+        "elbokit bf16": lambda: elbokit_run(data, args.epochs, "bf16", args.threads),
+        "pythae": lambda: pythae_run(data, args.epochs),
+        "pyro": lambda: pyro_run(data, args.epochs),
+    }
+    results = {}
+    for name, run in contenders.items():
+        if name in args.skip:
+            continue
+        out = run()
+        if out is None:
+            print(f"  {name}: not installed, skipped")
+            continue
+        results[name] = out
+        times, elbo = out
+        steady = statistics.mean(times[1:]) if len(times) > 1 else times[0]
+        print(
+            f"  {name:<13} {steady:6.2f} s/epoch (epochs 2..N), {statistics.mean(times):6.2f} (all)   test ELBO {elbo:8.2f} nats",
+            flush=True,
+        )
+    ref = statistics.mean(results["elbokit"][0])
+    print(
+        "ratios (seconds per epoch over all epochs, relative to elbokit fp32; > 1: slower than elbokit)"
+    )
+    for name, (times, elbo) in results.items():
+        print(
+            f"  {name:<13} {statistics.mean(times) / ref:5.2f}x   test ELBO {elbo - results['elbokit'][1]:+6.2f} nats vs elbokit"
+        )
+    steps = -(-len(data.train) // BATCH)
+    flops = (
+        3
+        * 2
+        * BATCH
+        * sum(
+            a * b for a, b in [(784, 512), (512, 512), (512, 64), (32, 512), (512, 512), (512, 784)]
+        )
+    )
+    for name, peak in (("elbokit", fp32), ("elbokit bf16", bf16)):
+        if name in results:
+            rate = flops * steps / statistics.mean(results[name][0]) / 1e9
+            print(
+                f"{name}: {rate:.0f} GFLOP/s in training = {rate / peak:.0%} of the {'bf16' if 'bf16' in name else 'fp32'} matmul rate"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
