@@ -106,11 +106,11 @@ def bare(data, epochs, flush: bool):
     return times, test_elbo(enc, dec, data.test)
 
 
-def elbokit_run(data, epochs, precision: str, threads: int):
-    torch.manual_seed(0)
+def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0):
+    torch.manual_seed(seed)
     model = VAE(VAEConfig(data_shape=data.shape, latent_dim=LATENT, hidden=HIDDEN))
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, checkpoint_every=10**9, log_every=10**9,
-                      eval_every=epochs, progress=False, precision=precision, threads=threads)  # fmt: skip
+                      eval_every=epochs, progress=False, precision=precision, threads=threads, seed=seed)  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         Trainer(cfg, d).fit(model, ELBO(), data)
@@ -223,6 +223,12 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
+    ap.add_argument(
+        "--rounds", type=int, default=2, help="rounds, alternating the order (default 2)"
+    )
+    ap.add_argument(
+        "--bf16-seeds", type=int, default=0, help="bf16 against fp32 over this many paired seeds"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_data(args.data, binarize="dynamic")
@@ -241,29 +247,36 @@ def main() -> int:
         "pythae": lambda: pythae_run(data, args.epochs),
         "pyro": lambda: pyro_run(data, args.epochs),
     }
-    results = {}
-    for name, run in contenders.items():
-        if name in args.skip:
-            continue
-        out = run()
-        if out is None:
-            print(f"  {name}: not installed, skipped")
-            continue
-        results[name] = out
-        times, elbo = out
-        steady = statistics.mean(times[1:]) if len(times) > 1 else times[0]
-        print(
-            f"  {name:<13} {steady:6.2f} s/epoch (epochs 2..N), {statistics.mean(times):6.2f} (all)   test ELBO {elbo:8.2f} nats",
-            flush=True,
-        )
-    ref = statistics.mean(results["elbokit"][0])
+    # Machine speed drifts by up to 10% between runs here: each round runs every contender, in
+    # forward order and then reversed, and the report gives the mean and the spread over rounds.
+    names = [n for n in contenders if n not in args.skip]
+    per_epoch: dict[str, list[float]] = {}
+    elbos: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            out = contenders[name]()
+            if out is None:
+                print(f"  {name}: not installed, skipped")
+                names.remove(name)
+                continue
+            times, elbo = out
+            per_epoch.setdefault(name, []).append(statistics.mean(times))
+            elbos.setdefault(name, []).append(elbo)
+            print(
+                f"  round {r + 1} {name:<13} {statistics.mean(times):6.2f} s/epoch   test ELBO {elbo:8.2f} nats",
+                flush=True,
+            )
+    mean = {n: statistics.mean(v) for n, v in per_epoch.items()}
+    ref = mean["elbokit"]
     print(
-        "ratios (seconds per epoch over all epochs, relative to elbokit fp32; > 1: slower than elbokit)"
+        f"mean over {args.rounds} round(s); ratio = contender's seconds per epoch / elbokit fp32's (> 1: slower than elbokit)"
     )
-    for name, (times, elbo) in results.items():
-        print(
-            f"  {name:<13} {statistics.mean(times) / ref:5.2f}x   test ELBO {elbo - results['elbokit'][1]:+6.2f} nats vs elbokit"
-        )
+    for name in per_epoch:
+        spread = f"{min(per_epoch[name]):.2f}-{max(per_epoch[name]):.2f}"
+        elbo = statistics.mean(elbos[name])
+        print(f"  {name:<13} {mean[name]:6.2f} s/epoch ({spread})  {mean[name] / ref:5.2f}x   "
+              f"test ELBO {elbo:8.2f} ({elbo - statistics.mean(elbos['elbokit']):+.2f} vs elbokit)")  # fmt: skip
+    results = {n: ([mean[n]], 0.0) for n in per_epoch}
     steps = -(-len(data.train) // BATCH)
     flops = (
         3
@@ -279,6 +292,23 @@ def main() -> int:
             print(
                 f"{name}: {rate:.0f} GFLOP/s in training = {rate / peak:.0%} of the {'bf16' if 'bf16' in name else 'fp32'} matmul rate"
             )
+    if args.bf16_seeds:
+        # Paired by seed (same initialization, data order and noise), so the difference is bf16's
+        # effect plus the divergence of two chaotic trajectories, not seed-to-seed spread.
+        diffs = []
+        for seed in range(args.bf16_seeds):
+            e32 = elbokit_run(data, args.epochs, "fp32", args.threads, seed)[1]
+            e16 = elbokit_run(data, args.epochs, "bf16", args.threads, seed)[1]
+            diffs.append(e16 - e32)
+            print(
+                f"  seed {seed}: test ELBO fp32 {e32:8.2f}, bf16 {e16:8.2f}, bf16 - fp32 {e16 - e32:+.2f} nats",
+                flush=True,
+            )
+        m = statistics.mean(diffs)
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+        print(
+            f"bf16 - fp32 test ELBO over {len(diffs)} paired seeds: {m:+.2f} +- {se:.2f} (standard error) nats"
+        )
     return 0
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from elbokit.divergence import vae_kl
+from elbokit.registry import build
 
 __all__ = ["LATENTS", "GaussianLatent", "Latent", "make_latent"]
 
@@ -128,9 +129,4 @@ def make_latent(name: str, **options) -> Latent:
     Raises:
         ValueError: an unknown name or option.
     """
-    if name not in LATENTS:
-        raise ValueError(f"unknown latent {name!r}; expected one of {', '.join(LATENTS)}")
-    try:
-        return LATENTS[name](**options)
-    except TypeError as e:
-        raise ValueError(f"latent {name!r}: {e}") from None
+    return build(LATENTS, "latent", name, options)

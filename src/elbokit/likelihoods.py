@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from elbokit.registry import build
+
 __all__ = [
     "LIKELIHOODS",
     "BernoulliLikelihood",
@@ -284,9 +286,4 @@ def make_likelihood(name: str, **options) -> Likelihood:
     Raises:
         ValueError: an unknown name or option.
     """
-    if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; expected one of {', '.join(LIKELIHOODS)}")
-    try:
-        return LIKELIHOODS[name](**options)
-    except TypeError as e:
-        raise ValueError(f"likelihood {name!r}: {e}") from None
+    return build(LIKELIHOODS, "likelihood", name, options)

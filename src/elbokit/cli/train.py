@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +223,8 @@ def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
     t0 = time.perf_counter()
     metrics = trainer.fit(model, objective, data, resume=bool(resume))
     seconds = time.perf_counter() - t0
-    shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+    if model.likelihood.discrete and "test/elbo" in metrics:  # a probability of 8-bit values
+        metrics["test/bits_per_dim"] = -metrics["test/elbo"] / (math.prod(data.shape) * math.log(2))
+    shown = ", ".join(f"{k} {v:.3f}" if "bits" in k else f"{k} {v:.2f}" for k, v in metrics.items())
     say(f"done in {seconds:.1f} s: {shown or 'no new epochs'}")
     return 0

@@ -10,18 +10,14 @@ from elbokit.objectives.base import Objective, ObjectiveOutput
 from elbokit.objectives.elbo import ELBO
 from elbokit.objectives.iwae import IWAE, log_weights
 from elbokit.objectives.schedules import KLSchedule
+from elbokit.registry import build
 
 OBJECTIVES = {"elbo": ELBO, "iwae": IWAE}
 
 
 def make_objective(name: str, **options) -> Objective:
     """The objective registered under ``name``; raises ValueError for unknown names/options."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; expected one of {', '.join(OBJECTIVES)}")
-    try:
-        return OBJECTIVES[name](**options)
-    except TypeError as e:
-        raise ValueError(f"objective {name!r}: {e}") from None
+    return build(OBJECTIVES, "objective", name, options)
 
 
 __all__ = [
