@@ -3,6 +3,7 @@
     elbokit kl "normal(0, 1)" "normal(1, 2)"     KL both ways, in nats and bits, and how
     elbokit kl plot [--out kl.png]               the Gaussian KL figure
     elbokit train vae [--preset debug] [...]     train a VAE (mnist5k by default)
+    elbokit eval RUN [--k 1000]                  log p(x) by importance sampling, diagnostics
 
 Options are generated from the config dataclasses of each command (``--help`` lists them).
 Errors in user input print one line (or a spec with a caret) and exit with status 2.
@@ -14,6 +15,7 @@ import argparse
 import sys
 
 from elbokit.cli._args import add_config_arguments, config_from_args, given_options
+from elbokit.cli.evaluate import EvalConfig, run_eval
 from elbokit.cli.kl import SPEC_HELP, KLConfig, KLPlotConfig, run_kl, run_kl_plot
 from elbokit.cli.spec import SpecError
 from elbokit.cli.train import PRESETS, TrainVAEConfig, run_train_vae
@@ -38,6 +40,12 @@ def _train_vae(ns: argparse.Namespace) -> int:
 # the namespace (see _train_vae), the others the config.
 COMMANDS = (
     (("train", "vae"), TrainVAEConfig, _train_vae, "train a VAE; --preset debug runs in seconds"),
+    (
+        ("eval",),
+        EvalConfig,
+        run_eval,
+        "importance-sampled log-likelihood and collapse diagnostics of a run",
+    ),
     (
         ("kl", "plot"),
         KLPlotConfig,
