@@ -4,6 +4,7 @@
     elbokit kl plot [--out kl.png]               the Gaussian KL figure
     elbokit train vae [--preset debug] [...]     train a VAE (mnist5k by default)
     elbokit eval RUN [--k 1000]                  log p(x) by importance sampling, diagnostics
+    elbokit report RUN                           figures and a one-page report.html
 
 Options are generated from the config dataclasses of each command (``--help`` lists them).
 Errors in user input print one line (or a spec with a caret) and exit with status 2.
@@ -17,6 +18,7 @@ import sys
 from elbokit.cli._args import add_config_arguments, config_from_args, given_options
 from elbokit.cli.evaluate import EvalConfig, run_eval
 from elbokit.cli.kl import SPEC_HELP, KLConfig, KLPlotConfig, run_kl, run_kl_plot
+from elbokit.cli.report import ReportConfig, run_report
 from elbokit.cli.spec import SpecError
 from elbokit.cli.train import PRESETS, TrainVAEConfig, run_train_vae
 from elbokit.data import DataError
@@ -46,6 +48,7 @@ COMMANDS = (
         run_eval,
         "importance-sampled log-likelihood and collapse diagnostics of a run",
     ),
+    (("report",), ReportConfig, run_report, "figures and a one-page HTML report of a run"),
     (
         ("kl", "plot"),
         KLPlotConfig,

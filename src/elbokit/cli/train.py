@@ -25,7 +25,7 @@ from elbokit.data import load_data
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, IWAE, KLSchedule
 from elbokit.train.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
-from elbokit.train.distributed import setup
+from elbokit.train.distributed import setup, teardown
 from elbokit.train.trainer import TrainConfig, Trainer
 
 
@@ -92,6 +92,12 @@ class TrainVAEConfig:
         default="fp32", metadata={"help": "bf16: autocast matmuls (AMX CPUs, GPUs)"}
     )
     progress: bool = field(default=True, metadata={"help": "progress bar"})
+    eval_k: int = field(
+        default=1000,
+        metadata={
+            "help": "then evaluate with this many importance samples and write the report (0: neither)"
+        },
+    )
     out: str = field(default="", metadata={"help": "run directory (default runs/vae-DATA-TIME)"})
 
 
@@ -105,6 +111,7 @@ PRESETS = {
         epochs=2,
         batch_size=50,
         checkpoint_every=20,
+        eval_k=50,
     ),
 }
 
@@ -221,10 +228,19 @@ def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
     )
     trainer = Trainer(train_config(cfg), run_dir)
     t0 = time.perf_counter()
-    metrics = trainer.fit(model, objective, data, resume=bool(resume))
+    try:
+        metrics = trainer.fit(model, objective, data, resume=bool(resume))
+    finally:
+        teardown(world)
     seconds = time.perf_counter() - t0
     if model.likelihood.discrete and "test/elbo" in metrics:  # a probability of 8-bit values
         metrics["test/bits_per_dim"] = -metrics["test/elbo"] / (math.prod(data.shape) * math.log(2))
     shown = ", ".join(f"{k} {v:.3f}" if "bits" in k else f"{k} {v:.2f}" for k, v in metrics.items())
     say(f"done in {seconds:.1f} s: {shown or 'no new epochs'}")
+    if cfg.eval_k and world.main:
+        from elbokit.cli.evaluate import EvalConfig, run_eval
+        from elbokit.cli.report import ReportConfig, run_report
+
+        run_eval(EvalConfig(str(run_dir), k=cfg.eval_k))
+        run_report(ReportConfig(str(run_dir)))
     return 0

@@ -42,7 +42,7 @@ def plot_gaussian_kl(
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for mu in mus:
         kl = normal_kl(torch.full_like(sigma, mu), sigma, zero, one)
-        left.plot(sigma, kl, label=f"$\\mu$ = {mu:g}")
+        left.plot(sigma.numpy(), kl.numpy(), label=f"$\\mu$ = {mu:g}")
     left.plot(
         [1.0],
         [0.0],
@@ -60,8 +60,9 @@ def plot_gaussian_kl(
         **axes,
     )
     left.legend(loc="upper center")
-    forward = normal_kl(torch.zeros_like(sigma), sigma, zero, one)
-    reverse = normal_kl(torch.zeros_like(sigma), torch.ones_like(sigma), zero, sigma)
+    forward = normal_kl(torch.zeros_like(sigma), sigma, zero, one).numpy()
+    reverse = normal_kl(torch.zeros_like(sigma), torch.ones_like(sigma), zero, sigma).numpy()
+    sigma = sigma.numpy()
     right.plot(sigma, forward, label="KL( N(0, $\\sigma^2$) || N(0, 1) )")
     right.plot(sigma, reverse, label="KL( N(0, 1) || N(0, $\\sigma^2$) )", linestyle="--")
     right.fill_between(sigma, forward, reverse, alpha=0.15, color="grey", label="asymmetry")

@@ -54,6 +54,18 @@ def setup(device: str) -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+def teardown(world: World) -> None:
+    """Leave the process group together: wait for every rank, then destroy the group.
+
+    A rank that exits while another still works (rank 0 saving, evaluating, reporting) tears
+    down gloo under its peer, which aborts the run ("terminate called without an active
+    exception"); so every rank passes this barrier before rank 0 goes on alone.
+    """
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class ObjectiveModule(nn.Module):
     """model + objective as one module whose forward is the loss, for DDP to synchronize.
 

@@ -1,0 +1,179 @@
+"""The pictures of a trained latent-variable model, each written as a PNG.
+
+    samples        decoded draws from the prior
+    reconstructions  test images beside their reconstructions
+    traversals     one latent dimension swept at a time (the most informative ones first)
+    latent_map     2-D latents: the decoded grid over the prior's bulk; otherwise the posterior
+                   means of test images projected on their two principal axes, coloured by label
+    curves         training curves of ELBO, reconstruction and KL from metrics.jsonl
+    kl_bars        KL per latent unit, active units marked
+
+Every function takes the model (any LatentVariableModel on images) and writes one file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from elbokit.report._mpl import pyplot
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    pyplot().close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def _grid(images: torch.Tensor, rows: int) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> one (H', W', C) image of `rows` rows with 1-pixel gaps."""
+    n, c, h, w = images.shape
+    cols = math.ceil(n / rows)
+    canvas = torch.ones(c, rows * (h + 1) + 1, cols * (w + 1) + 1)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = (
+            images[i]
+        )
+    return canvas.permute(1, 2, 0).clamp(0, 1)
+
+
+def _show(ax, images: torch.Tensor, rows: int, title: str) -> None:
+    g = _grid(images, rows).numpy()
+    ax.imshow(
+        g[..., 0] if g.shape[-1] == 1 else g,
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    ax.set_title(title)
+    ax.axis("off")
+
+
+@torch.no_grad()
+def _decode_mean(model, z: torch.Tensor) -> torch.Tensor:
+    params = model.decode(z)
+    return (
+        model.likelihood.mean(params, 1 + len(model.data_shape))
+        .reshape(len(z), *model.data_shape)
+        .float()
+    )
+
+
+@torch.no_grad()
+def samples(model, path, n: int = 64, seed: int = 0) -> Path:
+    model.eval()
+    z = model.latent.sample_prior(n, generator=torch.Generator().manual_seed(seed))
+    fig, ax = pyplot().subplots(figsize=(6, 6))
+    _show(ax, _decode_mean(model, z), int(math.sqrt(n)), "samples from the prior (decoder means)")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def reconstructions(model, x: torch.Tensor, path, n: int = 32) -> Path:
+    model.eval()
+    x = x[:n]
+    recon = _decode_mean(model, model.latent.posterior_mean(model.encode(x)))
+    pairs = torch.stack([x, recon], 1).reshape(-1, *x.shape[1:])  # input, reconstruction, ...
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
+    _show(ax, pairs, 4, "test images (left of each pair) and their reconstructions (right)")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def traversals(
+    model, x: torch.Tensor, path, dims: int = 8, steps: int = 9, span: float = 3.0
+) -> Path:
+    """Sweep each of the `dims` units with the largest mean KL from -span to +span (prior sd)."""
+    model.eval()
+    params = model.encode(x)
+    order = model.latent.kl_units(params).mean(0).argsort(descending=True)[:dims]
+    base = model.latent.posterior_mean(params[:1])[0]
+    values = torch.linspace(-span, span, steps)
+    z = base.repeat(len(order) * steps, 1)
+    for r, d in enumerate(order.tolist()):
+        z[r * steps : (r + 1) * steps, d] = values
+    fig, ax = pyplot().subplots(figsize=(7, 0.8 * len(order) + 0.6))
+    _show(ax, _decode_mean(model, z), len(order), f"latent traversals, {-span:g} to {span:g}; rows: units by KL, "
+          f"{', '.join(str(d) for d in order.tolist())}")  # fmt: skip
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def latent_map(model, x: torch.Tensor, labels: torch.Tensor | None, path, steps: int = 15) -> Path:
+    model.eval()
+    plt = pyplot()
+    if model.latent.z_size == 2:
+        grid = torch.linspace(-2.5, 2.5, steps)
+        z = torch.stack(torch.meshgrid(grid.flip(0), grid, indexing="ij")[::-1], -1).reshape(-1, 2)
+        fig, ax = plt.subplots(figsize=(7, 7))
+        _show(ax, _decode_mean(model, z), steps, "the 2-D latent space, decoded over [-2.5, 2.5]^2")
+        return _save(fig, path)
+    means = model.latent.posterior_mean(model.encode(x)).double()
+    centred = means - means.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    proj = (centred @ v[:2].T).numpy()
+    explained = (s[:2] ** 2 / (s**2).sum()).tolist()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    sc = ax.scatter(
+        proj[:, 0],
+        proj[:, 1],
+        c=None if labels is None else labels[: len(proj)].numpy(),
+        cmap="tab10",
+        s=8,
+    )
+    if labels is not None:
+        fig.colorbar(sc, ax=ax, label="label")
+    ax.set(
+        title="posterior means of test images, first two principal axes",
+        xlabel=f"PC 1 ({explained[0]:.0%} of the variance)",
+        ylabel=f"PC 2 ({explained[1]:.0%})",
+    )
+    return _save(fig, path)
+
+
+def curves(metrics_path, path) -> Path:
+    lines = [
+        json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()
+    ]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, key, label in zip(
+        axes, ("elbo", "recon", "kl"), ("ELBO", "reconstruction NLL", "KL"), strict=True
+    ):
+        for split, style in (("train", "-"), ("test", "o-")):
+            pts = [
+                (line["step"], line[f"{split}/{key}"]) for line in lines if f"{split}/{key}" in line
+            ]
+            if pts:
+                steps, values = zip(*pts, strict=True)
+                ax.plot(steps, values, style, label=split, markersize=3)
+        ax.set(title=label + " (nats)", xlabel="step")
+        ax.legend()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def kl_bars(
+    kl_per_unit: torch.Tensor, activity: torch.Tensor, path, threshold: float = 0.01
+) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(kl_per_unit)), 3.5))
+    active = (activity > threshold).tolist()
+    colors = ["tab:blue" if a else "tab:gray" for a in active]
+    ax.bar(range(len(kl_per_unit)), kl_per_unit.tolist(), color=colors)
+    ax.set(
+        title=f"KL per latent unit; {sum(active)} of {len(active)} active (blue: Cov_x E[z|x] > {threshold:g})",
+        xlabel="latent unit",
+        ylabel="E_x KL (nats)",
+    )
+    return _save(fig, path)

@@ -1,0 +1,71 @@
+"""The main job's end: evaluation and a self-contained report with every figure."""
+
+import base64
+import json
+import re
+
+import matplotlib.image
+
+from elbokit.cli import main
+
+FIGURES = ("samples", "reconstructions", "traversals", "latent_map", "curves", "kl_per_unit")
+
+
+def test_training_ends_with_eval_and_a_self_contained_report(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--preset", "debug", "--no-progress", "--out", str(run)]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["k"] == 50 and result["active_units"] <= 4
+    for name in FIGURES:
+        image = matplotlib.image.imread(run / "report" / f"{name}.png")
+        assert image.shape[0] > 100 and image[..., :3].std() > 0.02, name  # drawn, not blank
+    page = (run / "report" / "report.html").read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(embedded) == len(FIGURES)
+    assert all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
+    assert 'src="http' not in page and '<img src="report' not in page  # one file, nothing linked
+    assert f"{result['log_likelihood']:.2f}" in page and "active units" in page
+    assert "first two principal axes" in page  # 4-D latents: the projection, not the grid
+
+
+def test_two_dimensional_latents_get_a_decoded_map(tmp_path):
+    run = tmp_path / "run2d"
+    args = [
+        "train",
+        "vae",
+        "--preset",
+        "debug",
+        "--latent-dim",
+        "2",
+        "--no-progress",
+        "--out",
+        str(run),
+    ]
+    assert main(args) == 0
+    assert (
+        "The 2-D latent space, decoded over a grid." in (run / "report" / "report.html").read_text()
+    )
+    assert matplotlib.image.imread(run / "report" / "latent_map.png").shape[0] > 300
+
+
+def test_report_of_a_run_without_eval_evaluates_first(tmp_path):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--preset",
+                "debug",
+                "--eval-k",
+                "0",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    assert not (run / "eval.json").exists()
+    assert main(["report", str(run), "--k", "20"]) == 0
+    assert (run / "eval.json").exists() and (run / "report" / "report.html").exists()
