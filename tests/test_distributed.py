@@ -3,8 +3,10 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 
 import torch
 
@@ -22,6 +24,13 @@ def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        # One retry, for the launcher's own flakes (a --standalone rendezvous port taken between
+        # being picked and bound): seen once in 30 runs, never twice in a row. A bug in our code
+        # fails both times; the first failure is shown as a warning either way.
+        warnings.warn(f"torchrun failed once, retrying: {res.stderr[-1500:]}", stacklevel=1)
+        shutil.rmtree(run, ignore_errors=True)
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     ddp_model, _, state = load_run(run)
 

@@ -69,3 +69,30 @@ def test_report_of_a_run_without_eval_evaluates_first(tmp_path):
     assert not (run / "eval.json").exists()
     assert main(["report", str(run), "--k", "20"]) == 0
     assert (run / "eval.json").exists() and (run / "report" / "report.html").exists()
+
+
+def test_beta_sweep_trades_rate_for_distortion(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = [
+        "sweep",
+        "beta",
+        "--preset",
+        "debug",
+        "--values",
+        "0.25",
+        "8",
+        "--epochs",
+        "3",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    points = {p["beta"]: p for p in json.loads((out / "sweep.json").read_text())}
+    # a larger beta buys a smaller KL (rate) with a larger reconstruction NLL (distortion)
+    assert points[0.25]["rate"] > points[8.0]["rate"]
+    assert points[0.25]["distortion"] < points[8.0]["distortion"]
+    assert matplotlib.image.imread(out / "rate_distortion.png").shape[0] > 300
+    assert (out / "beta-0.25" / "state.json").exists()  # each point is an ordinary run
+    assert main(["sweep", "beta", "--values", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "betas must be >= 0" in capsys.readouterr().err

@@ -5,6 +5,7 @@
     elbokit train vae [--preset debug] [...]     train a VAE (mnist5k by default)
     elbokit eval RUN [--k 1000]                  log p(x) by importance sampling, diagnostics
     elbokit report RUN                           figures and a one-page report.html
+    elbokit sweep beta --values 0.5 1 2 4        rate-distortion curve over beta
 
 Options are generated from the config dataclasses of each command (``--help`` lists them).
 Errors in user input print one line (or a spec with a caret) and exit with status 2.
@@ -26,6 +27,18 @@ from elbokit.train.checkpoint import CheckpointError
 from elbokit.train.trainer import TrainingDiverged
 
 
+def _sweep_beta(ns: argparse.Namespace) -> int:
+    from elbokit.cli.sweep import run_sweep_beta
+
+    if ns.resume:
+        raise ValueError(
+            "sweep beta has no --resume; resume a single run with elbokit train vae --resume RUN"
+        )
+    return run_sweep_beta(
+        config_from_args(TrainVAEConfig, ns, base=PRESETS[ns.preset]), tuple(ns.values)
+    )
+
+
 def _train_vae(ns: argparse.Namespace) -> int:
     given = given_options(TrainVAEConfig, ns)
     if ns.resume:
@@ -42,6 +55,12 @@ def _train_vae(ns: argparse.Namespace) -> int:
 # the namespace (see _train_vae), the others the config.
 COMMANDS = (
     (("train", "vae"), TrainVAEConfig, _train_vae, "train a VAE; --preset debug runs in seconds"),
+    (
+        ("sweep", "beta"),
+        TrainVAEConfig,
+        _sweep_beta,
+        "one VAE per beta, then the rate-distortion curve",
+    ),
     (
         ("eval",),
         EvalConfig,
@@ -66,6 +85,14 @@ def _parser(words, cls, description) -> argparse.ArgumentParser:
     )
     presets = cls is TrainVAEConfig
     add_config_arguments(parser, cls, only_given=presets)
+    if words == ("sweep", "beta"):
+        parser.add_argument(
+            "--values",
+            type=float,
+            nargs="+",
+            required=True,
+            help="the betas to train, e.g. 0.5 1 2 4",
+        )
     if presets:
         parser.add_argument(
             "--preset",

@@ -177,3 +177,36 @@ def kl_bars(
         ylabel="E_x KL (nats)",
     )
     return _save(fig, path)
+
+
+def rate_distortion(points: list[dict], path) -> Path:
+    """Distortion (reconstruction NLL) against rate (KL), one point per beta, with the lines
+    of constant ELBO (rate + distortion = const) for reference."""
+    plt = pyplot()
+    pts = sorted(points, key=lambda p: p["rate"])
+    rates = [p["rate"] for p in pts]
+    dists = [p["distortion"] for p in pts]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.plot(rates, dists, "o-", color="tab:blue")
+    for p in pts:
+        ax.annotate(
+            f"beta = {p['beta']:g}",
+            (p["rate"], p["distortion"]),
+            textcoords="offset points",
+            xytext=(6, 6),
+        )
+    lo, hi = min(rates), max(rates)
+    span = max(hi - lo, 1.0)
+    best = min(r + d for r, d in zip(rates, dists, strict=True))
+    xs = [lo - 0.1 * span, hi + 0.1 * span]
+    ax.plot(
+        xs,
+        [best - x for x in xs],
+        "--",
+        color="gray",
+        label=f"rate + distortion = {best:.1f} (best -ELBO)",
+    )
+    ax.set(xlabel="rate: test KL(q(z|x) || p(z)) (nats)", ylabel="distortion: test -E_q log p(x|z) (nats)",
+           title="rate-distortion curve of the beta sweep")  # fmt: skip
+    ax.legend()
+    return _save(fig, path)
