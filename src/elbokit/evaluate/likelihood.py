@@ -45,7 +45,7 @@ def importance_log_likelihood(
     k: int = 1000,
     *,
     batch_size: int = 100,
-    max_elements: int = 1 << 25,
+    max_elements: int = 1 << 22,
     generator: torch.Generator | None = None,
     precision: str = "fp32",
 ) -> LogLikelihood:
@@ -55,7 +55,8 @@ def importance_log_likelihood(
         k: importance samples per example (k = 1 is a one-sample ELBO).
         batch_size: examples encoded together.
         max_elements: the decoder's output elements held at once (samples x examples x output),
-            which sets the sample chunk.
+            which sets the sample chunk. Chunks that stay near the cache ran 1.5x (fp32) to 1.9x
+            (bf16) faster than 2^25 here: 2^21 to 2^23 measured alike (benchmarks/).
         generator: the source of the samples (seed it for a reproducible estimate).
         precision: "fp32", or "bf16" to run the decoder under autocast (the weights and the
             log-sum-exp stay fp32).
