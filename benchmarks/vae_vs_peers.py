@@ -34,6 +34,9 @@ from torch import nn
 
 from elbokit.data import load_data
 from elbokit.divergence import vae_kl
+from elbokit.evaluate import importance_log_likelihood
+from elbokit.latents import GaussianLatent
+from elbokit.likelihoods import BernoulliLikelihood
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO
 from elbokit.train.trainer import TrainConfig, Trainer
@@ -51,9 +54,31 @@ def nets():
     return enc, dec
 
 
+IS_K = 1000
+
+
+class _Nets(nn.Module):
+    """Any contender's trained nets seen through the LatentVariableModel interface, so that one
+    estimator scores everyone's importance-sampled log-likelihood."""
+
+    def __init__(self, encode, decode_logits):
+        super().__init__()
+        self.encode_fn, self.decode_fn = encode, decode_logits
+        self.latent = GaussianLatent(LATENT)
+        self.likelihood = BernoulliLikelihood()
+
+    def encode(self, x):
+        return self.encode_fn(x)
+
+    def log_likelihood(self, z, x):
+        logits = self.decode_fn(z.reshape(-1, LATENT)).view(*z.shape[:-1], -1)
+        return self.likelihood.log_prob(logits, x)
+
+
 @torch.no_grad()
-def test_elbo(encode, decode_logits, test_raw: torch.Tensor) -> float:
-    """Mean test ELBO in nats: one z per image, analytic KL, the test set binarized once (seed 123)."""
+def test_elbo(encode, decode_logits, test_raw: torch.Tensor) -> tuple[float, float]:
+    """Mean test ELBO and importance-sampled log p(x) (k = IS_K) in nats, on the test set
+    binarized once (seed 123); the ELBO with one z per image and the analytic KL."""
     x = torch.bernoulli(
         test_raw.float().div(255).flatten(1), generator=torch.Generator().manual_seed(123)
     )
@@ -65,7 +90,9 @@ def test_elbo(encode, decode_logits, test_raw: torch.Tensor) -> float:
         z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g)
         recon = -F.binary_cross_entropy_with_logits(decode_logits(z), xb, reduction="none").sum(-1)
         total += (recon - vae_kl(mu, logvar)).sum().item()
-    return total / len(x)
+    nets = _Nets(encode, decode_logits)
+    ll = importance_log_likelihood(nets, x, IS_K, generator=torch.Generator().manual_seed(789))
+    return total / len(x), ll.mean
 
 
 def epochs_timed(run_epoch, epochs):
@@ -252,6 +279,7 @@ def main() -> int:
     names = [n for n in contenders if n not in args.skip]
     per_epoch: dict[str, list[float]] = {}
     elbos: dict[str, list[float]] = {}
+    lls: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             out = contenders[name]()
@@ -259,13 +287,12 @@ def main() -> int:
                 print(f"  {name}: not installed, skipped")
                 names.remove(name)
                 continue
-            times, elbo = out
+            times, (elbo, ll) = out
             per_epoch.setdefault(name, []).append(statistics.mean(times))
             elbos.setdefault(name, []).append(elbo)
-            print(
-                f"  round {r + 1} {name:<13} {statistics.mean(times):6.2f} s/epoch   test ELBO {elbo:8.2f} nats",
-                flush=True,
-            )
+            lls.setdefault(name, []).append(ll)
+            print(f"  round {r + 1} {name:<13} {statistics.mean(times):6.2f} s/epoch   test ELBO {elbo:8.2f}   "
+                  f"log p(x) {ll:8.2f} (IS, k = {IS_K})", flush=True)  # fmt: skip
     mean = {n: statistics.mean(v) for n, v in per_epoch.items()}
     ref = mean["elbokit"]
     print(
@@ -273,9 +300,10 @@ def main() -> int:
     )
     for name in per_epoch:
         spread = f"{min(per_epoch[name]):.2f}-{max(per_epoch[name]):.2f}"
-        elbo = statistics.mean(elbos[name])
+        elbo, ll = statistics.mean(elbos[name]), statistics.mean(lls[name])
         print(f"  {name:<13} {mean[name]:6.2f} s/epoch ({spread})  {mean[name] / ref:5.2f}x   "
-              f"test ELBO {elbo:8.2f} ({elbo - statistics.mean(elbos['elbokit']):+.2f} vs elbokit)")  # fmt: skip
+              f"test ELBO {elbo:8.2f} ({elbo - statistics.mean(elbos['elbokit']):+.2f} vs elbokit)   "
+              f"log p(x) {ll:8.2f} ({ll - statistics.mean(lls['elbokit']):+.2f})")  # fmt: skip
     results = {n: ([mean[n]], 0.0) for n in per_epoch}
     steps = -(-len(data.train) // BATCH)
     flops = (
@@ -297,8 +325,8 @@ def main() -> int:
         # effect plus the divergence of two chaotic trajectories, not seed-to-seed spread.
         diffs = []
         for seed in range(args.bf16_seeds):
-            e32 = elbokit_run(data, args.epochs, "fp32", args.threads, seed)[1]
-            e16 = elbokit_run(data, args.epochs, "bf16", args.threads, seed)[1]
+            e32 = elbokit_run(data, args.epochs, "fp32", args.threads, seed)[1][0]
+            e16 = elbokit_run(data, args.epochs, "bf16", args.threads, seed)[1][0]
             diffs.append(e16 - e32)
             print(
                 f"  seed {seed}: test ELBO fp32 {e32:8.2f}, bf16 {e16:8.2f}, bf16 - fp32 {e16 - e32:+.2f} nats",
