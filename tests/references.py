@@ -1,4 +1,4 @@
-"""Independent references the tests compare elbokit against."""
+"""Independent references the tests compare elbokit against, and a shared CLI helper."""
 
 import numpy as np
 
@@ -21,3 +21,10 @@ def dense_gaussian_kl(mu_p, cov_p, mu_q, cov_q) -> float:
 def within_stderr(value, estimate, k: float = 4.0, atol: float = 1e-6) -> bool:
     """Whether every closed-form value lies within k standard errors of a Monte Carlo estimate."""
     return bool(((value - estimate.value).abs() <= k * estimate.stderr + atol).all())
+
+
+def train_debug(out, *options: str) -> int:
+    """``elbokit train vae --preset debug --no-progress --out OUT [options]``; its exit status."""
+    from elbokit.cli import main
+
+    return main(["train", "vae", "--preset", "debug", "--no-progress", "--out", str(out), *options])

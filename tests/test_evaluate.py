@@ -92,9 +92,10 @@ def test_eval_command_on_a_trained_run(tmp_path, capsys):
     import json
 
     from elbokit.cli import main
+    from references import train_debug
 
     run = tmp_path / "run"
-    assert main(["train", "vae", "--preset", "debug", "--no-progress", "--out", str(run)]) == 0
+    assert train_debug(run) == 0
     assert main(["eval", str(run), "--k", "50", "--limit", "60"]) == 0
     out = capsys.readouterr().out
     assert "log p(x) >=" in out and "active units" in out

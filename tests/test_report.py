@@ -7,13 +7,14 @@ import re
 import matplotlib.image
 
 from elbokit.cli import main
+from references import train_debug
 
 FIGURES = ("samples", "reconstructions", "traversals", "latent_map", "curves", "kl_per_unit")
 
 
 def test_training_ends_with_eval_and_a_self_contained_report(tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "vae", "--preset", "debug", "--no-progress", "--out", str(run)]) == 0
+    assert train_debug(run) == 0
     result = json.loads((run / "eval.json").read_text())
     assert result["k"] == 50 and result["active_units"] <= 4
     for name in FIGURES:
@@ -30,18 +31,7 @@ def test_training_ends_with_eval_and_a_self_contained_report(tmp_path):
 
 def test_two_dimensional_latents_get_a_decoded_map(tmp_path):
     run = tmp_path / "run2d"
-    args = [
-        "train",
-        "vae",
-        "--preset",
-        "debug",
-        "--latent-dim",
-        "2",
-        "--no-progress",
-        "--out",
-        str(run),
-    ]
-    assert main(args) == 0
+    assert train_debug(run, "--latent-dim", "2") == 0
     assert (
         "The 2-D latent space, decoded over a grid." in (run / "report" / "report.html").read_text()
     )
@@ -50,22 +40,7 @@ def test_two_dimensional_latents_get_a_decoded_map(tmp_path):
 
 def test_report_of_a_run_without_eval_evaluates_first(tmp_path):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "vae",
-                "--preset",
-                "debug",
-                "--eval-k",
-                "0",
-                "--no-progress",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert train_debug(run, "--eval-k", "0") == 0
     assert not (run / "eval.json").exists()
     assert main(["report", str(run), "--k", "20"]) == 0
     assert (run / "eval.json").exists() and (run / "report" / "report.html").exists()

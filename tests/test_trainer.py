@@ -18,6 +18,7 @@ from elbokit.models.vae import VAE
 from elbokit.objectives import ELBO
 from elbokit.train.checkpoint import CheckpointError
 from elbokit.train.trainer import Trainer, TrainingDiverged
+from references import train_debug
 
 CFG = dataclasses.replace(PRESETS["debug"], epochs=3, checkpoint_every=7, progress=False, threads=1)
 
@@ -146,22 +147,7 @@ def test_non_finite_gradient_is_named(tmp_path):
 
 def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "vae",
-                "--preset",
-                "debug",
-                "--epochs",
-                "1",
-                "--no-progress",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert train_debug(run, "--epochs", "1") == 0
     state = json.loads((run / "state.json").read_text())
     weights = run / state["checkpoint"] / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -197,21 +183,7 @@ def test_denormal_flushing_lasts_only_for_the_run(tmp_path):
 
 
 def test_cli_errors_before_training(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "vae",
-                "--preset",
-                "debug",
-                "--likelihood",
-                "discretized-logistic",
-                "--out",
-                str(tmp_path / "x"),
-            ]
-        )
-        == 2
-    )
+    assert train_debug(tmp_path / "x", "--likelihood", "discretized-logistic") == 2
     assert "needs 8-bit grey values: use --binarize none" in capsys.readouterr().err
     assert main(["train", "vae", "--resume", str(tmp_path), "--latent-dim", "3"]) == 2
     assert "drop --latent-dim" in capsys.readouterr().err
