@@ -104,3 +104,31 @@ def test_eval_command_on_a_trained_run(tmp_path, capsys):
     # the IS estimate of log p(x) is at least the ELBO, up to its Monte Carlo error
     assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_stderr"] - 0.5
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+
+
+def test_categorical_vae_trains_evaluates_and_reports(tmp_path):
+    import json
+
+    from references import train_debug
+
+    run = tmp_path / "cat"
+    assert (
+        train_debug(
+            run,
+            "--latent",
+            "categorical",
+            "--latent-dim",
+            "4",
+            "--latent-classes",
+            "5",
+            "--epochs",
+            "4",
+        )
+        == 0
+    )
+    result = json.loads((run / "eval.json").read_text())
+    assert len(result["kl_per_unit"]) == 4  # a unit is a group
+    # importance sampling with a discrete proposal: at least the ELBO, up to its errors
+    assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_stderr"] - 0.5
+    assert 0 <= result["mutual_information"] <= result["kl"] + 1e-6
+    assert (run / "report" / "traversals.png").exists()

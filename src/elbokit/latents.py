@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from elbokit.divergence import vae_kl
+from elbokit.divergence import categorical_kl, vae_kl
 from elbokit.registry import build
 
-__all__ = ["LATENTS", "GaussianLatent", "Latent", "make_latent"]
+__all__ = ["LATENTS", "CategoricalLatent", "GaussianLatent", "Latent", "make_latent"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -52,6 +52,17 @@ class Latent:
         raise NotImplementedError
 
     def posterior_mean(self, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def unit_activity(self, params: torch.Tensor) -> torch.Tensor:
+        """How much each unit's posterior moves with x: the variance over the N examples of
+        E_q[z_u | x], summed over a unit's coordinates (N, param_size) -> (units,). A unit above
+        0.01 is active (Burda et al. 2016)."""
+        means = self.posterior_mean(params).double()
+        return means.var(0, correction=1).reshape(self.units, -1).sum(-1)
+
+    def traversal(self, base: torch.Tensor, unit: int, steps: int) -> torch.Tensor:
+        """`steps` latent codes equal to `base` (z_size,) except along one unit: (steps, z_size)."""
         raise NotImplementedError
 
     def check_params(self, params: torch.Tensor) -> None:
@@ -119,8 +130,106 @@ class GaussianLatent(Latent):
     def posterior_mean(self, params):
         return self.split(params)[0]
 
+    def traversal(self, base, unit, steps, span: float = 3.0):
+        z = base.repeat(steps, 1)
+        z[:, unit] = torch.linspace(-span, span, steps, dtype=base.dtype)
+        return z
 
-LATENTS: dict[str, type[Latent]] = {GaussianLatent.name: GaussianLatent}
+
+@dataclass(frozen=True)
+class CategoricalLatent(Latent):
+    """G groups of K classes: q(z | x) = prod_g Cat(z_g; p_g(x)), p(z) uniform (DreamerV2).
+
+    params are G * K logits; p_g mixes the softmax with ``unimix`` of the uniform distribution,
+    p = (1 - u) softmax(l) + u / K, so no class is ever impossible (DreamerV3's 1%). Samples are
+    one-hot with the straight-through gradient z = onehot + p - stopgrad(p) (Bengio et al. 2013;
+    DreamerV2): the forward value is exactly one-hot, the backward pass is that of p. z is the
+    flattened (G * K,) one-hot vector. The KL per group is ``categorical_kl`` against the uniform
+    prior; a unit is a group.
+    """
+
+    groups: int = 32
+    classes: int = 32
+    unimix: float = 0.01
+    name = "categorical"
+
+    def __post_init__(self):
+        if self.groups < 1 or self.classes < 2:
+            raise ValueError(
+                f"categorical latent needs groups >= 1 and classes >= 2, got {self.groups} x {self.classes}"
+            )
+        if not 0 <= self.unimix < 1:
+            raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
+
+    @property
+    def param_size(self) -> int:
+        return self.groups * self.classes
+
+    @property
+    def z_size(self) -> int:
+        return self.groups * self.classes
+
+    @property
+    def units(self) -> int:
+        return self.groups
+
+    def log_probs(self, params: torch.Tensor) -> torch.Tensor:
+        """(..., G, K) normalized log-probabilities, after the uniform mix."""
+        self.check_params(params)
+        logits = params.unflatten(-1, (self.groups, self.classes))
+        log_p = torch.log_softmax(logits.float(), -1)
+        if self.unimix:
+            log_p = torch.logaddexp(
+                log_p + math.log1p(-self.unimix),
+                torch.full_like(log_p, math.log(self.unimix / self.classes)),
+            )
+        return log_p
+
+    def rsample(self, params, k=None, generator=None):
+        log_p = self.log_probs(params)
+        probs = log_p.exp()
+        shape = probs.shape if k is None else (k, *probs.shape)
+        # Gumbel-max: argmax(log p + G) is a draw from p; the generator makes it reproducible.
+        u = torch.rand(shape, generator=generator, dtype=probs.dtype, device=probs.device)
+        exponential = -torch.log(u.clamp_min(1e-20))  # Exp(1) draws, > 0
+        gumbel = -torch.log(exponential.clamp_min(1e-20))
+        onehot = torch.nn.functional.one_hot((log_p + gumbel).argmax(-1), self.classes).to(
+            probs.dtype
+        )
+        # straight-through: exactly one-hot forward (the bracket is an exact 0), grad of p backward
+        z = onehot + (probs - probs.detach())
+        return z.flatten(-2)
+
+    def kl_units(self, params):
+        log_p = self.log_probs(params)
+        return categorical_kl(log_p, torch.zeros_like(log_p))  # (B, G), against the uniform prior
+
+    def log_q(self, params, z):
+        return (z.unflatten(-1, (self.groups, self.classes)).detach() * self.log_probs(params)).sum(
+            (-1, -2)
+        )
+
+    def log_prior(self, z):
+        return torch.full(
+            z.shape[:-1], -self.groups * math.log(self.classes), dtype=z.dtype, device=z.device
+        )
+
+    def sample_prior(self, n, generator=None, dtype=torch.float32):
+        idx = torch.randint(self.classes, (n, self.groups), generator=generator)
+        return torch.nn.functional.one_hot(idx, self.classes).to(dtype).flatten(-2)
+
+    def posterior_mean(self, params):
+        return self.log_probs(params).exp().flatten(-2)
+
+    def traversal(self, base, unit, steps):
+        z = base.repeat(steps, 1).unflatten(-1, (self.groups, self.classes))
+        z[:, unit] = torch.nn.functional.one_hot(
+            torch.arange(steps) % self.classes, self.classes
+        ).to(base.dtype)
+        return z.flatten(-2)
+
+
+LATENTS: dict[str, type[Latent]] = {cls.name: cls for cls in (GaussianLatent, CategoricalLatent)}
 
 
 def make_latent(name: str, **options) -> Latent:

@@ -49,8 +49,18 @@ class TrainVAEConfig:
     )
     limit: int = field(default=0, metadata={"help": "use only this many training images (0: all)"})
     # model
-    latent: Literal["gaussian"] = field(default="gaussian", metadata={"help": "latent family"})
-    latent_dim: int = field(default=32, metadata={"help": "latent dimensions"})
+    latent: Literal["gaussian", "categorical"] = field(
+        default="gaussian",
+        metadata={
+            "help": "latent family: gaussian, or categorical (straight-through, groups x classes)"
+        },
+    )
+    latent_dim: int = field(
+        default=32, metadata={"help": "latent dimensions (groups, for categorical)"}
+    )
+    latent_classes: int = field(
+        default=32, metadata={"help": "classes per group of a categorical latent"}
+    )
     likelihood: Literal["bernoulli", "gaussian", "gaussian-learned", "discretized-logistic"] = (
         field(default="bernoulli", metadata={"help": "p(x|z) family"})
     )
@@ -140,6 +150,7 @@ def model_config(cfg: TrainVAEConfig, data_shape) -> VAEConfig:
         data_shape=tuple(data_shape),
         latent=cfg.latent,
         latent_dim=cfg.latent_dim,
+        latent_classes=cfg.latent_classes,
         likelihood=cfg.likelihood,
         arch=cfg.arch,
         hidden=cfg.hidden,

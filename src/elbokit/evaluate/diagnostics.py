@@ -2,7 +2,8 @@
 
 - ``kl_per_unit``: E_x[KL(q(z_u|x) || p(z_u))] for each latent unit, in nats.
 - ``active_units``: units whose posterior mean moves with x, Cov_x(E_q[z_u|x]) > 0.01
-  (Burda et al. 2016). A collapsed unit copies the prior whatever x is.
+  (Burda et al. 2016; for a categorical group, summed over its classes). A collapsed unit copies
+  the prior whatever x is.
 - ``mutual_information``: I_q(x; z) = E_x[KL(q(z|x) || p(z))] - KL(q(z) || p(z)), the KL's part
   that carries information about x, with the aggregate posterior q(z) = (1/N) sum_j q(z|x_j)
   estimated from the same N examples (Hoffman & Johnson 2016; the estimator of He et al. 2019).
@@ -55,8 +56,7 @@ def diagnose(
         model.train(was_training)
     latent = model.latent
     kl_units = torch.cat([latent.kl_units(p) for p in params.split(batch_size)]).double()
-    means = latent.posterior_mean(params).double()
-    activity = means.var(0, correction=1) if len(means) > 1 else torch.zeros(means.shape[-1])
+    activity = latent.unit_activity(params) if len(params) > 1 else torch.zeros(latent.units)
     mi = _mutual_information(latent, params, kl_units.sum(-1).mean().item(), batch_size, generator)
     return Diagnostics(
         kl_per_unit=kl_units.mean(0).float(),

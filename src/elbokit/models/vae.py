@@ -26,7 +26,12 @@ class VAEConfig:
 
     data_shape: tuple[int, int, int] = (1, 28, 28)
     latent: str = field(default="gaussian", metadata={"help": "latent family"})
-    latent_dim: int = field(default=32, metadata={"help": "latent dimensions"})
+    latent_dim: int = field(
+        default=32, metadata={"help": "latent dimensions (groups, for categorical)"}
+    )
+    latent_classes: int = field(
+        default=32, metadata={"help": "classes per group of a categorical latent"}
+    )
     likelihood: str = field(default="bernoulli", metadata={"help": "likelihood family p(x|z)"})
     arch: str = field(default="mlp", metadata={"help": "encoder/decoder: mlp or conv"})
     hidden: tuple[int, ...] = field(default=(512, 512), metadata={"help": "MLP hidden widths"})
@@ -64,7 +69,12 @@ class VAE(LatentVariableModel):
         super().__init__()
         self.config = config
         self.data_shape = tuple(config.data_shape)
-        self.latent = make_latent(config.latent, dim=config.latent_dim)
+        if config.latent == "categorical":
+            self.latent = make_latent(
+                "categorical", groups=config.latent_dim, classes=config.latent_classes
+            )
+        else:
+            self.latent = make_latent(config.latent, dim=config.latent_dim)
         self.likelihood = make_likelihood(config.likelihood)
         self.param_shape = self.likelihood.param_shape(self.data_shape)
         c, h, w = self.data_shape

@@ -90,21 +90,27 @@ def reconstructions(model, x: torch.Tensor, path, n: int = 32) -> Path:
 
 
 @torch.no_grad()
-def traversals(
-    model, x: torch.Tensor, path, dims: int = 8, steps: int = 9, span: float = 3.0
-) -> Path:
-    """Sweep each of the `dims` units with the largest mean KL from -span to +span (prior sd)."""
+def traversals(model, x: torch.Tensor, path, dims: int = 8, steps: int = 9) -> Path:
+    """Vary one unit at a time around a test image's posterior mean, the `dims` units with the
+    largest mean KL: a Gaussian unit from -3 to +3 prior deviations, a categorical group
+    through its classes."""
     model.eval()
     params = model.encode(x)
-    order = model.latent.kl_units(params).mean(0).argsort(descending=True)[:dims]
+    order = model.latent.kl_units(params).mean(0).argsort(descending=True)[:dims].tolist()
     base = model.latent.posterior_mean(params[:1])[0]
-    values = torch.linspace(-span, span, steps)
-    z = base.repeat(len(order) * steps, 1)
-    for r, d in enumerate(order.tolist()):
-        z[r * steps : (r + 1) * steps, d] = values
+    z = torch.cat([model.latent.traversal(base, unit, steps) for unit in order])
+    how = (
+        "classes of each group"
+        if model.latent.name == "categorical"
+        else "-3 to +3 along each unit"
+    )
     fig, ax = pyplot().subplots(figsize=(7, 0.8 * len(order) + 0.6))
-    _show(ax, _decode_mean(model, z), len(order), f"latent traversals, {-span:g} to {span:g}; rows: units by KL, "
-          f"{', '.join(str(d) for d in order.tolist())}")  # fmt: skip
+    _show(
+        ax,
+        _decode_mean(model, z),
+        len(order),
+        f"latent traversals, {how}; rows: units by KL, {order}",
+    )
     return _save(fig, path)
 
 
