@@ -6,6 +6,7 @@
 Chosen by name from config with ``make_objective("elbo", ...)``.
 """
 
+from elbokit.objectives.balance import KLBalance
 from elbokit.objectives.base import Objective, ObjectiveOutput
 from elbokit.objectives.elbo import ELBO
 from elbokit.objectives.iwae import IWAE, log_weights
@@ -24,6 +25,7 @@ __all__ = [
     "ELBO",
     "IWAE",
     "OBJECTIVES",
+    "KLBalance",
     "KLSchedule",
     "Objective",
     "ObjectiveOutput",
