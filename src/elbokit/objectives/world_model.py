@@ -1,0 +1,98 @@
+"""The world-model loss of DreamerV2 (Hafner et al. 2021, eq. 2), from the heads' outputs.
+
+    L = image + reward + discount + kl, each term scaled from config:
+      image     -log N(x_t; mean, I), summed over pixels (0.5 log 2 pi per pixel included;
+                the plain MSE per pixel is reported beside it as ``image_mse``)
+      reward    -log N(r_t; mean, 1)
+      discount  -[g log s(l) + (1 - g) log s(-l)]: a Bernoulli cross-entropy that takes soft
+                targets g such as 0.99 (torch's Bernoulli with validation rejects them)
+      kl        KL balancing with free nats (``KLBalance``) between the posterior and prior
+                logits of the factorized categorical latent
+averaged over the batch and time dims. The set of scales must equal the set of terms, so a
+misspelled or forgotten scale is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import torch
+import torch.nn.functional as F
+
+from elbokit.objectives.balance import KLBalance
+from elbokit.objectives.base import ObjectiveOutput
+
+TERMS = ("image", "reward", "discount", "kl")
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _frozen(d: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class WorldModelLoss:
+    """DreamerV2's Atari defaults: KL scale 0.1, discount scale 5, balance 0.8, no free nats."""
+
+    scales: Mapping[str, float] = field(
+        default_factory=lambda: _frozen({"image": 1.0, "reward": 1.0, "discount": 5.0, "kl": 0.1})
+    )
+    kl: KLBalance = field(default_factory=lambda: KLBalance(alpha=0.8, free_nats=0.0))
+
+    def __post_init__(self):
+        object.__setattr__(self, "scales", _frozen(self.scales))
+        if set(self.scales) != set(TERMS):
+            missing, extra = set(TERMS) - set(self.scales), set(self.scales) - set(TERMS)
+            raise ValueError(
+                f"loss scales must name exactly the terms {list(TERMS)}; "
+                f"missing {sorted(missing)}, unknown {sorted(extra)}"
+            )
+
+    def __call__(
+        self,
+        image_mean: torch.Tensor,
+        image: torch.Tensor,
+        reward_mean: torch.Tensor,
+        reward: torch.Tensor,
+        discount_logits: torch.Tensor,
+        discount: torch.Tensor,
+        posterior_logits: torch.Tensor,
+        prior_logits: torch.Tensor,
+    ) -> ObjectiveOutput:
+        """Shapes: image (..., C, H, W); reward, discount (...); logits (..., G, K); `...` is
+        (batch, time) or any leading dims, the same for all.
+
+        Raises:
+            ValueError: shapes that do not match, or discount targets outside [0, 1].
+        """
+        lead = reward.shape
+        for name, t, extra in (("image", image, 3), ("image_mean", image_mean, 3), ("reward_mean", reward_mean, 0),
+                               ("discount", discount, 0), ("discount_logits", discount_logits, 0),
+                               ("posterior_logits", posterior_logits, 2), ("prior_logits", prior_logits, 2)):  # fmt: skip
+            if t.shape[: len(t.shape) - extra] != lead:
+                raise ValueError(
+                    f"{name} has shape {tuple(t.shape)}; its leading dims must be the reward's {tuple(lead)}"
+                )
+        if ((discount < 0) | (discount > 1)).any():
+            raise ValueError("discount targets must be in [0, 1]")
+        sq = (image - image_mean).pow(2)
+        image_nll = (0.5 * sq + _HALF_LOG_2PI).flatten(len(lead)).sum(-1)
+        reward_nll = 0.5 * (reward - reward_mean).pow(2) + _HALF_LOG_2PI
+        discount_nll = F.binary_cross_entropy_with_logits(
+            discount_logits, discount, reduction="none"
+        )
+        kl_out = self.kl.from_logits(posterior_logits, prior_logits)
+        terms = {
+            "image": image_nll.mean(),
+            "reward": reward_nll.mean(),
+            "discount": discount_nll.mean(),
+            "kl": kl_out.loss,
+        }
+        loss = sum(self.scales[k] * v for k, v in terms.items())
+        logged = {k: v.detach() for k, v in terms.items()}
+        logged.update({"image_mse": sq.detach().mean(), "kl/value": kl_out.terms["kl"],
+                       "kl/dyn": kl_out.terms["kl/dyn"], "kl/rep": kl_out.terms["kl/rep"]})  # fmt: skip
+        return ObjectiveOutput(loss, logged, "analytic")
