@@ -242,6 +242,11 @@ class Trainer:
                     for x in data.batches(
                         "train", cfg.batch_size, seed=cfg.seed, epoch=epoch, start=start
                     ):
+                        if len(x) < world.size:
+                            # fewer rows than processes would leave a rank an empty shard (a NaN
+                            # mean); every rank sees the same global batch, so all skip it
+                            start += 1
+                            continue
                         _seed_step(device, step_seed(cfg.seed, step, world.rank))
                         with torch.autocast(
                             device.type, torch.bfloat16, enabled=cfg.precision == "bf16"
@@ -286,7 +291,7 @@ class Trainer:
             if world.size > 1:
                 # DDP's reducer sits in a reference cycle; left to the interpreter's exit it is
                 # destroyed after the process group and aborts the process ("terminate called
-                # without an active exception", seen in 2 of 16 launches). Free it here.
+                # without an active exception", 2 of 25 launches). Free it here.
                 del module
                 gc.collect()
         return test_metrics
@@ -325,6 +330,8 @@ class Trainer:
 
     def _check_gradients(self, step, model, last_saved):
         grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         if not torch.isfinite(norm):
             name = next(
