@@ -12,8 +12,7 @@ from typing import Literal
 
 import torch
 
-from elbokit.cli.train import load_run
-from elbokit.data import load_data
+from elbokit.cli.train import load_run, run_data
 from elbokit.evaluate import diagnose, importance_log_likelihood
 from elbokit.objectives import ELBO
 from elbokit.train.checkpoint import atomic_write_text
@@ -38,12 +37,7 @@ class EvalConfig:
 
 def run_eval(cfg: EvalConfig) -> int:
     model, train_cfg, state = load_run(cfg.run)
-    data = load_data(
-        train_cfg.data,
-        binarize=train_cfg.binarize,
-        test_fraction=train_cfg.test_fraction,
-        seed=train_cfg.seed,
-    )
+    data = run_data(train_cfg)
     raw = data.test[: cfg.limit or None]
     # a fixed binarization of the test set, so every evaluation scores the same images
     x = data.as_float(raw, torch.Generator().manual_seed(cfg.seed))

@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from elbokit.cli.evaluate import EvalConfig, run_eval
-from elbokit.cli.train import load_run
-from elbokit.data import load_data
+from elbokit.cli.train import load_run, run_data
 from elbokit.report import figures, write_html
 
 
@@ -34,12 +33,7 @@ def run_report(cfg: ReportConfig) -> int:
     result = json.loads((run / "eval.json").read_text())
     model, train_cfg, state = load_run(run)
     model.eval()
-    data = load_data(
-        train_cfg.data,
-        binarize=train_cfg.binarize,
-        test_fraction=train_cfg.test_fraction,
-        seed=train_cfg.seed,
-    )
+    data = run_data(train_cfg)
     x = data.as_float(data.test[:1000], torch.Generator().manual_seed(0))
     out = run / "report"
     pngs = [

@@ -174,34 +174,44 @@ def _check_data(data, model: VAE) -> None:
             )
 
 
-def load_run(run_dir: str | Path) -> tuple[VAE, TrainVAEConfig, dict]:
-    """Rebuild a run's model from its config.json and load its latest checkpoint."""
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run's config.json as saved: {"kind", "run", "model"}; CheckpointError if missing."""
+    path = Path(run_dir) / "config.json"
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: {run_dir} is not an elbokit run")
-    saved = json.loads(path.read_text())
-    cfg = TrainVAEConfig(
+    return json.loads(path.read_text())
+
+
+def run_config(saved: dict) -> TrainVAEConfig:
+    """The TrainVAEConfig of a saved config (JSON lists back to tuples)."""
+    return TrainVAEConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["run"].items()}
     )
+
+
+def run_data(cfg: TrainVAEConfig):
+    """The run's data, split and binarized exactly as it was for training."""
+    return load_data(
+        cfg.data,
+        binarize=cfg.binarize,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+        limit=cfg.limit or None,
+    )
+
+
+def load_run(run_dir: str | Path) -> tuple[VAE, TrainVAEConfig, dict]:
+    """Rebuild a run's model from its config.json and load its latest checkpoint."""
+    saved = read_run_config(run_dir)
     model = VAE(VAEConfig.from_dict(saved["model"]))
-    state = load_checkpoint(run_dir, model)
-    return model, cfg, state
+    state = load_checkpoint(Path(run_dir), model)
+    return model, run_config(saved), state
 
 
 def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
     if resume:
         run_dir = Path(resume)
-        saved = (
-            json.loads((run_dir / "config.json").read_text())
-            if (run_dir / "config.json").exists()
-            else None
-        )
-        if saved is None:
-            raise CheckpointError(f"{run_dir / 'config.json'} does not exist: nothing to resume")
-        cfg = TrainVAEConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["run"].items()}
-        )
+        cfg = run_config(read_run_config(run_dir))
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(cfg.out or f"runs/vae-{Path(cfg.data).name}-{stamp}")
@@ -211,13 +221,7 @@ def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
             )
     world = setup(cfg.device)  # under torchrun: rank 0 alone writes and prints
     say = print if world.main else (lambda *args: None)
-    data = load_data(
-        cfg.data,
-        binarize=cfg.binarize,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-        limit=cfg.limit or None,
-    )
+    data = run_data(cfg)
     torch.manual_seed(cfg.seed)  # initialization
     mcfg = model_config(cfg, data.shape)
     model = VAE(mcfg)

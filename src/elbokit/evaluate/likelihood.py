@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from elbokit.objectives.iwae import log_weights
+
 
 @dataclass(frozen=True)
 class LogLikelihood:
@@ -82,12 +84,8 @@ def importance_log_likelihood(
             done = 0
             while done < k:
                 m = min(chunk, k - done)
-                z = model.latent.rsample(params, m, generator=generator)  # (m, B, z)
                 with torch.autocast(x.device.type, torch.bfloat16, enabled=precision == "bf16"):
-                    ll = model.log_likelihood(z, xb)
-                lw = (
-                    ll.float() + model.latent.log_prior(z) - model.latent.log_q(params, z)
-                ).double()
+                    lw = log_weights(model, xb, m, params, generator).double()  # (m, B)
                 new_max = torch.maximum(run_max, lw.max(0).values)
                 scale = torch.exp(run_max - new_max).nan_to_num(0.0)  # -inf - -inf at the start
                 e = torch.exp(lw - new_max)

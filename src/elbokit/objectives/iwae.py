@@ -16,10 +16,16 @@ import torch
 from elbokit.objectives.base import Objective, ObjectiveOutput
 
 
-def log_weights(model, x: torch.Tensor, k: int, params: torch.Tensor | None = None) -> torch.Tensor:
+def log_weights(
+    model,
+    x: torch.Tensor,
+    k: int,
+    params: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for k samples per example: (k, B)."""
     params = model.encode(x) if params is None else params
-    z = model.latent.rsample(params, k)  # (k, B, z)
+    z = model.latent.rsample(params, k, generator=generator)  # (k, B, z)
     return model.log_likelihood(z, x) + model.latent.log_prior(z) - model.latent.log_q(params, z)
 
 
