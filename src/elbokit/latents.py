@@ -177,7 +177,7 @@ class CategoricalLatent(Latent):
         """(..., G, K) normalized log-probabilities, after the uniform mix."""
         self.check_params(params)
         logits = params.unflatten(-1, (self.groups, self.classes))
-        log_p = torch.log_softmax(logits.float(), -1)
+        log_p = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
         if self.unimix:
             log_p = torch.logaddexp(
                 log_p + math.log1p(-self.unimix),

@@ -15,7 +15,7 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
-def _activation(name: str) -> type[nn.Module]:
+def activation_layer(name: str) -> type[nn.Module]:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
@@ -27,7 +27,7 @@ class MLP(nn.Sequential):
     def __init__(
         self, in_features: int, hidden: tuple[int, ...], out_features: int, activation: str = "relu"
     ):
-        act = _activation(activation)
+        act = activation_layer(activation)
         sizes = [in_features, *hidden, out_features]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(itertools.pairwise(sizes)):
@@ -61,7 +61,7 @@ class ConvEncoder(nn.Module):
         activation="relu",
     ):
         super().__init__()
-        act = _activation(activation)
+        act = activation_layer(activation)
         c, h, w = shape
         layers: list[nn.Module] = []
         for ch in channels:
@@ -87,7 +87,7 @@ class ConvDecoder(nn.Module):
         activation="relu",
     ):
         super().__init__()
-        act = _activation(activation)
+        act = activation_layer(activation)
         self.sizes = _conv_sizes(size, len(channels))[::-1]  # smallest first
         rev = list(channels[::-1])
         self.start = (rev[0], *self.sizes[0])

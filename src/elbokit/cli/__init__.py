@@ -6,6 +6,8 @@
     elbokit eval RUN [--k 1000]                  log p(x) by importance sampling, diagnostics
     elbokit report RUN                           figures and a one-page report.html
     elbokit sweep beta --values 0.5 1 2 4        rate-distortion curve over beta
+    elbokit collect [--env CartPole-v1]          episodes with pixel observations from gymnasium
+    elbokit train world-model [--preset debug]   a DreamerV2-style world model, open-loop report
 
 Options are generated from the config dataclasses of each command (``--help`` lists them).
 Errors in user input print one line (or a spec with a caret) and exit with status 2.
@@ -22,6 +24,13 @@ from elbokit.cli.kl import SPEC_HELP, KLConfig, KLPlotConfig, run_kl, run_kl_plo
 from elbokit.cli.report import ReportConfig, run_report
 from elbokit.cli.spec import SpecError
 from elbokit.cli.train import PRESETS, TrainVAEConfig, run_train_vae
+from elbokit.cli.world_model import PRESETS as WM_PRESETS
+from elbokit.cli.world_model import (
+    CollectConfig,
+    TrainWorldModelConfig,
+    run_collect,
+    run_train_world_model,
+)
 from elbokit.data import DataError
 from elbokit.train.checkpoint import CheckpointError
 from elbokit.train.trainer import TrainingDiverged
@@ -51,9 +60,38 @@ def _train_vae(ns: argparse.Namespace) -> int:
     return run_train_vae(config_from_args(TrainVAEConfig, ns, base=PRESETS[ns.preset]))
 
 
+def _train_world_model(ns: argparse.Namespace) -> int:
+    given = given_options(TrainWorldModelConfig, ns)
+    if ns.resume:
+        if given:
+            raise ValueError(
+                f"--resume continues {ns.resume} with its saved config; drop "
+                + ", ".join("--" + k.replace("_", "-") for k in given)
+            )
+        return run_train_world_model(WM_PRESETS["default"], resume=ns.resume)
+    return run_train_world_model(
+        config_from_args(TrainWorldModelConfig, ns, base=WM_PRESETS[ns.preset])
+    )
+
+
+# configs whose commands take --preset and --resume, with their presets
+PRESET_TABLES = {TrainVAEConfig: PRESETS, TrainWorldModelConfig: WM_PRESETS}
+
 # (words, config class, runner, one-line description); runners of configs with presets take
 # the namespace (see _train_vae), the others the config.
 COMMANDS = (
+    (
+        ("train", "world-model"),
+        TrainWorldModelConfig,
+        _train_world_model,
+        "train a DreamerV2-style world model on episodes; --preset debug runs in seconds",
+    ),
+    (
+        ("collect",),
+        CollectConfig,
+        run_collect,
+        "collect episodes with pixel observations from a gymnasium environment",
+    ),
     (("train", "vae"), TrainVAEConfig, _train_vae, "train a VAE; --preset debug runs in seconds"),
     (
         ("sweep", "beta"),
@@ -83,8 +121,8 @@ def _parser(words, cls, description) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elbokit " + " ".join(words), description=description, epilog=epilog
     )
-    presets = cls is TrainVAEConfig
-    add_config_arguments(parser, cls, only_given=presets)
+    presets = PRESET_TABLES.get(cls)
+    add_config_arguments(parser, cls, only_given=presets is not None)
     if words == ("sweep", "beta"):
         parser.add_argument(
             "--values",
@@ -93,10 +131,10 @@ def _parser(words, cls, description) -> argparse.ArgumentParser:
             required=True,
             help="the betas to train, e.g. 0.5 1 2 4",
         )
-    if presets:
+    if presets is not None:
         parser.add_argument(
             "--preset",
-            choices=sorted(PRESETS),
+            choices=sorted(presets),
             default="default",
             help="named settings the other options override (default: default)",
         )
@@ -124,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if tuple(argv[: len(words)]) == words:
             ns = _parser(words, cls, description).parse_args(argv[len(words) :])
             try:
-                return run(ns) if cls is TrainVAEConfig else run(config_from_args(cls, ns))
+                return run(ns) if cls in PRESET_TABLES else run(config_from_args(cls, ns))
             except SpecError as e:
                 print(f"elbokit: bad distribution spec: {e}", file=sys.stderr)
                 return 2

@@ -36,6 +36,13 @@ class EvalConfig:
 
 
 def run_eval(cfg: EvalConfig) -> int:
+    from elbokit.cli.train import read_run_config
+
+    if read_run_config(cfg.run).get("kind") == "world-model":
+        from elbokit.cli.world_model import evaluate_run
+
+        evaluate_run(cfg.run, cfg.seed)  # open loop and latent usage; k does not apply
+        return 0
     model, train_cfg, state = load_run(cfg.run)
     data = run_data(train_cfg)
     raw = data.test[: cfg.limit or None]

@@ -27,7 +27,14 @@ class ReportConfig:
 
 
 def run_report(cfg: ReportConfig) -> int:
+    from elbokit.cli.train import read_run_config
+
     run = Path(cfg.run)
+    if read_run_config(run).get("kind") == "world-model":
+        from elbokit.cli.world_model import report_run
+
+        report_run(run)
+        return 0
     if not (run / "eval.json").exists():
         run_eval(EvalConfig(str(run), k=cfg.k))
     result = json.loads((run / "eval.json").read_text())

@@ -2,6 +2,7 @@
 
     ELBO(beta=1.0, schedule=KLSchedule("linear", warmup=1000), free_bits=0.5)
     IWAE(k=5)
+    WorldModelObjective(WorldModelLoss(kl=KLBalance(alpha=0.8, free_nats=1.0)))
 
 Chosen by name from config with ``make_objective("elbo", ...)``.
 """
@@ -11,6 +12,7 @@ from elbokit.objectives.base import Objective, ObjectiveOutput
 from elbokit.objectives.elbo import ELBO
 from elbokit.objectives.iwae import IWAE, log_weights
 from elbokit.objectives.schedules import KLSchedule
+from elbokit.objectives.world_model import WorldModelLoss, WorldModelObjective
 from elbokit.registry import build
 
 OBJECTIVES = {"elbo": ELBO, "iwae": IWAE}
@@ -29,6 +31,8 @@ __all__ = [
     "KLSchedule",
     "Objective",
     "ObjectiveOutput",
+    "WorldModelLoss",
+    "WorldModelObjective",
     "log_weights",
     "make_objective",
 ]

@@ -96,3 +96,31 @@ class WorldModelLoss:
         logged.update({"image_mse": sq.detach().mean(), "kl/value": kl_out.terms["kl"],
                        "kl/dyn": kl_out.terms["kl/dyn"], "kl/rep": kl_out.terms["kl/rep"]})  # fmt: skip
         return ObjectiveOutput(loss, logged, "analytic")
+
+
+@dataclass(frozen=True)
+class WorldModelObjective:
+    """``objective(model, batch, step)`` for the trainer: any model whose ``model(batch)`` returns
+    the loss inputs (``image_mean``, ``image``, ``reward_mean``, ``discount_logits``,
+    ``posterior``, ``prior``) and a batch with ``reward`` and ``discount`` (1 - terminal).
+    The discount target is ``gamma * discount``: soft, 0.99 on non-terminal steps (DreamerV2)."""
+
+    loss: WorldModelLoss = field(default_factory=WorldModelLoss)
+    gamma: float = 0.99
+
+    def __post_init__(self):
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma={self.gamma}; expected 0 < gamma <= 1")
+
+    def __call__(self, model, batch, step: int = 0) -> ObjectiveOutput:
+        out = model(batch)
+        return self.loss(
+            out["image_mean"].float(),
+            out["image"].float(),
+            out["reward_mean"].float(),
+            batch.reward,
+            out["discount_logits"].float(),
+            self.gamma * batch.discount,
+            out["posterior"].float(),
+            out["prior"].float(),
+        )

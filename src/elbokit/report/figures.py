@@ -7,6 +7,9 @@
                    means of test images projected on their two principal axes, coloured by label
     curves         training curves of ELBO, reconstruction and KL from metrics.jsonl
     kl_bars        KL per latent unit, active units marked
+    prediction_strip, prediction_gif   a world model's imagination beside the truth
+    open_loop_errors   per-step prediction error against simple baselines
+    latent_usage   classes used per group of a categorical latent
 
 Every function takes the model (any LatentVariableModel on images) and writes one file.
 """
@@ -147,15 +150,17 @@ def latent_map(model, x: torch.Tensor, labels: torch.Tensor | None, path, steps:
     return _save(fig, path)
 
 
-def curves(metrics_path, path) -> Path:
+VAE_CURVES = (("elbo", "ELBO"), ("recon", "reconstruction NLL"), ("kl", "KL"))
+
+
+def curves(metrics_path, path, keys=VAE_CURVES) -> Path:
+    """One panel per (key, label): ``train/key`` as a line, ``test/key`` as points, by step."""
     lines = [
         json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()
     ]
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    for ax, key, label in zip(
-        axes, ("elbo", "recon", "kl"), ("ELBO", "reconstruction NLL", "KL"), strict=True
-    ):
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.7 * len(keys), 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], keys, strict=True):
         for split, style in (("train", "-"), ("test", "o-")):
             pts = [
                 (line["step"], line[f"{split}/{key}"]) for line in lines if f"{split}/{key}" in line
@@ -215,4 +220,93 @@ def rate_distortion(points: list[dict], path) -> Path:
     ax.set(xlabel="rate: test KL(q(z|x) || p(z)) (nats)", ylabel="distortion: test -E_q log p(x|z) (nats)",
            title="rate-distortion curve of the beta sweep")  # fmt: skip
     ax.legend()
+    return _save(fig, path)
+
+
+def _strip_rows(truth: torch.Tensor, imagined: torch.Tensor) -> torch.Tensor:
+    """(N, T, C, H, W) truth and (N, horizon, C, H, W) imagination -> (2N * T, C, H, W) rows:
+    truth, then imagination with blank frames under the context."""
+    t = truth.shape[1]
+    blank = torch.ones_like(truth[:, : t - imagined.shape[1]])
+    rows = torch.stack([truth, torch.cat([blank, imagined], 1)], 1)  # (N, 2, T, ...)
+    return rows.flatten(0, 2)
+
+
+def prediction_strip(truth: torch.Tensor, imagined: torch.Tensor, path) -> Path:
+    """Each sequence as two rows: the true frames, and under them what the model imagined after
+    the context (the blank frames) under the same actions."""
+    n, t = truth.shape[:2]
+    context = t - imagined.shape[1]
+    plt = pyplot()
+    h, w = truth.shape[-2:]
+    fig, ax = plt.subplots(figsize=(min(24, 0.5 + t * w / 40), 0.4 + 2 * n * h / 40))
+    _show(ax, _strip_rows(truth, imagined), 2 * n,
+          f"truth (upper rows) and imagination (lower rows): {context} context frames, then {t - context} steps open loop")  # fmt: skip
+    return _save(fig, path)
+
+
+def prediction_gif(truth: torch.Tensor, imagined: torch.Tensor, path, scale: int = 2) -> Path:
+    """An animated GIF: per imagined step, the true frames above the imagined ones, one column
+    per sequence. Needs Pillow (a matplotlib dependency)."""
+    from PIL import Image
+
+    context = truth.shape[1] - imagined.shape[1]
+    frames = []
+    for k in range(imagined.shape[1]):
+        pair = torch.stack([truth[:, context + k], imagined[:, k]])  # (2, N, C, H, W)
+        g = _grid(pair.flatten(0, 1), 2)
+        img = (g.numpy() * 255).round().astype("uint8")
+        if img.shape[-1] == 1:
+            img = img[..., 0]
+        im = Image.fromarray(img)
+        frames.append(im.resize((im.width * scale, im.height * scale), Image.NEAREST))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.gif")
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=200, loop=0)
+    os.replace(tmp, out)
+    return out
+
+
+def open_loop_errors(result: dict, path) -> Path:
+    """Per imagined step: image MSE against the copy-the-last-frame baseline, and reward error
+    against predicting the mean reward."""
+    plt = pyplot()
+    steps = range(1, result["horizon"] + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    a.plot(steps, result["image_mse"], "o-", label="world model (open loop)")
+    a.plot(steps, result["copy_last_mse"], "s--", label="copy the last context frame")
+    a.set(title="image error per pixel", xlabel="steps after the context", ylabel="MSE", yscale="log")
+    a.legend()
+    b.plot(steps, result["reward_mae"], "o-", label="world model")
+    b.plot(steps, result["reward_mean_mae"], "s--", label="mean training reward")
+    b.plot(steps, result["discount_mae"], "^-", label="discount (P(continue)) error")
+    b.set(
+        title="reward and discount error", xlabel="steps after the context", ylabel="mean |error|"
+    )
+    b.legend()
+    return _save(fig, path)
+
+
+def latent_usage(usage: dict, path) -> Path:
+    """Per group of a categorical latent: the perplexity of its aggregate posterior and the
+    classes it uses, out of K (a group at 1 has collapsed)."""
+    plt = pyplot()
+    g = len(usage["perplexity"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * g), 3.5))
+    ax.bar(range(g), usage["used"], color="tab:gray", label="classes used (argmax of some step)")
+    ax.bar(
+        range(g),
+        usage["perplexity"],
+        color="tab:blue",
+        width=0.5,
+        label="perplexity of the aggregate posterior",
+    )
+    ax.axhline(usage["classes"], color="k", lw=0.8, ls=":")
+    ax.set(
+        title=f"latent usage per group (of K = {usage['classes']} classes)",
+        xlabel="group",
+        ylabel="classes",
+    )
+    ax.legend(fontsize=8)
     return _save(fig, path)

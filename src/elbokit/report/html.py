@@ -12,8 +12,9 @@ from pathlib import Path
 
 def _img(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = "image/gif" if path.suffix.lower() == ".gif" else "image/png"
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+        f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 

@@ -55,6 +55,9 @@ class TrainConfig:
         default=True, metadata={"help": "flush denormal floats during the run"}
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    grad_clip: float = field(
+        default=0.0, metadata={"help": "clip the gradient's global norm to this (0: off)"}
+    )
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, ..."})
     precision: str = field(
         default="fp32",
@@ -65,6 +68,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip={self.grad_clip}; expected >= 0 (0: off)")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr}; expected > 0")
         if self.precision not in ("fp32", "bf16"):
@@ -261,7 +266,7 @@ class Trainer:
                         )
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
-                        self._check_gradients(step, model, last_saved)
+                        self._check_gradients(step, model, last_saved, cfg.grad_clip)
                         optimizer.step()
                         step, start = step + 1, start + 1
                         terms = dict(zip(names[1:], values.tolist()[1:], strict=True))
@@ -328,11 +333,15 @@ class Trainer:
                     f"step {step}: the {name!r} term is {v}; {self._where(last_saved)}"
                 )
 
-    def _check_gradients(self, step, model, last_saved):
+    def _check_gradients(self, step, model, last_saved, clip: float = 0.0):
+        """Raise on a non-finite gradient; then, with ``clip`` > 0, scale the gradients so their
+        global norm is at most ``clip`` (the norm is computed once for both)."""
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if not grads:
             return
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        if clip > 0 and torch.isfinite(norm) and norm > clip:
+            torch._foreach_mul_(grads, clip / float(norm))
         if not torch.isfinite(norm):
             name = next(
                 n

@@ -1,0 +1,227 @@
+"""A DreamerV2-style world model: a recurrent state-space model (RSSM) with a categorical latent.
+
+At each step t, with a deterministic state h_t and a stochastic state z_t (G groups of K classes):
+
+    h_t = GRU(h_{t-1}, f(z_{t-1}, a_t))               recurrent state (h_{-1}, z_{-1} = 0)
+    p(z_t | h_t)       = Cat(prior_net(h_t))           prior: what the model expects
+    q(z_t | h_t, x_t)  = Cat(post_net(h_t, enc(x_t)))  posterior: what the image shows
+    x_t ~ N(dec(h_t, z_t), I)    r_t ~ N(rew(h_t, z_t), 1)    gamma_t ~ Bern(sigmoid(disc(h_t, z_t)))
+
+(a_t is the action that led to x_t, r_t the reward received on arriving there.) Training
+observes sequences with the posterior (straight-through samples, ``CategoricalLatent``);
+imagination runs the prior alone from the last observed state under given actions. The loss is
+``WorldModelLoss``; images enter centred, x - 0.5, so the decoder's output is mean - 0.5.
+``WorldModelConfig`` is saved with every run and rebuilds the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from elbokit.latents import CategoricalLatent
+from elbokit.nets import MLP, ConvDecoder, ConvEncoder, activation_layer
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    image_shape: tuple[int, int, int] = (3, 64, 64)
+    action_dim: int = 2
+    deter: int = field(default=200, metadata={"help": "GRU state size"})
+    hidden: int = field(default=200, metadata={"help": "width of the RSSM's MLPs"})
+    groups: int = field(default=32, metadata={"help": "categorical latent groups"})
+    classes: int = field(default=32, metadata={"help": "classes per group"})
+    unimix: float = field(default=0.01, metadata={"help": "uniform mix in the categoricals"})
+    channels: tuple[int, ...] = field(
+        default=(32, 64, 128, 256), metadata={"help": "conv channels per stride-2 layer"}
+    )
+    embed: int = field(default=256, metadata={"help": "image embedding size"})
+    head_hidden: tuple[int, ...] = field(
+        default=(200, 200), metadata={"help": "reward and discount MLP widths"}
+    )
+    activation: str = "elu"
+
+    def __post_init__(self):
+        if len(self.image_shape) != 3:
+            raise ValueError(f"image_shape={self.image_shape}; expected (C, H, W)")
+        for name in ("action_dim", "deter", "hidden", "embed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WorldModelConfig:
+        known = set(cls.__dataclass_fields__)
+        if set(d) - known:
+            raise ValueError(
+                f"unknown world-model config keys {sorted(set(d) - known)}; known: {sorted(known)}"
+            )
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class RSSMState:
+    """States along a sequence: h (B, T, D), z (B, T, G*K), and the log-probabilities
+    (B, T, G, K) of the prior and (when observed) the posterior."""
+
+    h: torch.Tensor
+    z: torch.Tensor
+    prior: torch.Tensor
+    posterior: torch.Tensor | None = None
+
+    @property
+    def features(self) -> torch.Tensor:
+        return torch.cat([self.h, self.z], -1)
+
+
+class RSSM(nn.Module):
+    """The recurrent state-space model. The input layers are split by source so that the parts
+    that do not depend on the recurrence (actions, image embeddings) run once for all steps."""
+
+    def __init__(self, c: WorldModelConfig):
+        super().__init__()
+        self.latent = CategoricalLatent(c.groups, c.classes, c.unimix)
+        zs = self.latent.z_size
+        act = activation_layer(c.activation)
+        self.deter = c.deter
+        self.in_z = nn.Linear(zs, c.hidden, bias=False)
+        self.in_a = nn.Linear(c.action_dim, c.hidden)
+        self.in_act = act()
+        self.gru = nn.GRUCell(c.hidden, c.deter)
+        self.prior_net = MLP(c.deter, (c.hidden,), zs, c.activation)
+        self.post_h = nn.Linear(c.deter, c.hidden, bias=False)
+        self.post_e = nn.Linear(c.embed, c.hidden)
+        self.post_act = act()
+        self.post_out = nn.Linear(c.hidden, zs)
+
+    def initial(self, batch: int, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = ref.new_zeros
+        return zeros(batch, self.deter), zeros(batch, self.latent.z_size)
+
+    def _step(self, h, z, a_in):
+        return self.gru(self.in_act(self.in_z(z) + a_in), h)
+
+    def prior_log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        return self.latent.log_probs(self.prior_net(h))
+
+    def observe(self, embed, action, start=None, generator=None) -> RSSMState:
+        """Filter a sequence: embed (B, T, E), action (B, T, A); start (h, z) or zeros."""
+        b, t = embed.shape[:2]
+        h, z = start if start is not None else self.initial(b, embed)
+        a_in = self.in_a(action)  # (B, T, H) for all steps at once
+        e_in = self.post_e(embed)
+        hs, zs, posts = [], [], []
+        for i in range(t):
+            h = self._step(h, z, a_in[:, i])
+            params = self.post_out(self.post_act(self.post_h(h) + e_in[:, i]))
+            z = self.latent.rsample(params, generator=generator)
+            hs.append(h)
+            zs.append(z)
+            posts.append(params)
+        h_seq = torch.stack(hs, 1)
+        return RSSMState(
+            h_seq,
+            torch.stack(zs, 1),
+            self.prior_log_probs(h_seq),  # the prior depends on h alone: one batched call
+            self.latent.log_probs(torch.stack(posts, 1)),
+        )
+
+    def imagine(self, start, action, generator=None, sample: bool = True) -> RSSMState:
+        """Run the prior alone from ``start`` (h, z), each (B, .), under action (B, T, A):
+        z_t is drawn from p(z_t | h_t) (``sample=False``: its most likely classes)."""
+        h, z = start
+        a_in = self.in_a(action)
+        hs, zs, priors = [], [], []
+        for i in range(action.shape[1]):
+            h = self._step(h, z, a_in[:, i])
+            log_p = self.prior_log_probs(h)
+            if sample:
+                z = self.latent.rsample(log_p.flatten(-2), generator=generator)
+            else:
+                z = nn.functional.one_hot(log_p.argmax(-1), log_p.shape[-1]).to(h.dtype).flatten(-2)
+            hs.append(h)
+            zs.append(z)
+            priors.append(log_p)
+        return RSSMState(torch.stack(hs, 1), torch.stack(zs, 1), torch.stack(priors, 1))
+
+
+class WorldModel(nn.Module):
+    """Encoder, RSSM and heads (image decoder, reward, discount), as in DreamerV2."""
+
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        self.config = c = config
+        self.image_shape = tuple(c.image_shape)
+        self.encoder = ConvEncoder(self.image_shape, c.channels, c.embed, c.activation)
+        self.rssm = RSSM(c)
+        feat = c.deter + self.rssm.latent.z_size
+        self.decoder = ConvDecoder(
+            feat, c.channels, self.image_shape[0], self.image_shape[1:], c.activation
+        )
+        self.reward_head = MLP(feat, c.head_hidden, 1, c.activation)
+        self.discount_head = MLP(feat, c.head_hidden, 1, c.activation)
+
+    @property
+    def latent(self) -> CategoricalLatent:
+        return self.rssm.latent
+
+    def check_batch(self, batch) -> None:
+        shape = tuple(batch.image.shape[2:])
+        if shape != self.image_shape:
+            raise ValueError(f"images of shape {shape}; this model takes {self.image_shape}")
+        if batch.action.shape[-1] != self.config.action_dim:
+            raise ValueError(
+                f"actions of size {batch.action.shape[-1]}; this model takes {self.config.action_dim}"
+            )
+
+    def embed(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, T, C, H, W) in [0, 1] -> (B, T, E)."""
+        return self.encoder((image - 0.5).flatten(0, 1)).unflatten(0, image.shape[:2])
+
+    def heads(self, state: RSSMState) -> dict[str, torch.Tensor]:
+        """Image mean (centred, B, T, C, H, W), reward mean and discount logit (B, T)."""
+        f = state.features
+        return {
+            "image_mean": self.decoder(f.flatten(0, 1)).unflatten(0, f.shape[:2]),
+            "reward_mean": self.reward_head(f).squeeze(-1),
+            "discount_logits": self.discount_head(f).squeeze(-1),
+        }
+
+    def forward(self, batch, generator=None) -> dict[str, torch.Tensor]:
+        """Observe a SequenceBatch; returns the loss inputs: the heads' outputs, the centred
+        image target, and the posterior and prior log-probabilities (B, T, G, K)."""
+        self.check_batch(batch)
+        state = self.rssm.observe(self.embed(batch.image), batch.action, generator=generator)
+        out = self.heads(state)
+        out.update(image=batch.image - 0.5, posterior=state.posterior, prior=state.prior)
+        return out
+
+    @torch.no_grad()
+    def open_loop(
+        self, batch, context: int, generator=None, sample: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Observe the first ``context`` steps, then imagine the rest under the recorded actions.
+
+        Returns image (B, T - context, C, H, W) in [0, 1], reward and discount probability
+        (B, T - context), and the imagined prior log-probabilities.
+        """
+        self.check_batch(batch)
+        t = batch.image.shape[1]
+        if not 1 <= context < t:
+            raise ValueError(f"context={context}; expected 1 <= context < sequence length {t}")
+        seen = self.rssm.observe(
+            self.embed(batch.image[:, :context]), batch.action[:, :context], generator=generator
+        )
+        start = (seen.h[:, -1], seen.z[:, -1])
+        dream = self.rssm.imagine(start, batch.action[:, context:], generator, sample)
+        out = self.heads(dream)
+        return {
+            "image": (out["image_mean"].float() + 0.5).clamp(0, 1),
+            "reward": out["reward_mean"].float(),
+            "discount": torch.sigmoid(out["discount_logits"].float()),
+            "prior": dream.prior,
+        }
