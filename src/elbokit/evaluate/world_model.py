@@ -8,7 +8,7 @@ imagined step k = 1..horizon:
     copy_last_mse[k] the same for the baseline that repeats the last context frame
     reward_mae[k]    mean |predicted reward - true reward|; beside it, the error of always
                      predicting the training episodes' mean reward (``reward_mean_mae``)
-    discount_mae[k]  mean |P(continue) - (1 - terminal)|
+    discount_mae[k]  mean |predicted discount - gamma * (1 - terminal)|, the head's own target
 
 Latent usage, the collapse diagnostic of a categorical latent: over the posterior of every test
 step, for each group g, the aggregate distribution m_g = E[q(z_g | .)] over the K classes,
@@ -57,6 +57,7 @@ def open_loop(
     seed: int = 0,
     sample: bool = True,
     keep: int = 0,
+    gamma: float = 1.0,
 ) -> tuple[OpenLoopResult, dict[str, torch.Tensor]]:
     """Open-loop errors on the test split (see the module docstring).
 
@@ -94,7 +95,7 @@ def open_loop(
         pred = model.open_loop(batch, context, generator=g, sample=sample)
         truth = batch.image[:, context:].float()
         last = batch.image[:, context - 1 : context].float()
-        reward, discount = batch.reward[:, context:], batch.discount[:, context:]
+        reward, discount = batch.reward[:, context:], gamma * batch.discount[:, context:]
         sums["img"] += (pred["image"] - truth).pow(2).mean((2, 3, 4)).sum(0).double().cpu()
         sums["copy"] += (last - truth).pow(2).mean((2, 3, 4)).sum(0).double().cpu()
         sums["rew"] += (pred["reward"] - reward).abs().sum(0).double().cpu()

@@ -276,11 +276,15 @@ def open_loop_errors(result: dict, path) -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     a.plot(steps, result["image_mse"], "o-", label="world model (open loop)")
     a.plot(steps, result["copy_last_mse"], "s--", label="copy the last context frame")
-    a.set(title="image error per pixel", xlabel="steps after the context", ylabel="MSE", yscale="log")
+    a.set(
+        title="image error per pixel", xlabel="steps after the context", ylabel="MSE", yscale="log"
+    )
     a.legend()
     b.plot(steps, result["reward_mae"], "o-", label="world model")
     b.plot(steps, result["reward_mean_mae"], "s--", label="mean training reward")
-    b.plot(steps, result["discount_mae"], "^-", label="discount (P(continue)) error")
+    b.plot(
+        steps, result["discount_mae"], "^-", label="discount error (target gamma * (1 - terminal))"
+    )
     b.set(
         title="reward and discount error", xlabel="steps after the context", ylabel="mean |error|"
     )
