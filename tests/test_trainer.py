@@ -175,6 +175,25 @@ def test_metrics_are_namespaced_and_the_model_learns(tmp_path):
     assert {"train/recon", "train/kl", "time/steps_per_s"} <= set(train[0])
 
 
+def test_tensorboard_holds_the_same_numbers_as_metrics_jsonl(tmp_path):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator"
+    )
+    cfg = dataclasses.replace(CFG, epochs=2)
+    data, model, objective = _setup(cfg)
+    tcfg = dataclasses.replace(train_config(cfg), log_every=5)
+    Trainer(tcfg, tmp_path).fit(model, objective, data)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train/elbo", "train/kl", "test/elbo", "time/steps_per_s"):
+        want = [(line["step"], line[key]) for line in lines if key in line]
+        got = [(e.step, e.value) for e in events.Scalars(key)]
+        assert len(got) == len(want) > 0
+        for (s1, v1), (s2, v2) in zip(got, want, strict=True):
+            assert s1 == s2 and v1 == pytest.approx(v2, rel=1e-6)  # float32 in the event file
+
+
 def test_denormal_flushing_lasts_only_for_the_run(tmp_path):
     cfg = dataclasses.replace(CFG, epochs=1)
     data, model, objective = _setup(cfg)
