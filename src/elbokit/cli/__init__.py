@@ -48,30 +48,26 @@ def _sweep_beta(ns: argparse.Namespace) -> int:
     )
 
 
-def _train_vae(ns: argparse.Namespace) -> int:
-    given = given_options(TrainVAEConfig, ns)
-    if ns.resume:
-        if given:
-            raise ValueError(
-                f"--resume continues {ns.resume} with its saved config; drop "
-                + ", ".join("--" + k.replace("_", "-") for k in given)
-            )
-        return run_train_vae(PRESETS["default"], resume=ns.resume)
-    return run_train_vae(config_from_args(TrainVAEConfig, ns, base=PRESETS[ns.preset]))
+def _training_command(cls, presets, run):
+    """A train command's runner: a preset with the typed options over it, or --resume RUN
+    (which continues with the saved config, so other options are an error)."""
+
+    def command(ns: argparse.Namespace) -> int:
+        given = given_options(cls, ns)
+        if ns.resume:
+            if given:
+                raise ValueError(
+                    f"--resume continues {ns.resume} with its saved config; drop "
+                    + ", ".join("--" + k.replace("_", "-") for k in given)
+                )
+            return run(presets["default"], resume=ns.resume)
+        return run(config_from_args(cls, ns, base=presets[ns.preset]))
+
+    return command
 
 
-def _train_world_model(ns: argparse.Namespace) -> int:
-    given = given_options(TrainWorldModelConfig, ns)
-    if ns.resume:
-        if given:
-            raise ValueError(
-                f"--resume continues {ns.resume} with its saved config; drop "
-                + ", ".join("--" + k.replace("_", "-") for k in given)
-            )
-        return run_train_world_model(WM_PRESETS["default"], resume=ns.resume)
-    return run_train_world_model(
-        config_from_args(TrainWorldModelConfig, ns, base=WM_PRESETS[ns.preset])
-    )
+_train_vae = _training_command(TrainVAEConfig, PRESETS, run_train_vae)
+_train_world_model = _training_command(TrainWorldModelConfig, WM_PRESETS, run_train_world_model)
 
 
 # configs whose commands take --preset and --resume, with their presets
@@ -103,7 +99,7 @@ COMMANDS = (
         ("eval",),
         EvalConfig,
         run_eval,
-        "importance-sampled log-likelihood and collapse diagnostics of a run",
+        "importance-sampled log p(x) and collapse diagnostics (world models: open-loop errors)",
     ),
     (("report",), ReportConfig, run_report, "figures and a one-page HTML report of a run"),
     (
@@ -149,7 +145,8 @@ def _parser(words, cls, description) -> argparse.ArgumentParser:
 
 def _usage() -> str:
     lines = ["usage: elbokit COMMAND [options]   (elbokit COMMAND --help for its options)", ""]
-    lines += [f"  elbokit {' '.join(w):<12} {d}" for w, _, _, d in sorted(COMMANDS)]
+    width = max(len(" ".join(w)) for w, _, _, _ in COMMANDS)
+    lines += [f"  elbokit {' '.join(w):<{width}}  {d}" for w, _, _, d in sorted(COMMANDS)]
     return "\n".join(lines)
 
 

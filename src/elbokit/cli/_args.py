@@ -73,3 +73,9 @@ def config_from_args(cls: type, ns: argparse.Namespace, base=None):
     """The config built from parsed arguments, over ``base`` (a preset) when given."""
     values = given_options(cls, ns)
     return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+def saved_config(cls: type, values: dict):
+    """A config dataclass from its JSON form (``dataclasses.asdict`` saved as JSON: lists back
+    to tuples); unknown keys are an error, as in the constructor."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

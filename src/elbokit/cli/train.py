@@ -21,12 +21,13 @@ from typing import Literal
 
 import torch
 
+from elbokit.cli._args import saved_config
 from elbokit.data import load_data
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, IWAE, KLSchedule
 from elbokit.train.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from elbokit.train.distributed import setup, teardown
-from elbokit.train.trainer import TrainConfig, Trainer
+from elbokit.train.trainer import TrainConfig, Trainer, train_config_of
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,7 @@ PRESETS = {
 
 
 def train_config(cfg: TrainVAEConfig) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in names})
+    return train_config_of(cfg)
 
 
 def build_objective(cfg: TrainVAEConfig, steps_per_epoch: int):
@@ -184,9 +184,7 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 def run_config(saved: dict) -> TrainVAEConfig:
     """The TrainVAEConfig of a saved config (JSON lists back to tuples)."""
-    return TrainVAEConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["run"].items()}
-    )
+    return saved_config(TrainVAEConfig, saved["run"])
 
 
 def run_data(cfg: TrainVAEConfig):

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from elbokit.cli._args import saved_config
 from elbokit.data.collect import collect_episodes
 from elbokit.data.episodes import load_episodes
 from elbokit.evaluate.world_model import latent_usage, open_loop
@@ -29,7 +30,7 @@ from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import KLBalance, WorldModelLoss, WorldModelObjective
 from elbokit.train.checkpoint import atomic_write_text, load_checkpoint
 from elbokit.train.distributed import setup, teardown
-from elbokit.train.trainer import TrainConfig, Trainer
+from elbokit.train.trainer import TrainConfig, Trainer, train_config_of
 
 KIND = "world-model"
 
@@ -192,10 +193,7 @@ def build_objective(cfg: TrainWorldModelConfig) -> WorldModelObjective:
 
 
 def train_config(cfg: TrainWorldModelConfig) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(
-        **{k: v for k, v in dataclasses.asdict(cfg).items() if k in names}, log_every=10
-    )
+    return train_config_of(cfg, log_every=10)  # steps are slow: log often
 
 
 def episodes_dir(cfg: TrainWorldModelConfig, run_dir: Path) -> Path:
@@ -210,9 +208,7 @@ def run_data(cfg: TrainWorldModelConfig, run_dir: Path):
 
 
 def run_config(saved: dict) -> TrainWorldModelConfig:
-    return TrainWorldModelConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["run"].items()}
-    )
+    return saved_config(TrainWorldModelConfig, saved["run"])
 
 
 def load_run(run_dir: str | Path) -> tuple[WorldModel, TrainWorldModelConfig, dict]:
