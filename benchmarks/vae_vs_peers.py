@@ -244,6 +244,29 @@ def matmul_gflops(dtype, n=4096, reps=5) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
+LAYERS = [(784, 512), (512, 512), (512, 64), (32, 512), (512, 512), (512, 784)]
+
+
+def step_gemm_seconds(reps: int = 300) -> float:
+    """The matrix multiplies of one training step alone, at batch 100: per layer the forward
+    x W^T, the input gradient g W and the weight gradient g^T x. No loop that multiplies the
+    same matrices can step faster than this (in fp32)."""
+    ws = [torch.randn(o, i) for i, o in LAYERS]
+    xs = [torch.randn(BATCH, i) for i, o in LAYERS]
+    gs = [torch.randn(BATCH, o) for i, o in LAYERS]
+
+    def once():
+        for w, x, g in zip(ws, xs, gs, strict=True):
+            x @ w.T, g @ w, g.T @ x
+
+    for _ in range(reps // 5):
+        once()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        once()
+    return (time.perf_counter() - t0) / reps
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="mnist5k")
@@ -306,14 +329,14 @@ def main() -> int:
               f"log p(x) {ll:8.2f} ({ll - statistics.mean(lls['elbokit']):+.2f})")  # fmt: skip
     results = {n: ([mean[n]], 0.0) for n in per_epoch}
     steps = -(-len(data.train) // BATCH)
-    flops = (
-        3
-        * 2
-        * BATCH
-        * sum(
-            a * b for a, b in [(784, 512), (512, 512), (512, 64), (32, 512), (512, 512), (512, 784)]
+    flops = 3 * 2 * BATCH * sum(a * b for a, b in LAYERS)
+    if "elbokit" in results:
+        gemm, step = step_gemm_seconds(), results["elbokit"][0][0] / steps
+        print(
+            f"fp32 floor: the step's 18 matrix multiplies alone take {gemm * 1e3:.2f} ms of elbokit's "
+            f"{step * 1e3:.2f} ms per step (epoch / steps): no fp32 loop over these matrices can be "
+            f"more than {step / gemm:.2f}x faster"
         )
-    )
     for name, peak in (("elbokit", fp32), ("elbokit bf16", bf16)):
         if name in results:
             rate = flops * steps / statistics.mean(results[name][0]) / 1e9
