@@ -376,7 +376,7 @@ def test_train_world_model_debug_end_to_end_with_report(tmp_path, capsys):
     ol = result["open_loop"]
     assert len(ol["image_mse"]) == 6 and all(v >= 0 for v in ol["copy_last_mse"])
     assert len(result["latent_usage"]["perplexity"]) == 4
-    for name in ("open_loop.png", "open_loop.gif", "open_loop_errors.png", "curves.png",
+    for name in ("open_loop.png", "open_loop.gif", "open_loop_errors.png", "curves.png", "kl_balance.png",
                  "latent_usage.png", "report.html"):  # fmt: skip
         assert (out / "report" / name).stat().st_size > 0
     from PIL import Image

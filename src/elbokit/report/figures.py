@@ -10,6 +10,7 @@
     prediction_strip, prediction_gif   a world model's imagination beside the truth
     open_loop_errors   per-step prediction error against simple baselines
     latent_usage   classes used per group of a categorical latent
+    kl_balance_parts   a balanced KL and its dyn and rep parts over training
 
 Every function takes the model (any LatentVariableModel on images) and writes one file.
 """
@@ -150,11 +151,12 @@ def latent_map(model, x: torch.Tensor, labels: torch.Tensor | None, path, steps:
     return _save(fig, path)
 
 
-VAE_CURVES = (("elbo", "ELBO"), ("recon", "reconstruction NLL"), ("kl", "KL"))
+VAE_CURVES = (("elbo", "ELBO (nats)"), ("recon", "reconstruction NLL (nats)"), ("kl", "KL (nats)"))
 
 
 def curves(metrics_path, path, keys=VAE_CURVES) -> Path:
-    """One panel per (key, label): ``train/key`` as a line, ``test/key`` as points, by step."""
+    """One panel per (key, title): ``train/key`` as a line, ``test/key`` as points, by step;
+    a key ending in ``_mse`` on a log scale."""
     lines = [
         json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()
     ]
@@ -168,7 +170,7 @@ def curves(metrics_path, path, keys=VAE_CURVES) -> Path:
             if pts:
                 steps, values = zip(*pts, strict=True)
                 ax.plot(steps, values, style, label=split, markersize=3)
-        ax.set(title=label + " (nats)", xlabel="step")
+        ax.set(title=label, xlabel="step", yscale="log" if key.endswith("_mse") else "linear")
         ax.legend()
     return _save(fig, path)
 
@@ -312,5 +314,38 @@ def latent_usage(usage: dict, path) -> Path:
         xlabel="group",
         ylabel="classes",
     )
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def kl_balance_parts(metrics_path, path, alpha: float, free_nats: float) -> Path:
+    """The KL of a balanced objective over training (train and test), and its two parts as the
+    loss weighs them: alpha * dyn (trains the prior) and (1 - alpha) * rep (trains the
+    posterior), after free nats (the dotted line)."""
+    lines = [
+        json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()
+    ]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, weight, label, style in (
+        ("train/kl/value", 1.0, "KL(q || p), train", "-"),
+        ("test/kl/value", 1.0, "KL(q || p), test", "o"),
+        ("train/kl/dyn", alpha, f"{alpha:g} x dyn: KL(sg(q) || p), trains the prior", "--"),
+        (
+            "train/kl/rep",
+            1 - alpha,
+            f"{1 - alpha:g} x rep: KL(q || sg(p)), trains the posterior",
+            ":",
+        ),
+    ):
+        pts = [(line["step"], weight * line[key]) for line in lines if key in line]
+        if pts:
+            steps, values = zip(*pts, strict=True)
+            ax.plot(steps, values, style, label=label, markersize=3)
+    if free_nats > 0:
+        ax.axhline(
+            free_nats, color="gray", lw=0.8, ls=(0, (1, 3)), label=f"free nats = {free_nats:g}"
+        )
+    ax.set(title="KL balancing over training (nats)", xlabel="step")
     ax.legend(fontsize=8)
     return _save(fig, path)
