@@ -390,6 +390,12 @@ def test_train_world_model_debug_end_to_end_with_report(tmp_path, capsys):
     assert "copy-last-frame" in capsys.readouterr().out
     assert main(["train", "world-model", "--resume", str(out), "--epochs", "3"]) == 2
     assert "--resume continues" in capsys.readouterr().err
+    other = tmp_path / "other"
+    args = ["train", "world-model", "--preset", "debug", "--data", str(out / "episodes"),
+            "--horizon", "500", "--out", str(other)]  # fmt: skip
+    assert main(args) == 2
+    assert "--context + --horizon = 503" in capsys.readouterr().err
+    assert not (other / "state.json").exists()  # nothing trained
 
 
 def test_collect_writes_valid_episodes_from_gymnasium(tmp_path, capsys):

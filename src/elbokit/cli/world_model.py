@@ -248,6 +248,11 @@ def run_train_world_model(cfg: TrainWorldModelConfig, *, resume: str = "") -> in
             size=cfg.image_size, max_steps=cfg.max_steps, seed=cfg.seed, progress=cfg.progress,
         )  # fmt: skip
     data = run_data(cfg, run_dir)
+    if cfg.report and not data.windows("test", cfg.context + cfg.horizon):
+        raise ValueError(  # fail before training, not after it
+            f"no test episode has --context + --horizon = {cfg.context + cfg.horizon} steps for "
+            f"the open-loop evaluation; lower them, collect longer episodes, or pass --no-report"
+        )
     torch.manual_seed(cfg.seed)
     mcfg = model_config(cfg, data)
     model = WorldModel(mcfg)
