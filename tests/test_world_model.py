@@ -368,8 +368,11 @@ def test_gradient_clipping_matches_torch(tmp_path):
 def test_train_world_model_debug_end_to_end_with_report(tmp_path, capsys):
     pytest.importorskip("gymnasium")
     out = tmp_path / "run"
+    (out / "episodes").mkdir(parents=True)  # a collection that was interrupted: no meta.json
+    (out / "episodes" / "episode-000099.npz").write_bytes(b"half written")
     assert main(["train", "world-model", "--preset", "debug", "--out", str(out), "--no-progress",
                  "--threads", "1"]) == 0  # fmt: skip
+    assert not (out / "episodes" / "episode-000099.npz").exists()  # collected afresh
     saved = json.loads((out / "config.json").read_text())
     assert saved["kind"] == "world-model" and saved["model"]["groups"] == 4
     result = json.loads((out / "eval.json").read_text())
@@ -415,6 +418,9 @@ def test_collect_writes_valid_episodes_from_gymnasium(tmp_path, capsys):
         assert (ep["discount"][:-1] == 1).all()
         if t < 31:  # ended before the time limit: the pole fell
             assert ep["discount"][-1] == 0
+    assert main(["collect", "--episodes", "1", "--out", str(out), "--no-progress"]) == 2
+    assert "already holds 2 episode files" in capsys.readouterr().err
+    assert len(list(out.glob("episode-*.npz"))) == 2  # nothing overwritten
     assert main(["collect", "--env", "Pendulum-v1", "--out", str(tmp_path / "p")]) == 2
     assert "no scripted policy for Pendulum-v1" in capsys.readouterr().err
     assert (

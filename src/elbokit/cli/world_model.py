@@ -242,6 +242,8 @@ def run_train_world_model(cfg: TrainWorldModelConfig, *, resume: str = "") -> in
     if not cfg.data and not (folder / "meta.json").exists():
         if world.size > 1:
             raise ValueError("under torchrun, collect first (elbokit collect) and pass --data")
+        for partial in folder.glob("episode-*.npz"):  # an interrupted collection of this run's
+            partial.unlink()
         say(f"collecting {cfg.episodes} episodes of {cfg.env} into {folder}")
         collect_episodes(
             cfg.env, out=folder, episodes=cfg.episodes, policy=cfg.policy, epsilon=cfg.epsilon,

@@ -75,8 +75,8 @@ def collect_episodes(
     """Run ``episodes`` episodes and write them to ``out`` (with meta.json); returns the meta.
 
     Raises:
-        ValueError: an unknown policy, a scripted policy for an environment that has none, or
-            bad sizes. ImportError: gymnasium is not installed.
+        ValueError: an unknown policy, a scripted policy for an environment that has none, bad
+            sizes, or a folder that already holds episodes. ImportError: gymnasium is missing.
     """
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r}; expected one of {', '.join(POLICIES)}")
@@ -89,6 +89,13 @@ def collect_episodes(
             raise ValueError(f"{name}={v}; expected >= {lo}")
     if not 0 <= epsilon <= 1:
         raise ValueError(f"epsilon={epsilon}; expected 0 <= epsilon <= 1")
+    folder = Path(out)
+    existing = sorted(folder.glob("episode-*.npz")) if folder.is_dir() else []
+    if existing:
+        raise ValueError(
+            f"{folder} already holds {len(existing)} episode files; collect into another --out "
+            "(episodes of two collections would mix)"
+        )
     gym = _gym()
     try:
         env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_steps)
@@ -96,7 +103,6 @@ def collect_episodes(
         raise ValueError(f"gymnasium cannot make {env_id!r}: {e}") from None
     space = env.action_space
     _action_size(space)
-    folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(mix(seed, 0xC011))
     space.seed(mix(seed, 0xAC7))
