@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 
+from elbokit.cli._runs import read_run_config
 from elbokit.cli.train import load_run, run_data
 from elbokit.evaluate import diagnose, importance_log_likelihood
 from elbokit.objectives import ELBO
@@ -36,8 +37,6 @@ class EvalConfig:
 
 
 def run_eval(cfg: EvalConfig) -> int:
-    from elbokit.cli.train import read_run_config
-
     if read_run_config(cfg.run).get("kind") == "world-model":
         from elbokit.cli.world_model import evaluate_run
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from elbokit.cli._runs import read_run_config
 from elbokit.cli.evaluate import EvalConfig, run_eval
 from elbokit.cli.train import load_run, run_data
 from elbokit.report import figures, write_html
@@ -27,8 +28,6 @@ class ReportConfig:
 
 
 def run_report(cfg: ReportConfig) -> int:
-    from elbokit.cli.train import read_run_config
-
     run = Path(cfg.run)
     if read_run_config(run).get("kind") == "world-model":
         from elbokit.cli.world_model import report_run
@@ -65,7 +64,7 @@ def run_report(cfg: ReportConfig) -> int:
         "mutual information I(x; z)": f"{result['mutual_information']:.2f} nats (at most log N = {torch.tensor(float(result['examples'])).log().item():.2f})",
         "active units": f"{result['active_units']} of {len(result['kl_per_unit'])}",
     }  # fmt: skip
-    config = json.loads((run / "config.json").read_text())
+    config = read_run_config(run)
     page = write_html(out / "report.html", f"elbokit report: {run.name}", numbers, pngs, config)
     print(f"wrote {page} and {len(pngs)} figures in {out}")
     return 0

@@ -11,8 +11,6 @@ to rebuild the model (``load_run``).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,12 +20,15 @@ from typing import Literal
 import torch
 
 from elbokit.cli._args import saved_config
+from elbokit.cli._runs import new_run_dir, read_run_config, write_run_config
 from elbokit.data import load_data
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, IWAE, KLSchedule
-from elbokit.train.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
+from elbokit.train.checkpoint import load_checkpoint
 from elbokit.train.distributed import setup, teardown
 from elbokit.train.trainer import TrainConfig, Trainer, train_config_of
+
+KIND = "vae"
 
 
 @dataclass(frozen=True)
@@ -174,14 +175,6 @@ def _check_data(data, model: VAE) -> None:
             )
 
 
-def read_run_config(run_dir: str | Path) -> dict:
-    """A run's config.json as saved: {"kind", "run", "model"}; CheckpointError if missing."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist: {run_dir} is not an elbokit run")
-    return json.loads(path.read_text())
-
-
 def run_config(saved: dict) -> TrainVAEConfig:
     """The TrainVAEConfig of a saved config (JSON lists back to tuples)."""
     return saved_config(TrainVAEConfig, saved["run"])
@@ -200,7 +193,7 @@ def run_data(cfg: TrainVAEConfig):
 
 def load_run(run_dir: str | Path) -> tuple[VAE, TrainVAEConfig, dict]:
     """Rebuild a run's model from its config.json and load its latest checkpoint."""
-    saved = read_run_config(run_dir)
+    saved = read_run_config(run_dir, KIND)
     model = VAE(VAEConfig.from_dict(saved["model"]))
     state = load_checkpoint(Path(run_dir), model)
     return model, run_config(saved), state
@@ -209,14 +202,9 @@ def load_run(run_dir: str | Path) -> tuple[VAE, TrainVAEConfig, dict]:
 def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
     if resume:
         run_dir = Path(resume)
-        cfg = run_config(read_run_config(run_dir))
+        cfg = run_config(read_run_config(run_dir, KIND))
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.out or f"runs/vae-{Path(cfg.data).name}-{stamp}")
-        if (run_dir / "state.json").exists():
-            raise ValueError(
-                f"{run_dir} already holds a run: --resume {run_dir} continues it, --out picks another folder"
-            )
+        run_dir = new_run_dir(cfg.out, f"runs/vae-{Path(cfg.data).name}")
     world = setup(cfg.device)  # under torchrun: rank 0 alone writes and prints
     say = print if world.main else (lambda *args: None)
     data = run_data(cfg)
@@ -228,8 +216,7 @@ def run_train_vae(cfg: TrainVAEConfig, *, resume: str = "") -> int:
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
-            saved = {"kind": "vae", "run": dataclasses.asdict(cfg), "model": mcfg.to_dict()}
-            atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
+            write_run_config(run_dir, KIND, cfg, mcfg)
     say(f"run directory: {run_dir}")
     say(
         f"data: {data.name}, {len(data.train)} train / {len(data.test)} test images of shape {data.shape}, binarize={cfg.binarize}"

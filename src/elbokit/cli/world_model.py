@@ -13,7 +13,6 @@ eval.json and report/ (``elbokit eval RUN`` and ``elbokit report RUN`` redo them
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Literal
 import torch
 
 from elbokit.cli._args import saved_config
+from elbokit.cli._runs import new_run_dir, read_run_config, write_run_config
 from elbokit.data.collect import collect_episodes
 from elbokit.data.episodes import load_episodes
 from elbokit.evaluate.world_model import latent_usage, open_loop
@@ -213,29 +213,18 @@ def run_config(saved: dict) -> TrainWorldModelConfig:
 
 def load_run(run_dir: str | Path) -> tuple[WorldModel, TrainWorldModelConfig, dict]:
     """Rebuild a world-model run's model from config.json and load its latest checkpoint."""
-    from elbokit.cli.train import read_run_config
-
-    saved = read_run_config(run_dir)
-    if saved.get("kind") != KIND:
-        raise ValueError(f"{run_dir} is a {saved.get('kind')!r} run, not a {KIND} run")
+    saved = read_run_config(run_dir, KIND)
     model = WorldModel(WorldModelConfig.from_dict(saved["model"]))
     state = load_checkpoint(Path(run_dir), model)
     return model, run_config(saved), state
 
 
 def run_train_world_model(cfg: TrainWorldModelConfig, *, resume: str = "") -> int:
-    from elbokit.cli.train import read_run_config
-
     if resume:
         run_dir = Path(resume)
-        cfg = run_config(read_run_config(run_dir))
+        cfg = run_config(read_run_config(run_dir, KIND))
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.out or f"runs/wm-{cfg.env.split('/')[-1]}-{stamp}")
-        if (run_dir / "state.json").exists():
-            raise ValueError(
-                f"{run_dir} already holds a run: --resume {run_dir} continues it, --out picks another folder"
-            )
+        run_dir = new_run_dir(cfg.out, f"runs/wm-{cfg.env.split('/')[-1]}")
     world = setup(cfg.device)
     say = print if world.main else (lambda *args: None)
     folder = episodes_dir(cfg, run_dir)
@@ -259,11 +248,8 @@ def run_train_world_model(cfg: TrainWorldModelConfig, *, resume: str = "") -> in
     mcfg = model_config(cfg, data)
     model = WorldModel(mcfg)
     objective = build_objective(cfg)
-    if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            saved = {"kind": KIND, "run": dataclasses.asdict(cfg), "model": mcfg.to_dict()}
-            atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
+    if world.main and not resume:
+        write_run_config(run_dir, KIND, cfg, mcfg)
     steps = sum(len(e["image"]) for e in data.train)
     say(f"run directory: {run_dir}")
     say(
@@ -370,7 +356,7 @@ def report_run(run_dir: str | Path, seed: int = 0) -> Path:
         "test KL(posterior || prior)": f"{result.get('test/kl/value', float('nan')):.2f} nats",
         "latent usage (perplexity per group)": f"min {perp.min():.1f}, median {perp.median():.1f}, max {perp.max():.1f} of {result['latent_usage']['classes']}",
     }  # fmt: skip
-    config = json.loads((run / "config.json").read_text())
+    config = read_run_config(run)
     page = write_html(
         out / "report.html", f"elbokit world model: {run.name}", numbers, pngs, config
     )
