@@ -79,3 +79,13 @@ def saved_config(cls: type, values: dict):
     """A config dataclass from its JSON form (``dataclasses.asdict`` saved as JSON: lists back
     to tuples); unknown keys are an error, as in the constructor."""
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def config_of(cls: type, source, **overrides):
+    """A ``cls`` config from the fields of ``source`` (a command's config) named like its own,
+    with ``overrides`` (values that come from elsewhere, such as the data's shape)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {
+        f.name: getattr(source, f.name) for f in dataclasses.fields(source) if f.name in names
+    }
+    return cls(**{**values, **overrides})

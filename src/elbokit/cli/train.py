@@ -19,14 +19,14 @@ from typing import Literal
 
 import torch
 
-from elbokit.cli._args import saved_config
+from elbokit.cli._args import config_of, saved_config
 from elbokit.cli._runs import new_run_dir, read_run_config, write_run_config
 from elbokit.data import load_data
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, IWAE, KLSchedule
 from elbokit.train.checkpoint import load_checkpoint
 from elbokit.train.distributed import setup, teardown
-from elbokit.train.trainer import TrainConfig, Trainer, train_config_of
+from elbokit.train.trainer import TrainConfig, Trainer
 
 KIND = "vae"
 
@@ -129,7 +129,7 @@ PRESETS = {
 
 
 def train_config(cfg: TrainVAEConfig) -> TrainConfig:
-    return train_config_of(cfg)
+    return config_of(TrainConfig, cfg)
 
 
 def build_objective(cfg: TrainVAEConfig, steps_per_epoch: int):
@@ -147,16 +147,7 @@ def build_objective(cfg: TrainVAEConfig, steps_per_epoch: int):
 
 
 def model_config(cfg: TrainVAEConfig, data_shape) -> VAEConfig:
-    return VAEConfig(
-        data_shape=tuple(data_shape),
-        latent=cfg.latent,
-        latent_dim=cfg.latent_dim,
-        latent_classes=cfg.latent_classes,
-        likelihood=cfg.likelihood,
-        arch=cfg.arch,
-        hidden=cfg.hidden,
-        channels=cfg.channels,
-    )
+    return config_of(VAEConfig, cfg, data_shape=tuple(data_shape))
 
 
 def _check_data(data, model: VAE) -> None:

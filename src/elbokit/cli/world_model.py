@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-from elbokit.cli._args import saved_config
+from elbokit.cli._args import config_of, saved_config
 from elbokit.cli._runs import new_run_dir, read_run_config, write_run_config
 from elbokit.data.collect import collect_episodes
 from elbokit.data.episodes import load_episodes
@@ -30,7 +30,7 @@ from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import KLBalance, WorldModelLoss, WorldModelObjective
 from elbokit.train.checkpoint import atomic_write_text, load_checkpoint
 from elbokit.train.distributed import setup, teardown
-from elbokit.train.trainer import TrainConfig, Trainer, train_config_of
+from elbokit.train.trainer import TrainConfig, Trainer
 
 KIND = "world-model"
 
@@ -167,17 +167,8 @@ PRESETS["default"] = PRESETS["small"]
 
 
 def model_config(cfg: TrainWorldModelConfig, data) -> WorldModelConfig:
-    return WorldModelConfig(
-        image_shape=data.image_shape,
-        action_dim=data.action_dim,
-        deter=cfg.deter,
-        hidden=cfg.hidden,
-        groups=cfg.groups,
-        classes=cfg.classes,
-        unimix=cfg.unimix,
-        channels=cfg.channels,
-        embed=cfg.embed,
-        head_hidden=cfg.head_hidden,
+    return config_of(
+        WorldModelConfig, cfg, image_shape=data.image_shape, action_dim=data.action_dim
     )
 
 
@@ -193,7 +184,7 @@ def build_objective(cfg: TrainWorldModelConfig) -> WorldModelObjective:
 
 
 def train_config(cfg: TrainWorldModelConfig) -> TrainConfig:
-    return train_config_of(cfg, log_every=10)  # steps are slow: log often
+    return config_of(TrainConfig, cfg, log_every=10)  # steps are slow: log often
 
 
 def episodes_dir(cfg: TrainWorldModelConfig, run_dir: Path) -> Path:

@@ -18,7 +18,6 @@ denormal range (measured: a quarter of the first moments, epochs 9 s -> 13 s on 
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import math
@@ -75,13 +74,6 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr}; expected > 0")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}; expected 'fp32' or 'bf16'")
-
-
-def train_config_of(config, **overrides) -> TrainConfig:
-    """The trainer's settings from a command's config: its fields named like TrainConfig's."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in dataclasses.asdict(config).items() if k in names}
-    return TrainConfig(**{**values, **overrides})
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
