@@ -225,10 +225,7 @@ def run_train_world_model(cfg: TrainWorldModelConfig, *, resume: str = "") -> in
         for partial in folder.glob("episode-*.npz"):  # an interrupted collection of this run's
             partial.unlink()
         say(f"collecting {cfg.episodes} episodes of {cfg.env} into {folder}")
-        collect_episodes(
-            cfg.env, out=folder, episodes=cfg.episodes, policy=cfg.policy, epsilon=cfg.epsilon,
-            size=cfg.image_size, max_steps=cfg.max_steps, seed=cfg.seed, progress=cfg.progress,
-        )  # fmt: skip
+        run_collect(config_of(CollectConfig, cfg, out=str(folder)))
     data = run_data(cfg, run_dir)
     if cfg.report and not data.windows("test", cfg.context + cfg.horizon):
         raise ValueError(  # fail before training, not after it
