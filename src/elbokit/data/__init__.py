@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elbokit.data._order import batch_indices
 from elbokit.data.readers import (
     DataError,
     as_images,
@@ -81,16 +82,9 @@ class ImageData:
         a run resumed in the middle of an epoch sees exactly the batches it would have seen.
         """
         raw = self.split(split)
-        n = len(raw)
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}; expected >= 1")
-        order = (
-            torch.randperm(n, generator=torch.Generator().manual_seed(mix(seed, epoch)))
-            if shuffle
-            else torch.arange(n)
-        )
-        for b in range(start, -(-n // batch_size)):
-            idx = order[b * batch_size : (b + 1) * batch_size]
+        for b, idx in batch_indices(
+            len(raw), batch_size, seed=seed, epoch=epoch, start=start, shuffle=shuffle
+        ):
             yield self.as_float(raw[idx], torch.Generator().manual_seed(mix(seed, epoch, b)))
 
     def num_batches(self, split: str, batch_size: int) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elbokit.data._order import batch_indices
 from elbokit.data.readers import DataError
 from elbokit.seeding import mix
 
@@ -175,18 +176,11 @@ class EpisodeData:
         shuffle: bool = True,
     ):
         """SequenceBatches of a split in an order fixed by (seed, epoch), from batch ``start`` on."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}; expected >= 1")
         wins = self.windows(split)
-        order = (
-            torch.randperm(len(wins), generator=torch.Generator().manual_seed(mix(seed, epoch)))
-            if shuffle
-            else torch.arange(len(wins))
-        )
-        for b in range(start, -(-len(wins) // batch_size)):
-            yield self.gather(
-                split, [wins[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-            )
+        for _, idx in batch_indices(
+            len(wins), batch_size, seed=seed, epoch=epoch, start=start, shuffle=shuffle
+        ):
+            yield self.gather(split, [wins[i] for i in idx])
 
 
 def load_episodes(
