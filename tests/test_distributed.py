@@ -15,13 +15,10 @@ from elbokit.train.trainer import make_adam, step_seed
 from test_trainer import _setup
 
 
-def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
-    run = tmp_path / "ddp"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "elbokit", "train", "vae", "--preset", "debug", "--epochs", "1", "--threads", "1",
-        "--checkpoint-every", "1000", "--no-progress", "--out", str(run),
-    ]  # fmt: skip
+def _torchrun(args, run):
+    """``torchrun --nproc_per_node=2 -m elbokit ARGS`` with one thread each; one retry."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "elbokit", *args, "--threads", "1", "--no-progress", "--out", str(run)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
@@ -33,19 +30,18 @@ def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
         shutil.rmtree(run, ignore_errors=True)
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    ddp_model, _, state = load_run(run)
 
-    # The same steps in one process: each global batch cut into the two ranks' shards, each
-    # shard's loss with that rank's noise stream, the gradients averaged, one Adam step.
-    cfg = dataclasses.replace(PRESETS["debug"], epochs=1)
-    data, model, objective = _setup(cfg)
+
+def _single_process_steps(model, objective, batches, lr: float, seed: int) -> int:
+    """The data-parallel steps in one process: each global batch cut into the two ranks' shards,
+    each shard's loss with that rank's noise stream, the gradients averaged, one Adam step."""
     params = list(model.parameters())
-    opt = make_adam(params, cfg.lr)
+    opt = make_adam(params, lr)
     steps = 0
-    for step, x in enumerate(data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)):
+    for step, x in enumerate(batches):
         grads = [torch.zeros_like(p) for p in params]
         for rank, shard in enumerate(x.tensor_split(2)):
-            torch.manual_seed(step_seed(cfg.seed, step, rank))
+            torch.manual_seed(step_seed(seed, step, rank))
             loss = objective(model, shard, step).loss
             for g, d in zip(grads, torch.autograd.grad(loss, params), strict=True):
                 g += d / 2
@@ -53,24 +49,29 @@ def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
             p.grad = g
         opt.step()
         steps += 1
-    assert state["step"] == steps
-    for k, v in model.state_dict().items():
-        torch.testing.assert_close(ddp_model.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    return steps
+
+
+def _assert_same_weights(a, b):
+    for k, v in b.state_dict().items():
+        torch.testing.assert_close(a.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
+    run = tmp_path / "ddp"
+    _torchrun(
+        ["train", "vae", "--preset", "debug", "--epochs", "1", "--checkpoint-every", "1000"], run
+    )
+    ddp_model, _, state = load_run(run)
+
+    cfg = dataclasses.replace(PRESETS["debug"], epochs=1)
+    data, model, objective = _setup(cfg)
+    batches = data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)
+    assert state["step"] == _single_process_steps(model, objective, batches, cfg.lr, cfg.seed)
+    _assert_same_weights(ddp_model, model)
     # rank 0 alone wrote: one test line for the one epoch
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum("test/elbo" in line for line in lines) == 1
-
-
-def _torchrun(args, run):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "elbokit", *args, "--threads", "1", "--no-progress", "--out", str(run)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    if res.returncode != 0:  # one retry for the launcher's own flakes, as above
-        warnings.warn(f"torchrun failed once, retrying: {res.stderr[-1500:]}", stacklevel=1)
-        shutil.rmtree(run, ignore_errors=True)
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
 
 
 def test_world_model_sequences_shard_across_two_gloo_processes(tmp_path):
@@ -90,21 +91,7 @@ def test_world_model_sequences_shard_across_two_gloo_processes(tmp_path):
     data = load_episodes(eps, seq_len=8, test_fraction=cfg.test_fraction, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_config(cfg, data))
-    objective = build_objective(cfg)
-    params = list(model.parameters())
-    opt = make_adam(params, cfg.lr)
-    steps = 0
-    for step, batch in enumerate(data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)):
-        grads = [torch.zeros_like(p) for p in params]
-        for rank, shard in enumerate(batch.tensor_split(2)):
-            torch.manual_seed(step_seed(cfg.seed, step, rank))
-            loss = objective(model, shard, step).loss
-            for g, d in zip(grads, torch.autograd.grad(loss, params), strict=True):
-                g += d / 2
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        opt.step()
-        steps += 1
+    batches = data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)
+    steps = _single_process_steps(model, build_objective(cfg), batches, cfg.lr, cfg.seed)
     assert state["step"] == steps > 1
-    for k, v in model.state_dict().items():
-        torch.testing.assert_close(ddp_model.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    _assert_same_weights(ddp_model, model)
