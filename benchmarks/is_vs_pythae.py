@@ -18,22 +18,23 @@ import time
 
 import torch
 
-from elbokit.cli.train import load_run
+from elbokit import recipes
 from elbokit.data import load_data
 from elbokit.evaluate import importance_log_likelihood
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO
-from elbokit.train.trainer import TrainConfig, Trainer
+from elbokit.train import AdamConfig, ObjectiveLearner, TrainConfig, Trainer
 
 
 def trained_model(run: str | None) -> VAE:
     if run:
-        return load_run(run)[0]
+        return recipes.open_run(run).learner()[0].model
     data = load_data("mnist5k")
     torch.manual_seed(0)
     model = VAE(VAEConfig())
     with tempfile.TemporaryDirectory() as d:
-        Trainer(TrainConfig(epochs=10, progress=False, eval_every=10), d).fit(model, ELBO(), data)
+        learner = ObjectiveLearner(model, ELBO(), AdamConfig())
+        Trainer(TrainConfig(epochs=10, progress=False, eval_every=10), d).fit(learner, data)
     return model
 
 

@@ -10,13 +10,12 @@ log-likelihood and the diagnostics, and prints them side by side.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
 from pathlib import Path
 
-from elbokit.cli.train import PRESETS, run_train_vae
+from elbokit import recipes
 
 
 def main() -> int:
@@ -30,10 +29,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         for latent, dim in (("gaussian", 32), ("categorical", 32)):
             run = Path(d) / latent
-            cfg = dataclasses.replace(PRESETS["default"], data=args.data, latent=latent, latent_dim=dim, latent_classes=32,
-                                      epochs=args.epochs, eval_k=args.k, threads=args.threads, progress=False, out=str(run))  # fmt: skip
+            cfg = recipes.get_recipe("vae").preset("default", {
+                "data": {"source": args.data},
+                "model": {"latent": latent, "latent_dim": dim, "latent_classes": 32},
+                "train": {"epochs": args.epochs, "threads": args.threads, "progress": False},
+                "evaluate": {"eval_k": args.k}})  # fmt: skip
             t = time.perf_counter()
-            run_train_vae(cfg)
+            recipes.train("vae", cfg, out=run)
             seconds = time.perf_counter() - t
             r = json.loads((run / "eval.json").read_text())
             rows.append((latent, r, seconds))

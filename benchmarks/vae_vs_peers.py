@@ -39,7 +39,7 @@ from elbokit.latents import GaussianLatent
 from elbokit.likelihoods import BernoulliLikelihood
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO
-from elbokit.train.trainer import TrainConfig, Trainer
+from elbokit.train import AdamConfig, ObjectiveLearner, TrainConfig, Trainer
 
 HIDDEN, LATENT, BATCH, LR = (512, 512), 32, 100, 1e-3
 
@@ -136,11 +136,11 @@ def bare(data, epochs, flush: bool):
 def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0):
     torch.manual_seed(seed)
     model = VAE(VAEConfig(data_shape=data.shape, latent_dim=LATENT, hidden=HIDDEN))
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, checkpoint_every=10**9, log_every=10**9,
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, checkpoint_every=10**9, log_every=10**9,
                       eval_every=epochs, progress=False, precision=precision, threads=threads, seed=seed)  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        Trainer(cfg, d).fit(model, ELBO(), data)
+        Trainer(cfg, d).fit(ObjectiveLearner(model, ELBO(), AdamConfig(lr=LR)), data)
         total = time.perf_counter() - t
     flat = lambda x: x.view(-1, *data.shape)  # noqa: E731
     return [total / epochs] * epochs, test_elbo(

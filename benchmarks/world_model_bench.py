@@ -19,19 +19,28 @@ start-up costs cancel. Thread count: set with --threads and printed; say which i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
-from elbokit.cli.world_model import PRESETS, build_objective, model_config, train_config
+from elbokit import recipes
+from elbokit.config import leaves, merge
 from elbokit.data.collect import collect_episodes
 from elbokit.data.episodes import load_episodes
 from elbokit.models.world_model import WorldModel
-from elbokit.train.trainer import Trainer
+from elbokit.recipes.base import derive
+from elbokit.train import ObjectiveLearner, Trainer
+
+RECIPE = recipes.get_recipe("world-model")
+
+
+def flat(run_cfg):
+    """The run config's leaves by name (unique within a kind): cfg.deter, cfg.lr, ..."""
+    return SimpleNamespace(run=run_cfg, **{leaf.path[-1]: leaf.value for leaf in leaves(run_cfg)})
 
 
 def _data(cfg, folder: Path, episodes: int):
@@ -40,22 +49,30 @@ def _data(cfg, folder: Path, episodes: int):
     return load_episodes(folder, seq_len=cfg.seq_len, seed=0)
 
 
+def _derived(cfg, data):
+    return derive(cfg.run, model={"image_shape": data.image_shape, "action_dim": data.action_dim})
+
+
 def _fresh(cfg, data):
     torch.manual_seed(0)
-    return WorldModel(model_config(cfg, data))
+    return WorldModel(_derived(cfg, data).model)
+
+
+def build_objective(cfg):
+    return cfg.run.objective.build()
 
 
 def time_elbokit(cfg, data, warmup: int, steps: int, workdir: Path, precision="fp32") -> float:
-    run_cfg = dataclasses.replace(
-        cfg, epochs=10_000, eval_every=10_000, checkpoint_every=10**9, progress=False,
-        precision=precision,
-    )  # fmt: skip
+    run_cfg = merge(_derived(cfg, data), {"train": {
+        "epochs": 10_000, "eval_every": 10_000, "checkpoint_every": 10**9, "progress": False,
+        "precision": precision}})  # fmt: skip
     seconds = []
     for n in (warmup, warmup + steps):
         out = Path(tempfile.mkdtemp(dir=workdir))
-        model, objective = _fresh(run_cfg, data), build_objective(run_cfg)
+        torch.manual_seed(0)
+        learner = ObjectiveLearner(WorldModel(run_cfg.model), build_objective(cfg), run_cfg.optim)
         t0 = time.perf_counter()
-        Trainer(train_config(run_cfg), out).fit(model, objective, data, stop_at=n)
+        Trainer(run_cfg.train, out).fit(learner, data, stop_at=n)
         seconds.append(time.perf_counter() - t0)
     return steps / (seconds[1] - seconds[0])
 
@@ -177,7 +194,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.presets:
-            cfg = PRESETS[name]
+            cfg = flat(RECIPE.preset(name))
             data = _data(cfg, work / f"episodes-{name}", args.episodes)
             params = sum(p.numel() for p in _fresh(cfg, data).parameters())
             row = {"preset": name, "params": params}

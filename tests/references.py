@@ -1,6 +1,7 @@
-"""Independent references the tests compare elbokit against, and a shared CLI helper."""
+"""Independent references the tests compare elbokit against, and shared helpers for runs."""
 
 import numpy as np
+import torch
 
 
 def dense_gaussian_kl(mu_p, cov_p, mu_q, cov_q) -> float:
@@ -28,3 +29,20 @@ def train_debug(out, *options: str) -> int:
     from elbokit.cli import main
 
     return main(["train", "vae", "--preset", "debug", "--no-progress", "--out", str(out), *options])
+
+
+def build(recipe, cfg, run_dir):
+    """A recipe's data and fresh learner for ``cfg``, as a new process would build them."""
+    from elbokit.train.distributed import World
+
+    return recipe.build(cfg, run_dir, world=World(), say=lambda *a: None)
+
+
+def weights(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k

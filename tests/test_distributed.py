@@ -1,6 +1,5 @@
 """torchrun with 2 gloo processes: the data-parallel step is the step of the global batch."""
 
-import dataclasses
 import json
 import os
 import shutil
@@ -10,9 +9,9 @@ import warnings
 
 import torch
 
-from elbokit.cli.train import PRESETS, load_run
-from elbokit.train.trainer import make_adam, step_seed
-from test_trainer import _setup
+from elbokit import recipes
+from elbokit.train import make_adam, step_seed
+from references import build
 
 
 def _torchrun(args, run):
@@ -62,36 +61,35 @@ def test_two_gloo_processes_match_the_single_process_steps(tmp_path):
     _torchrun(
         ["train", "vae", "--preset", "debug", "--epochs", "1", "--checkpoint-every", "1000"], run
     )
-    ddp_model, _, state = load_run(run)
+    ddp, state = recipes.open_run(run).learner()
 
-    cfg = dataclasses.replace(PRESETS["debug"], epochs=1)
-    data, model, objective = _setup(cfg)
-    batches = data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)
-    assert state["step"] == _single_process_steps(model, objective, batches, cfg.lr, cfg.seed)
-    _assert_same_weights(ddp_model, model)
+    vae = recipes.get_recipe("vae")
+    built = build(vae, vae.preset("debug", {"train": {"epochs": 1}}), tmp_path)
+    cfg, model, objective = built.config, built.learner.model, built.learner.objective
+    batches = built.data.batches("train", cfg.train.batch_size, seed=cfg.train.seed, epoch=0)
+    steps = _single_process_steps(model, objective, batches, cfg.optim.lr, cfg.train.seed)
+    assert state["step"] == steps
+    _assert_same_weights(ddp.model, model)
     # rank 0 alone wrote: one test line for the one epoch
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum("test/elbo" in line for line in lines) == 1
 
 
 def test_world_model_sequences_shard_across_two_gloo_processes(tmp_path):
-    from elbokit.cli.world_model import PRESETS as WM
-    from elbokit.cli.world_model import build_objective, load_run, model_config
-    from elbokit.data.episodes import load_episodes
-    from elbokit.models.world_model import WorldModel
     from test_world_model import _folder
 
     eps = _folder(tmp_path / "eps")
     run = tmp_path / "ddp"
     _torchrun(["train", "world-model", "--preset", "debug", "--data", str(eps), "--seq-len", "8",
                "--epochs", "1", "--grad-clip", "0", "--no-report"], run)  # fmt: skip
-    ddp_model, _, state = load_run(run)
+    ddp, state = recipes.open_run(run).learner()
 
-    cfg = dataclasses.replace(WM["debug"], data=str(eps), seq_len=8, epochs=1, grad_clip=0.0)
-    data = load_episodes(eps, seq_len=8, test_fraction=cfg.test_fraction, seed=cfg.seed)
-    torch.manual_seed(cfg.seed)
-    model = WorldModel(model_config(cfg, data))
-    batches = data.batches("train", cfg.batch_size, seed=cfg.seed, epoch=0)
-    steps = _single_process_steps(model, build_objective(cfg), batches, cfg.lr, cfg.seed)
+    wm = recipes.get_recipe("world-model")
+    cfg = wm.preset("debug", {"data": {"source": str(eps), "seq_len": 8},
+                              "train": {"epochs": 1, "grad_clip": 0.0}})  # fmt: skip
+    built = build(wm, cfg, tmp_path)
+    model, objective = built.learner.model, built.learner.objective
+    batches = built.data.batches("train", cfg.train.batch_size, seed=cfg.train.seed, epoch=0)
+    steps = _single_process_steps(model, objective, batches, cfg.optim.lr, cfg.train.seed)
     assert state["step"] == steps > 1
-    _assert_same_weights(ddp_model, model)
+    _assert_same_weights(ddp.model, model)

@@ -33,7 +33,7 @@ def _q(model, x):
 def test_exact_marginal_and_posterior_against_scipy_and_bayes_rule():
     model = _model()
     x = model.sample(4, generator=torch.Generator().manual_seed(1))
-    W, b, s = model.W.detach().numpy(), model.b.detach().numpy(), model.sigma
+    W, b, s = model.W.detach().numpy(), model.b.detach().numpy(), model.sigma.item()
     ref = scipy.stats.multivariate_normal(b, W @ W.T + s**2 * np.eye(5)).logpdf(x.numpy())
     np.testing.assert_allclose(model.log_marginal(x).detach().numpy(), ref, rtol=1e-12)
     # Bayes: log p(x|z) + log p(z) - log p(z|x) = log p(x) for any z

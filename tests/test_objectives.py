@@ -18,7 +18,7 @@ def test_elbo_from_terms_is_the_textbook_loss():
     assert out.terms["recon"].item() == pytest.approx(11.0) and out.terms[
         "kl"
     ].item() == pytest.approx(2.0)
-    assert out.terms["kl_weight"].item() == 2.0
+    assert out.settings["kl_weight"] == 2.0 and "kl_weight" not in out.terms  # a setting
 
 
 def test_free_bits_per_dim_and_on_the_mean_are_different_things():
@@ -51,15 +51,66 @@ def test_schedules():
         KLSchedule("cosine")
 
 
-def test_iwae_with_one_sample_is_the_elbo_with_a_sampled_kl():
+def test_iwae_with_one_sample_averages_to_the_closed_form_elbo():
+    # IWAE_1 = log p(x|z) + log p(z) - log q(z|x) at one z ~ q: its mean over many draws is the
+    # ELBO, here in closed form (E_q log p(x|z) by the model's own formula, the KL analytic)
     model = LinearGaussian(6, 2, generator=torch.Generator().manual_seed(0))
     x = model.sample(8, generator=torch.Generator().manual_seed(1))
+    n = 4000
     torch.manual_seed(2)
+    with torch.no_grad():
+        draws = IWAE(k=1)(model, x.repeat(n, 1)).per_example["iwae"].reshape(n, 8)
+        exact = model.expected_log_likelihood(x) - model.latent.kl(model.encode(x))
+    stderr = draws.std(0) / math.sqrt(n)
+    assert ((draws.mean(0) - exact).abs() <= 4 * stderr).all()
+    # and the k = 1 bound with its own sampled KL is the one-sample ELBO, example by example
+    torch.manual_seed(3)
     iwae = IWAE(k=1)(model, x)
-    torch.manual_seed(2)
+    torch.manual_seed(3)
     elbo = ELBO(kl_estimator="sampled")(model, x)
     assert elbo.kl_method == "sampled"
     torch.testing.assert_close(iwae.per_example["iwae"], elbo.per_example["elbo"])
+
+
+def test_a_kl_over_weights_is_scaled_by_one_over_n_per_minibatch():
+    # a Bayesian linear regression's ELBO(D) = sum_i E_q log p(y_i | x_i, w) - KL(q(w) || p(w));
+    # the minibatch losses of an epoch must average to -ELBO(D) / N, and their gradients to
+    # the full-data gradient of -ELBO(D) / N
+    g = torch.Generator().manual_seed(0)
+    n, d = 12, 3
+    x, y = (
+        torch.randn(n, d, generator=g, dtype=torch.float64),
+        torch.randn(n, generator=g, dtype=torch.float64),
+    )
+    mu = torch.randn(d, generator=g, dtype=torch.float64, requires_grad=True)
+    log_s = (0.1 * torch.randn(d, generator=g, dtype=torch.float64)).requires_grad_()
+
+    def expected_ll(rows):  # E_q log N(y | x w, 1), closed form for q(w) = N(mu, diag s^2)
+        xr, yr = x[rows], y[rows]
+        return -0.5 * ((yr - xr @ mu) ** 2 + (xr**2) @ log_s.exp() ** 2) - 0.5 * math.log(
+            2 * math.pi
+        )
+
+    from torch.distributions import Normal, kl_divergence
+
+    def kl_w():
+        return kl_divergence(Normal(mu, log_s.exp()), Normal(0.0, 1.0)).sum()
+
+    elbo_d = expected_ll(slice(None)).sum() - kl_w()
+    (g_full_mu, g_full_s) = torch.autograd.grad(-elbo_d / n, (mu, log_s))
+    objective = ELBO()
+    losses, grads = [], []
+    for rows in torch.arange(n).split(4):
+        out = objective.from_global_kl(expected_ll(rows), kl_w(), dataset_size=n)
+        losses.append(out.loss)
+        grads.append(torch.autograd.grad(out.loss, (mu, log_s)))
+        assert out.terms["kl"].item() == pytest.approx(kl_w().item())  # the whole KL, unscaled
+        assert out.settings["kl_scale"] == 1 / n
+    assert torch.stack(losses).mean().item() == pytest.approx(-elbo_d.item() / n, rel=1e-12)
+    torch.testing.assert_close(sum(g[0] for g in grads) / 3, g_full_mu)
+    torch.testing.assert_close(sum(g[1] for g in grads) / 3, g_full_s)
+    with pytest.raises(ValueError, match="kl a scalar or"):
+        objective.from_global_kl(torch.zeros(4), torch.zeros(4, 2), dataset_size=n)
 
 
 def test_per_unit_terms_and_analytic_method_are_reported():

@@ -1,7 +1,6 @@
 """The world model: episode files, sequence windows, the RSSM's recurrence and information flow,
 open-loop evaluation indices, latent usage, and the commands end to end."""
 
-import dataclasses
 import json
 import math
 
@@ -9,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from elbokit import recipes
 from elbokit.cli import main
-from elbokit.cli.world_model import PRESETS, build_objective, model_config, train_config
 from elbokit.data import DataError
 from elbokit.data.episodes import SequenceBatch, load_episodes, save_episode
 from elbokit.evaluate.world_model import latent_usage, open_loop
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelLoss, WorldModelObjective
-from elbokit.train.trainer import Trainer
+from elbokit.train import Trainer
+from elbokit.train.learner import check_gradients
+from references import build, weights
 
 SMALL = WorldModelConfig(
     image_shape=(1, 16, 16), action_dim=3, deter=24, hidden=20, groups=3, classes=5,
@@ -329,24 +330,26 @@ def test_latent_usage_of_known_posteriors(tmp_path):
 
 def test_a_resumed_world_model_run_ends_with_the_same_weights(tmp_path):
     _folder(tmp_path / "eps")
-    cfg = dataclasses.replace(
-        PRESETS["debug"], data=str(tmp_path / "eps"), seq_len=8, epochs=2, checkpoint_every=3,
-        progress=False, threads=1, grad_clip=1.0,
-    )  # fmt: skip
-    data = load_episodes(tmp_path / "eps", seq_len=8)
+    wm = recipes.get_recipe("world-model")
+    cfg = wm.preset("debug", {
+        "data": {"source": str(tmp_path / "eps"), "seq_len": 8},
+        "train": {"epochs": 2, "checkpoint_every": 3, "progress": False, "threads": 1,
+                  "grad_clip": 1.0},
+    })  # fmt: skip
 
     def fresh():
-        torch.manual_seed(0)
-        return WorldModel(model_config(cfg, data))
+        built = build(wm, cfg, tmp_path)
+        return built.data, built.learner
 
-    a = fresh()
-    Trainer(train_config(cfg), tmp_path / "a").fit(a, build_objective(cfg), data)
-    b = fresh()
-    Trainer(train_config(cfg), tmp_path / "b").fit(b, build_objective(cfg), data, stop_at=4)
-    b = fresh()
-    Trainer(train_config(cfg), tmp_path / "b").fit(b, build_objective(cfg), data, resume=True)
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        assert torch.equal(va, vb), k
+    data, a = fresh()
+    Trainer(cfg.train, tmp_path / "a").fit(a, data)
+    data, b = fresh()
+    Trainer(cfg.train, tmp_path / "b").fit(b, data, stop_at=4)
+    data, b = fresh()
+    Trainer(cfg.train, tmp_path / "b").fit(b, data, resume=True)
+    wa, wb = weights(a.model), weights(b.model)
+    for k, va in wa.items():
+        assert torch.equal(va, wb[k]), k
 
 
 def test_gradient_clipping_matches_torch(tmp_path):
@@ -354,7 +357,7 @@ def test_gradient_clipping_matches_torch(tmp_path):
     model = WorldModel(SMALL)
     WorldModelObjective()(model, _batch()).loss.backward()
     grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-    Trainer(train_config(PRESETS["debug"]), tmp_path)._check_gradients(0, model, None, clip=0.5)
+    check_gradients(model.named_parameters(), clip=0.5)
     mine = [p.grad for p in model.parameters() if p.grad is not None]
     ref = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
     for r, g in zip(ref, grads, strict=True):
@@ -374,7 +377,7 @@ def test_train_world_model_debug_end_to_end_with_report(tmp_path, capsys):
                  "--threads", "1"]) == 0  # fmt: skip
     assert not (out / "episodes" / "episode-000099.npz").exists()  # collected afresh
     saved = json.loads((out / "config.json").read_text())
-    assert saved["kind"] == "world-model" and saved["model"]["groups"] == 4
+    assert saved["kind"] == "world-model" and saved["config"]["model"]["groups"] == 4
     result = json.loads((out / "eval.json").read_text())
     ol = result["open_loop"]
     assert len(ol["image_mse"]) == 6 and all(v >= 0 for v in ol["copy_last_mse"])

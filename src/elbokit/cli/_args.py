@@ -1,27 +1,47 @@
-"""Command-line options generated from frozen config dataclasses.
+"""Command-line options generated from config sections (``elbokit.config``).
 
-Each field becomes an option with the help line from ``field(metadata={"help": ...})``;
-``metadata={"positional": True}`` makes it positional. Supported types: str, int, float, bool
-(``--flag`` / ``--no-flag``), ``Literal[...]`` (choices) and ``tuple[float, ...]`` /
-``tuple[int, ...]`` (one or more values).
+Each leaf field of a config becomes ``--flag`` (its name, or ``opt(flag=...)``), grouped under
+its section in ``--help`` with its help line and its default; bools get ``--flag/--no-flag``,
+tuples take one or more values, choices come from ``Literal`` types or the registries. An unknown
+option is an error naming the closest valid one; a value that fails a check is named by the
+config (``beta = nan: expected a finite number``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import typing
+from collections.abc import Mapping
+
+from elbokit.config import Leaf, Section, closest, leaves, nest
+
+__all__ = ["Parser", "UsageError", "add_config_arguments", "given", "parse"]
 
 
-def _option_kwargs(f: dataclasses.Field, hint) -> dict:
-    help_text = f.metadata.get("help")
-    if help_text is None:
-        raise TypeError(f"config field {f.name!r} has no help line")
-    kw: dict = {"help": help_text}
+class UsageError(ValueError):
+    """A command line that cannot be parsed; the message names the option and the fix."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting, and never takes
+    abbreviations (``--lat`` is not ``--latent-dim``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _option_kwargs(leaf: Leaf, show_default: bool) -> dict:
+    meta, hint = leaf.field.metadata, leaf.hint
+    kw: dict = {"help": meta["help"]}
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if f.default is not dataclasses.MISSING:
-        kw["default"] = f.default
-        kw["help"] += f" (default: {f.default})"
+    if show_default:
+        value = leaf.value
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        kw["help"] += f" (default: {shown if shown != '' else 'none'})"
     if hint is bool:
         kw["action"] = argparse.BooleanOptionalAction
     elif origin is typing.Literal:
@@ -32,60 +52,90 @@ def _option_kwargs(f: dataclasses.Field, hint) -> dict:
     elif hint in (str, int, float):
         kw["type"] = hint
     else:
-        raise TypeError(f"config field {f.name!r} has unsupported type {hint!r}")
+        raise TypeError(f"config field {leaf.dotted!r} has unsupported type {hint!r}")
+    choices = meta.get("choices")
+    if choices is not None:
+        kw["choices"] = list(choices)
+    if "choices" in kw:
+        kw["metavar"] = "{" + ",".join(map(str, kw["choices"])) + "}"
+    elif "type" in kw:
+        kw["metavar"] = {int: "N", float: "X"}.get(kw["type"], leaf.flag.upper().replace("-", "_"))
     return kw
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, cls: type, *, only_given: bool = False
-) -> None:
-    """Add one option per field of the dataclass ``cls`` to ``parser``.
+    parser: argparse.ArgumentParser, config: Section, *, only_given: bool = True
+) -> dict[str, Leaf]:
+    """One option per leaf of ``config`` (derived fields excepted), grouped by top-level section
+    in --help, defaults taken from ``config``. With ``only_given``, options the user does not
+    type are left out of the namespace, so ``given`` returns only what was typed.
 
-    With ``only_given``, options the user does not type are left out of the namespace (their
-    defaults still show in --help), so ``config_from_args(..., base=preset)`` can layer what was
-    typed over a preset.
+    Returns the leaves by their namespace ``dest`` (the dotted path).
     """
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("cli") is False:
+    by_dest: dict[str, Leaf] = {}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for leaf in leaves(config):
+        meta = leaf.field.metadata
+        if meta.get("derived"):
             continue
-        kw = _option_kwargs(f, hints[f.name])
-        if only_given and not f.metadata.get("positional"):
-            kw["default"] = argparse.SUPPRESS
-        if f.metadata.get("positional"):
-            kw.pop("default", None)
-            parser.add_argument(f.name, **kw)
+        kw = _option_kwargs(leaf, show_default=not meta.get("positional"))
+        target = parser
+        if len(leaf.path) > 1:
+            section = leaf.path[0]
+            if section not in groups:
+                sec_field = type(config).__dataclass_fields__[section]
+                groups[section] = parser.add_argument_group(section, sec_field.metadata.get("help"))
+            target = groups[section]
+        if meta.get("positional"):
+            kw["metavar"] = leaf.flag.upper()
+            target.add_argument(leaf.dotted, **kw)
         else:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
+            if only_given:
+                kw["default"] = argparse.SUPPRESS
+            else:
+                kw["default"] = leaf.value
+            target.add_argument("--" + leaf.flag, dest=leaf.dotted, **kw)
+        by_dest[leaf.dotted] = leaf
+    return by_dest
 
 
-def given_options(cls: type, ns: argparse.Namespace) -> dict:
-    """The fields of ``cls`` present in the namespace (tuples for multi-valued fields)."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        if hasattr(ns, f.name):
-            v = getattr(ns, f.name)
-            values[f.name] = tuple(v) if isinstance(v, list) else v
-    return values
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is a UsageError naming the closest valid option."""
+    ns, extras = parser.parse_known_args(argv)
+    if extras:
+        bad = extras[0]
+        if bad.startswith("-"):
+            name = bad.split("=", 1)[0]
+            options = [s for a in parser._actions for s in a.option_strings]
+            hint = closest(name, options)
+            raise UsageError(
+                f"{parser.prog}: unknown option {name}"
+                + (f"; did you mean {hint}?" if hint else "")
+                + f" (see {parser.prog} --help)"
+            )
+        raise UsageError(f"{parser.prog}: unexpected argument {bad!r} (see {parser.prog} --help)")
+    return ns
 
 
-def config_from_args(cls: type, ns: argparse.Namespace, base=None):
-    """The config built from parsed arguments, over ``base`` (a preset) when given."""
-    values = given_options(cls, ns)
-    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+def given(ns: argparse.Namespace, by_dest: Mapping[str, Leaf]) -> dict:
+    """The options present in the namespace as nested overrides ({"model": {"latent_dim": 4}})."""
+    flat = {}
+    for dest, leaf in by_dest.items():
+        if hasattr(ns, dest):
+            value = getattr(ns, dest)
+            flat[leaf.path] = tuple(value) if isinstance(value, list) else value
+    return nest(flat)
 
 
-def saved_config(cls: type, values: dict):
-    """A config dataclass from its JSON form (``dataclasses.asdict`` saved as JSON: lists back
-    to tuples); unknown keys are an error, as in the constructor."""
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def config_of(cls: type, source, **overrides):
-    """A ``cls`` config from the fields of ``source`` (a command's config) named like its own,
-    with ``overrides`` (values that come from elsewhere, such as the data's shape)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {
-        f.name: getattr(source, f.name) for f in dataclasses.fields(source) if f.name in names
-    }
-    return cls(**{**values, **overrides})
+def flags_of(overrides: Mapping, by_dest: Mapping[str, Leaf]) -> list[str]:
+    """The ``--flag`` names of nested overrides (for messages)."""
+    out = []
+    for leaf in by_dest.values():
+        d = overrides
+        for key in leaf.path:
+            if not isinstance(d, Mapping) or key not in d:
+                break
+            d = d[key]
+        else:
+            out.append("--" + leaf.flag)
+    return out

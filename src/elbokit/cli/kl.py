@@ -3,46 +3,45 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from elbokit.cli.spec import FAMILIES, parse_spec
+from elbokit.config import ConfigError, Section, opt
 from elbokit.divergence import KLEstimate, estimate_kl, kl_quadrature
 
 
 @dataclass(frozen=True)
-class KLConfig:
+class KLConfig(Section):
     """Options of ``elbokit kl P Q``."""
 
-    p: str = field(metadata={"positional": True, "help": 'first distribution, e.g. "normal(0, 1)"'})
-    q: str = field(
-        metadata={"positional": True, "help": 'second distribution, e.g. "normal(1, 2)"'}
+    p: str = opt(help='first distribution, e.g. "normal(0, 1)"', positional=True)
+    q: str = opt(help='second distribution, e.g. "normal(1, 2)"', positional=True)
+    method: Literal["auto", "closed", "mc", "quadrature"] = opt(
+        "auto", "auto: closed form where one exists, else Monte Carlo (said which)"
     )
-    method: Literal["auto", "closed", "mc", "quadrature"] = field(
-        default="auto",
-        metadata={"help": "auto: closed form where one exists, else Monte Carlo (said which)"},
-    )
-    samples: int = field(default=100_000, metadata={"help": "Monte Carlo sample count"})
-    seed: int = field(default=0, metadata={"help": "Monte Carlo seed"})
-    check: bool = field(
-        default=False,
-        metadata={"help": "also integrate numerically (univariate pairs) as a reference"},
-    )
-    json: bool = field(default=False, metadata={"help": "print one JSON object instead of text"})
+    samples: int = opt(100_000, "Monte Carlo sample count", ge=2)
+    seed: int = opt(0, "Monte Carlo seed")
+    check: bool = opt(False, "also integrate numerically (univariate pairs) as a reference")
+    json: bool = opt(False, "print one JSON object instead of text")
 
 
 @dataclass(frozen=True)
-class KLPlotConfig:
+class KLPlotConfig(Section):
     """Options of ``elbokit kl plot``."""
 
-    out: str = field(default="kl.png", metadata={"help": "where to write the PNG"})
-    mus: tuple[float, ...] = field(
-        default=(0.0, 0.5, 1.0, 2.0), metadata={"help": "means to draw a curve for"}
-    )
-    sigma_min: float = field(default=0.05, metadata={"help": "smallest sigma on the axis"})
-    sigma_max: float = field(default=5.0, metadata={"help": "largest sigma on the axis"})
+    out: str = opt("kl.png", "where to write the PNG")
+    mus: tuple[float, ...] = opt((0.0, 0.5, 1.0, 2.0), "means to draw a curve for")
+    sigma_min: float = opt(0.05, "smallest sigma on the axis")
+    sigma_max: float = opt(5.0, "largest sigma on the axis")
+
+    def validate(self):
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ConfigError(
+                f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}"
+            )
 
 
 SPEC_HELP = "distributions: " + "; ".join(f.doc for f in FAMILIES.values())

@@ -7,55 +7,58 @@ OUT/rate_distortion.png and the numbers OUT/sweep.json.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-from elbokit.cli.train import TrainVAEConfig, run_train_vae
-from elbokit.report import figures
-from elbokit.train.checkpoint import atomic_write_text
+from elbokit import recipes
+from elbokit.cli._args import Parser, UsageError, add_config_arguments, given, parse
+from elbokit.config import merge
+from elbokit.files import atomic_write_text
+from elbokit.report.metrics import last_with, read_metrics
 
 
-def _last_test(run: Path) -> dict:
-    lines = [
-        json.loads(line)
-        for line in (run / "metrics.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    tests = [line for line in lines if "test/elbo" in line]
-    if not tests:
-        raise ValueError(f"{run} has no test metrics")
-    return tests[-1]
+def sweep_command(argv: list[str]) -> int:
+    if not argv or argv[0] != "beta":
+        raise UsageError("elbokit sweep: the one sweep is 'elbokit sweep beta --values ...'")
+    recipe = recipes.get_recipe("vae")
+    parser = Parser(prog="elbokit sweep beta",
+                    description="one VAE per beta, then the rate-distortion curve")  # fmt: skip
+    by_dest = add_config_arguments(parser, recipe.default())
+    parser.add_argument("--values", type=float, nargs="+", required=True,
+                        help="the betas to train, e.g. 0.5 1 2 4")  # fmt: skip
+    parser.add_argument("--preset", choices=list(recipe.presets), default="default",
+                        help="named settings the other options override (default: default)")  # fmt: skip
+    parser.add_argument("--out", default="", metavar="DIR",
+                        help="folder of the runs (default: runs/sweep-beta-DATA-TIME)")  # fmt: skip
+    ns = parse(parser, argv[1:])
+    base = recipe.preset(ns.preset, given(ns, by_dest))
+    return run_sweep_beta(base, tuple(ns.values), ns.out)
 
 
-def run_sweep_beta(base: TrainVAEConfig, values: tuple[float, ...]) -> int:
+def run_sweep_beta(base, values: tuple[float, ...], out: str = "") -> int:
     if not values:
-        raise ValueError("--values needs at least one beta, e.g. --values 0.5 1 2 4")
-    if any(v < 0 for v in values):
-        raise ValueError(f"betas must be >= 0, got {list(values)}")
-    out = Path(
-        base.out or f"runs/sweep-beta-{Path(base.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        raise UsageError("--values needs at least one beta, e.g. --values 0.5 1 2 4")
+    if any(not v >= 0 for v in values):
+        raise UsageError(f"betas must be >= 0, got {list(values)}")
+    folder = Path(
+        out or f"runs/sweep-beta-{Path(base.data.source).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     points = []
     for beta in values:
-        run = out / f"beta-{beta:g}"
+        run = folder / f"beta-{beta:g}"
         print(f"--- beta = {beta:g}: {run}")
-        run_train_vae(dataclasses.replace(base, beta=beta, out=str(run), eval_k=0))
-        last = _last_test(run)
-        points.append(
-            {
-                "beta": beta,
-                "rate": last["test/kl"],
-                "distortion": last["test/recon"],
-                "elbo": last["test/elbo"],
-                "run": str(run),
-            }
-        )
-    atomic_write_text(out / "sweep.json", json.dumps(points, indent=2))
-    png = figures.rate_distortion(points, out / "rate_distortion.png")
+        cfg = merge(base, {"objective": {"beta": beta}, "evaluate": {"eval_k": 0}})
+        recipes.train("vae", cfg, out=run)
+        last = last_with(read_metrics(run / "metrics.jsonl"), "test/elbo")
+        points.append({"beta": beta, "rate": last["test/kl"], "distortion": last["test/recon"],
+                       "elbo": last["test/elbo"], "run": str(run)})  # fmt: skip
+    atomic_write_text(folder / "sweep.json", json.dumps(points, indent=2))
+    from elbokit.report.vae import rate_distortion
+
+    png = rate_distortion(points, folder / "rate_distortion.png")
     print(f"{'beta':>8} {'rate (KL)':>10} {'distortion':>11} {'ELBO':>9}")
     for p in points:
         print(f"{p['beta']:8g} {p['rate']:10.2f} {p['distortion']:11.2f} {p['elbo']:9.2f}")
-    print(f"wrote {png} and {out / 'sweep.json'}")
+    print(f"wrote {png} and {folder / 'sweep.json'}")
     return 0

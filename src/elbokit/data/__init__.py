@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from elbokit.config import Section, opt
 from elbokit.data._order import batch_indices
 from elbokit.data.readers import (
     DataError,
@@ -33,7 +35,7 @@ from elbokit.data.readers import (
 )
 from elbokit.seeding import mix
 
-__all__ = ["BINARIZE", "SOURCES", "DataError", "ImageData", "load_data"]
+__all__ = ["BINARIZE", "SOURCES", "DataError", "ImageData", "ImageDataConfig", "load_data"]
 
 BINARIZE = ("dynamic", "static", "none")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/share/fashion-mnist")
@@ -213,3 +215,24 @@ def load_data(
             for d in (train, test)
         )
     return ImageData(name, train, test, t(ytr), t(yte), binarize)
+
+
+@dataclass(frozen=True)
+class ImageDataConfig(Section):
+    source: str = opt(
+        "mnist5k",
+        "mnist5k, digits, fashion-mnist, or a path (IDX folder, .npz, image folder)",
+        flag="data",
+    )
+    binarize: Literal["dynamic", "static", "none"] = opt(
+        "dynamic", "Bernoulli-resample pixels per batch, once, or not at all"
+    )
+    test_fraction: float = opt(0.1, "held out where the data has no split", gt=0, lt=1)
+    limit: int = opt(0, "use only this many training images (0: all)", ge=0)
+
+    def load(self, seed: int) -> ImageData:
+        """The images, split (by ``seed`` where the source has no split) and binarized."""
+        return load_data(
+            self.source, binarize=self.binarize, test_fraction=self.test_fraction, seed=seed,
+            limit=self.limit or None,
+        )  # fmt: skip

@@ -13,17 +13,50 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from elbokit.data.episodes import save_episode
+from elbokit.config import Section, opt
+from elbokit.files import atomic_write_text
 from elbokit.seeding import mix
 
 POLICIES = ("random", "scripted")
 SCRIPTED = ("CartPole-v0", "CartPole-v1")
+
+
+@dataclass(frozen=True)
+class CollectSettings(Section):
+    """What to collect: the environment, how many episodes, the policy and the frames."""
+
+    env: str = opt("CartPole-v1", "a gymnasium environment id")
+    episodes: int = opt(100, "episodes to collect", ge=1)
+    policy: Literal["scripted", "random"] = opt(
+        "scripted", "scripted (CartPole: balance, with epsilon random actions) or random"
+    )
+    epsilon: float = opt(0.5, "random-action probability (scripted)", ge=0, le=1)
+    image_size: int = opt(64, "frames are resized to this square", ge=8)
+    max_steps: int = opt(200, "steps before an episode is cut", ge=1)
+
+    def run(self, out, *, seed: int, progress: bool) -> dict:
+        return collect_episodes(
+            self.env, out=out, episodes=self.episodes, policy=self.policy, epsilon=self.epsilon,
+            size=self.image_size, max_steps=self.max_steps, seed=seed, progress=progress,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CollectConfig(Section):
+    """``elbokit collect``: the settings, the seed, where the episodes go."""
+
+    collect: CollectSettings = opt(default_factory=CollectSettings, help="what to collect")
+    seed: int = opt(0, "seeds the environment and the policy")
+    out: str = opt("data/episodes", "folder for the episode files")
+    progress: bool = opt(True, "progress bar")
 
 
 def _gym():
@@ -60,6 +93,15 @@ def _action_size(space) -> int:
     raise ValueError(f"action space {space} is not Discrete or a 1-D Box")
 
 
+def summary(meta: dict, seconds: float, out) -> str:
+    """One line about a collection (its meta.json) for the console."""
+    return (
+        f"collected {meta['episodes']} episodes, {meta['steps']} steps (mean length "
+        f"{meta['mean_length']:.1f}, mean return {meta['mean_return']:.1f}) of {meta['env']} in "
+        f"{seconds:.1f} s into {out}"
+    )
+
+
 def collect_episodes(
     env_id: str = "CartPole-v1",
     *,
@@ -78,6 +120,8 @@ def collect_episodes(
         ValueError: an unknown policy, a scripted policy for an environment that has none, bad
             sizes, or a folder that already holds episodes. ImportError: gymnasium is missing.
     """
+    from elbokit.data.episodes import save_episode  # episodes imports this module's settings
+
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r}; expected one of {', '.join(POLICIES)}")
     if policy == "scripted" and env_id not in SCRIPTED:
@@ -163,7 +207,5 @@ def collect_episodes(
         "mean_length": float(np.mean(lengths)),
         "mean_return": float(np.mean(returns)),
     }
-    tmp = folder / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, folder / "meta.json")
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2))
     return meta

@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elbokit.config import Section, opt
 from elbokit.data._order import batch_indices
+from elbokit.data.collect import CollectSettings
 from elbokit.data.readers import DataError
+from elbokit.files import atomic_path
 from elbokit.seeding import mix
 
 KEYS = ("image", "action", "reward", "discount")
@@ -64,10 +67,8 @@ def save_episode(path: str | os.PathLike, episode: dict[str, np.ndarray]) -> Pat
     """Write one episode atomically (compressed npz, renamed into place)."""
     check_episode(episode, str(path))
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: episode[k] for k in KEYS})
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".npz") as tmp:  # np.savez adds .npz to any other name
+        np.savez_compressed(tmp, **{k: episode[k] for k in KEYS})
     return out
 
 
@@ -244,3 +245,23 @@ def load_episodes(
                 f"{folder}: no {which} episode has seq_len={seq_len} steps; collect more or longer episodes"
             )
     return data
+
+
+@dataclass(frozen=True)
+class EpisodeDataConfig(Section):
+    """Where a world model's episodes come from and how they are cut into sequences."""
+
+    source: str = opt("", "folder of episodes (default: collect into RUN/episodes)", flag="data")
+    collect: CollectSettings = opt(
+        default_factory=CollectSettings, help="what to collect when there is no folder"
+    )
+    seq_len: int = opt(32, "steps per training sequence", ge=2)
+    test_fraction: float = opt(0.1, "episodes held out for testing", gt=0, lt=1)
+
+    def folder(self, run_dir: str | os.PathLike) -> Path:
+        return Path(self.source) if self.source else Path(run_dir) / "episodes"
+
+    def load(self, run_dir: str | os.PathLike, seed: int) -> EpisodeData:
+        return load_episodes(
+            self.folder(run_dir), seq_len=self.seq_len, test_fraction=self.test_fraction, seed=seed
+        )

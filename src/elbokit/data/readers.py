@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,13 +104,16 @@ def normalize_pixels(x: np.ndarray, where: str) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """An .npz with images under 'x' (or 'images', or its only array) and optional labels 'y'."""
+def read_npz(
+    path: str | os.PathLike, *, images: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """An .npz with data under 'x' (or 'images', or its only array) and optional labels 'y';
+    with ``images``, the data is checked and normalized as images."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: cannot read it as .npz ({e})") from None
     key = next((k for k in ("x", "images", "X") if k in arrays), None)
     if key is None:
@@ -118,7 +122,11 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
                 f"{path}: holds arrays {sorted(arrays)}; name the images 'x' (labels 'y')"
             )
         key = next(iter(arrays))
-    x = normalize_pixels(as_images(arrays[key], f"{path}[{key}]"), f"{path}[{key}]")
+    x = arrays[key]
+    if images:
+        x = normalize_pixels(as_images(x, f"{path}[{key}]"), f"{path}[{key}]")
+    elif not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+        raise DataError(f"{path}[{key}]: {x.dtype} of shape {x.shape}; expected numbers (N, D)")
     y = arrays.get("y", arrays.get("labels"))
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: {len(x)} images but {len(y)} labels")

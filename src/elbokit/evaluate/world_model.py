@@ -23,6 +23,27 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from elbokit.config import Section, opt
+
+
+@dataclass(frozen=True)
+class OpenLoopSettings(Section):
+    """How a world-model run is judged once trained."""
+
+    context: int = opt(5, "frames observed before imagining", ge=1)
+    horizon: int = opt(15, "steps imagined open loop", ge=1)
+    eval_sequences: int = opt(64, "test sequences for open loop", ge=1)
+    report: bool = opt(True, "then evaluate and write the report")
+
+
+def versus(model: float, baseline: float) -> str:
+    """'3.10x lower' or '2700x higher': the model's error against a baseline's, in words."""
+    if model <= 0 or baseline <= 0:
+        return "not comparable (an error of 0)"
+    if model <= baseline:
+        return f"{baseline / model:.2f}x lower than the baseline's"
+    return f"{model / baseline:.3g}x higher than the baseline's"
+
 
 @dataclass
 class OpenLoopResult:

@@ -10,52 +10,44 @@ model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from elbokit.latents import make_latent
-from elbokit.likelihoods import make_likelihood
+from elbokit.config import Section, from_dict, opt, to_dict
+from elbokit.latents import LATENTS, make_latent
+from elbokit.likelihoods import LIKELIHOODS, make_likelihood
 from elbokit.models.base import LatentVariableModel
-from elbokit.nets import MLP, ConvDecoder, ConvEncoder
+from elbokit.nets import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(Section):
     """What defines a VAE. ``data_shape`` is (C, H, W) and comes from the data."""
 
-    data_shape: tuple[int, int, int] = (1, 28, 28)
-    latent: str = field(default="gaussian", metadata={"help": "latent family"})
-    latent_dim: int = field(
-        default=32, metadata={"help": "latent dimensions (groups, for categorical)"}
+    data_shape: tuple[int, int, int] = opt(
+        (1, 28, 28), "image shape (C, H, W), from the data", derived=True, ge=1
     )
-    latent_classes: int = field(
-        default=32, metadata={"help": "classes per group of a categorical latent"}
+    latent: str = opt(
+        "gaussian",
+        "latent family: gaussian, or categorical (straight-through, groups x classes)",
+        choices=LATENTS,
     )
-    likelihood: str = field(default="bernoulli", metadata={"help": "likelihood family p(x|z)"})
-    arch: str = field(default="mlp", metadata={"help": "encoder/decoder: mlp or conv"})
-    hidden: tuple[int, ...] = field(default=(512, 512), metadata={"help": "MLP hidden widths"})
-    channels: tuple[int, ...] = field(
-        default=(32, 64), metadata={"help": "conv channels per stride-2 layer"}
-    )
-    activation: str = field(default="relu", metadata={"help": "relu, elu, silu or tanh"})
-
-    def __post_init__(self):
-        if self.arch not in ("mlp", "conv"):
-            raise ValueError(f"arch={self.arch!r}; expected 'mlp' or 'conv'")
-        if len(self.data_shape) != 3:
-            raise ValueError(f"data_shape={self.data_shape}; expected (C, H, W)")
+    latent_dim: int = opt(32, "latent dimensions (groups, for categorical)", ge=1)
+    latent_classes: int = opt(32, "classes per group of a categorical latent", ge=2)
+    likelihood: str = opt("bernoulli", "p(x|z) family", choices=LIKELIHOODS)
+    arch: Literal["mlp", "conv"] = opt("mlp", "encoder/decoder architecture")
+    hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths (decoder mirrored)", ge=1)
+    channels: tuple[int, ...] = opt((32, 64), "conv channels per stride-2 layer", ge=1)
+    activation: str = opt("relu", "hidden activation", choices=ACTIVATIONS)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown VAE config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return from_dict(cls, d, where="VAE config")
 
 
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:

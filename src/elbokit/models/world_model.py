@@ -16,51 +16,38 @@ imagination runs the prior alone from the last observed state under given action
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from elbokit.config import Section, from_dict, opt, to_dict
 from elbokit.latents import CategoricalLatent
-from elbokit.nets import MLP, ConvDecoder, ConvEncoder, activation_layer
+from elbokit.nets import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, activation_layer
 
 
 @dataclass(frozen=True)
-class WorldModelConfig:
-    image_shape: tuple[int, int, int] = (3, 64, 64)
-    action_dim: int = 2
-    deter: int = field(default=200, metadata={"help": "GRU state size"})
-    hidden: int = field(default=200, metadata={"help": "width of the RSSM's MLPs"})
-    groups: int = field(default=32, metadata={"help": "categorical latent groups"})
-    classes: int = field(default=32, metadata={"help": "classes per group"})
-    unimix: float = field(default=0.01, metadata={"help": "uniform mix in the categoricals"})
-    channels: tuple[int, ...] = field(
-        default=(32, 64, 128, 256), metadata={"help": "conv channels per stride-2 layer"}
+class WorldModelConfig(Section):
+    image_shape: tuple[int, int, int] = opt(
+        (3, 64, 64), "image shape (C, H, W), from the episodes", derived=True, ge=1
     )
-    embed: int = field(default=256, metadata={"help": "image embedding size"})
-    head_hidden: tuple[int, ...] = field(
-        default=(200, 200), metadata={"help": "reward and discount MLP widths"}
-    )
-    activation: str = "elu"
-
-    def __post_init__(self):
-        if len(self.image_shape) != 3:
-            raise ValueError(f"image_shape={self.image_shape}; expected (C, H, W)")
-        for name in ("action_dim", "deter", "hidden", "embed"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+    action_dim: int = opt(2, "action size, from the episodes", derived=True, ge=1)
+    deter: int = opt(200, "GRU state size", ge=1)
+    hidden: int = opt(200, "width of the RSSM's MLPs", ge=1)
+    groups: int = opt(32, "categorical latent groups", ge=1)
+    classes: int = opt(32, "classes per group", ge=2)
+    unimix: float = opt(0.01, "uniform mix in the categoricals", ge=0, lt=1)
+    channels: tuple[int, ...] = opt((16, 32, 64, 128), "conv channels per stride-2 layer", ge=1)
+    embed: int = opt(256, "image embedding size", ge=1)
+    head_hidden: tuple[int, ...] = opt((200, 200), "reward and discount MLP widths", ge=1)
+    activation: str = opt("elu", "hidden activation", choices=ACTIVATIONS)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> WorldModelConfig:
-        known = set(cls.__dataclass_fields__)
-        if set(d) - known:
-            raise ValueError(
-                f"unknown world-model config keys {sorted(set(d) - known)}; known: {sorted(known)}"
-            )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return from_dict(cls, d, where="world-model config")
 
 
 @dataclass

@@ -4,24 +4,20 @@
     IWAE(k=5)
     WorldModelObjective(WorldModelLoss(kl=KLBalance(alpha=0.8, free_nats=1.0)))
 
-Chosen by name from config with ``make_objective("elbo", ...)``.
+Chosen by name from config with ``make_objective("elbo", ...)`` or ``ObjectiveConfig(...).build``.
 """
 
 from elbokit.objectives.balance import KLBalance
 from elbokit.objectives.base import Objective, ObjectiveOutput
+from elbokit.objectives.config import OBJECTIVES, ObjectiveConfig, make_objective
 from elbokit.objectives.elbo import ELBO
 from elbokit.objectives.iwae import IWAE, log_weights
 from elbokit.objectives.schedules import KLSchedule
-from elbokit.objectives.world_model import WorldModelLoss, WorldModelObjective
-from elbokit.registry import build
-
-OBJECTIVES = {"elbo": ELBO, "iwae": IWAE}
-
-
-def make_objective(name: str, **options) -> Objective:
-    """The objective registered under ``name``; raises ValueError for unknown names/options."""
-    return build(OBJECTIVES, "objective", name, options)
-
+from elbokit.objectives.world_model import (
+    WorldModelLoss,
+    WorldModelObjective,
+    WorldModelObjectiveConfig,
+)
 
 __all__ = [
     "ELBO",
@@ -30,9 +26,11 @@ __all__ = [
     "KLBalance",
     "KLSchedule",
     "Objective",
+    "ObjectiveConfig",
     "ObjectiveOutput",
     "WorldModelLoss",
     "WorldModelObjective",
+    "WorldModelObjectiveConfig",
     "log_weights",
     "make_objective",
 ]

@@ -4,14 +4,20 @@ Objectives work on tensors, so they serve any training loop: ``ELBO.from_terms(r
 kl_units, step)``, ``IWAE.from_log_weights(log_w)``. Calling ``objective(model, x, step)`` is a
 convenience for any model with ``encode``, ``latent`` and ``log_likelihood`` (the interface of
 ``elbokit.models``, used here by duck typing: objectives import no model). Both return an
-``ObjectiveOutput``: the scalar ``loss`` to minimize (a batch mean) and a dict of named ``terms``
-that the trainer logs as they are, each a scalar batch mean in nats:
+``ObjectiveOutput``: the scalar ``loss`` to minimize (a batch mean), a dict of named ``terms``
+that the trainer logs as they are, each a scalar batch mean in nats, and the ``settings`` that
+shaped the loss at this step (logged in training, not measured on test data):
 
     elbo      E_q[log p(x|z)] - KL(q(z|x) || p(z)), unweighted: the bound itself
     recon     -E_q[log p(x|z)], the reconstruction NLL
-    kl        KL(q(z|x) || p(z)), unweighted
-    kl_weight the factor on the KL in the loss (beta times the schedule)
+    kl        KL(q(z|x) || p(z)), unweighted: always the true KL, never a clipped or scaled one
     kl/dim_i  per latent unit (dims of a Gaussian, groups of a categorical), with per_unit=True
+    settings: kl_weight, the factor on the KL in the loss (beta times the schedule)
+
+A KL with no batch dimension -- a KL over a model's weights, KL(q(w) || p(w)) -- enters a
+minibatch's loss scaled by 1/N, N the dataset size, so that the minibatch losses of an epoch
+average to -ELBO(D)/N (``ELBO.from_global_kl``); the terms then carry ``kl`` (the whole KL,
+unscaled) and the setting ``kl_scale`` = 1/N.
 
 ``kl_method`` says how the KL was obtained: "analytic" where the latent has a closed form, else
 "sampled" (one-sample log q(z|x) - log p(z)); never switched silently.
@@ -32,6 +38,7 @@ class ObjectiveOutput:
     terms: dict[str, torch.Tensor]
     kl_method: str = "analytic"
     per_example: dict[str, torch.Tensor] = field(default_factory=dict)
+    settings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

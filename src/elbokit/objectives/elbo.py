@@ -18,6 +18,23 @@ from elbokit.objectives.base import Objective, ObjectiveOutput
 
 @dataclass(frozen=True)
 class ELBO(Objective):
+    """``reconstruction="sampled"`` (one reparameterized z per example) or ``"closed"``: the
+    model's own ``expected_log_likelihood(x)``, E_q[log p(x|z)] without sampling, where it has
+    one (a linear-Gaussian model); with the analytic KL the ELBO is then exact."""
+
+    reconstruction: str = "sampled"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reconstruction not in ("sampled", "closed"):
+            raise ValueError(
+                f"reconstruction = {self.reconstruction!r}: expected 'sampled' or 'closed'"
+            )
+        if self.reconstruction == "closed" and self.kl_estimator == "sampled":
+            raise ValueError(
+                "reconstruction='closed' needs the analytic KL, not kl_estimator='sampled'"
+            )
+
     def from_terms(
         self,
         recon_ll: torch.Tensor,
@@ -43,13 +60,58 @@ class ELBO(Objective):
             "elbo": elbo.detach().mean(),
             "recon": -recon_ll.detach().mean(),
             "kl": kl.detach().mean(),
-            "kl_weight": loss.new_tensor(weight),
             **self._unit_terms(kl_units, kl_method),
         }
-        return ObjectiveOutput(loss, terms, kl_method, {"elbo": elbo.detach(), "kl": kl.detach()})
+        per_example = {"elbo": elbo.detach(), "kl": kl.detach()}
+        return ObjectiveOutput(loss, terms, kl_method, per_example, {"kl_weight": weight})
+
+    def from_global_kl(
+        self, recon_ll: torch.Tensor, kl: torch.Tensor, dataset_size: int, step: int = 0
+    ) -> ObjectiveOutput:
+        """The loss of a minibatch when the KL has no batch dimension (a KL over weights).
+
+        ELBO(D) = sum_i E_q[log p(x_i | w)] - KL(q(w) || p(w)) over the N examples of D, so a
+        minibatch B contributes
+
+            loss = -mean_B E_q[log p(x_i | w)] + kl_weight * freebits(KL) / N
+
+        and the losses of the minibatches of an epoch (equal sizes) average to -ELBO(D)/N.
+        ``kl`` is a scalar or per unit (U,), nats; terms: ``elbo`` (per example, the bound
+        divided by N), ``recon``, ``kl`` (the whole KL), and the settings ``kl_weight`` and
+        ``kl_scale`` = 1/N.
+
+        Raises:
+            ValueError: recon_ll not (B,), kl with a batch dimension, dataset_size < 1.
+        """
+        if recon_ll.dim() != 1 or kl.dim() > 1:
+            raise ValueError(
+                f"recon_ll must be (B,) and kl a scalar or (units,); got {tuple(recon_ll.shape)} "
+                f"and {tuple(kl.shape)}"
+            )
+        if dataset_size < 1:
+            raise ValueError(f"dataset_size = {dataset_size}: expected >= 1")
+        units = kl.reshape(1, -1)  # one "row": free bits apply to the KL as it is
+        total = units.sum()
+        weight = self.kl_weight(step)
+        loss = -recon_ll.mean() + weight * self.penalized_kl(units) / dataset_size
+        terms = {
+            "elbo": (recon_ll.detach().mean() - total.detach() / dataset_size),
+            "recon": -recon_ll.detach().mean(),
+            "kl": total.detach(),
+        }
+        settings = {"kl_weight": weight, "kl_scale": 1.0 / dataset_size}
+        return ObjectiveOutput(loss, terms, "analytic", {}, settings)
 
     def __call__(self, model, x, step=0) -> ObjectiveOutput:
         params = model.encode(x)
+        if self.reconstruction == "closed":
+            if not hasattr(model, "expected_log_likelihood"):
+                raise ValueError(
+                    f"reconstruction='closed' needs a model with expected_log_likelihood(x); "
+                    f"{type(model).__name__} has none"
+                )
+            kl_units, method = self.kl_units(model, params, None)
+            return self.from_terms(model.expected_log_likelihood(x), kl_units, step, method)
         z = model.latent.rsample(params)
         kl_units, method = self.kl_units(model, params, z)
         return self.from_terms(model.log_likelihood(z, x), kl_units, step, method)

@@ -8,8 +8,12 @@
                 targets g such as 0.99 (torch's Bernoulli with validation rejects them)
       kl        KL balancing with free nats (``KLBalance``) between the posterior and prior
                 logits of the factorized categorical latent
-averaged over the batch and time dims. The set of scales must equal the set of terms, so a
-misspelled or forgotten scale is an error, not a silent default.
+averaged over the batch and time dims. The set of scales must equal the set of these four
+parts, so a misspelled or forgotten scale is an error, not a silent default.
+
+Logged terms: ``image``, ``reward``, ``discount`` (the NLLs), ``kl`` (the true KL(posterior ||
+prior), batch mean), ``kl/balanced`` (the balanced, clipped value the ``kl`` scale multiplies),
+``kl/dyn`` and ``kl/rep`` (its two clipped parts before alpha) and ``image_mse``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from elbokit.config import Section, opt
 from elbokit.objectives.balance import KLBalance
 from elbokit.objectives.base import ObjectiveOutput
 
@@ -34,13 +40,41 @@ def _frozen(d: Mapping[str, float]) -> Mapping[str, float]:
 
 
 @dataclass(frozen=True)
+class WorldModelObjectiveConfig(Section):
+    """The world-model objective's settings, the one place their defaults live: every scale 1,
+    balance 0.8 and 1 free nat (DreamerV2's continuous-control settings; its Atari ones are
+    discount 5, kl 0.1, no free nats)."""
+
+    image_scale: float = opt(1.0, "scale of the image NLL", ge=0)
+    reward_scale: float = opt(1.0, "scale of the reward NLL", ge=0)
+    discount_scale: float = opt(1.0, "scale of the discount NLL", ge=0)
+    kl_scale: float = opt(1.0, "scale of the balanced KL", ge=0)
+    kl_balance: float = opt(0.8, "alpha: the prior's share of the KL", ge=0, le=1)
+    free_nats: float = opt(1.0, "free nats (0: off)", ge=0)
+    free_mode: Literal["mean", "elementwise"] = opt(
+        "mean", "clip the mean KL (DreamerV2) or each one (DreamerV3)"
+    )
+    gamma: float = opt(0.99, "discount target on non-terminal steps", gt=0, le=1)
+
+    def scales(self) -> dict[str, float]:
+        return {"image": self.image_scale, "reward": self.reward_scale,
+                "discount": self.discount_scale, "kl": self.kl_scale}  # fmt: skip
+
+    def balance(self) -> KLBalance:
+        return KLBalance(alpha=self.kl_balance, free_nats=self.free_nats, free_mode=self.free_mode)
+
+    def build(self) -> WorldModelObjective:
+        return WorldModelObjective(WorldModelLoss(self.scales(), self.balance()), gamma=self.gamma)
+
+
+@dataclass(frozen=True)
 class WorldModelLoss:
-    """DreamerV2's Atari defaults: KL scale 0.1, discount scale 5, balance 0.8, no free nats."""
+    """Defaults: those of ``WorldModelObjectiveConfig``."""
 
     scales: Mapping[str, float] = field(
-        default_factory=lambda: _frozen({"image": 1.0, "reward": 1.0, "discount": 5.0, "kl": 0.1})
+        default_factory=lambda: _frozen(WorldModelObjectiveConfig().scales())
     )
-    kl: KLBalance = field(default_factory=lambda: KLBalance(alpha=0.8, free_nats=0.0))
+    kl: KLBalance = field(default_factory=lambda: WorldModelObjectiveConfig().balance())
 
     def __post_init__(self):
         object.__setattr__(self, "scales", _frozen(self.scales))
@@ -85,16 +119,23 @@ class WorldModelLoss:
             discount_logits, discount, reduction="none"
         )
         kl_out = self.kl.from_logits(posterior_logits, prior_logits)
-        terms = {
+        parts = {
             "image": image_nll.mean(),
             "reward": reward_nll.mean(),
             "discount": discount_nll.mean(),
-            "kl": kl_out.loss,
+            "kl": kl_out.loss,  # balanced and clipped: what the loss weighs, not the KL itself
         }
-        loss = sum(self.scales[k] * v for k, v in terms.items())
-        logged = {k: v.detach() for k, v in terms.items()}
-        logged.update({"image_mse": sq.detach().mean(), "kl/value": kl_out.terms["kl"],
-                       "kl/dyn": kl_out.terms["kl/dyn"], "kl/rep": kl_out.terms["kl/rep"]})  # fmt: skip
+        loss = sum(self.scales[k] * v for k, v in parts.items())
+        logged = {
+            "image": parts["image"].detach(),
+            "reward": parts["reward"].detach(),
+            "discount": parts["discount"].detach(),
+            "kl": kl_out.terms["kl"],
+            "kl/balanced": kl_out.loss.detach(),
+            "kl/dyn": kl_out.terms["kl/dyn"],
+            "kl/rep": kl_out.terms["kl/rep"],
+            "image_mse": sq.detach().mean(),
+        }
         return ObjectiveOutput(loss, logged, "analytic")
 
 

@@ -1,7 +1,14 @@
-"""Figures (PNG) and the one-page HTML report. Needs matplotlib: ``pip install 'elbokit[plot]'``."""
+"""Figures (PNG) and the one-page HTML report, per kind of run, with one reader of metrics.jsonl.
+Needs matplotlib: ``pip install 'elbokit[plot]'``.
 
-from elbokit.report import figures
+    report.vae             samples, reconstructions, traversals, latent map, KL bars, rate-distortion
+    report.world_model     imagination strip and GIF, open-loop errors, latent usage, KL balance
+    report.linear_gaussian the identity log p(x) = ELBO + KL(q || p(z|x)) over training
+    report.metrics         read_metrics and the training curves
+"""
+
 from elbokit.report.html import write_html
 from elbokit.report.kl_figure import plot_gaussian_kl
+from elbokit.report.metrics import curves, read_metrics
 
-__all__ = ["figures", "plot_gaussian_kl", "write_html"]
+__all__ = ["curves", "plot_gaussian_kl", "read_metrics", "write_html"]

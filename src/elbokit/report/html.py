@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+from elbokit.files import atomic_write_text
+
 
 def _img(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -49,8 +51,4 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 <pre>{html.escape(json.dumps(config, indent=2))}</pre>
 </body></html>
 """
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page)
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(path, page)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from elbokit.divergence import normal_kl
+from elbokit.files import atomic_path
 from elbokit.report._mpl import pyplot
 
 
@@ -73,9 +74,9 @@ def plot_gaussian_kl(
     )
     right.legend(loc="upper center")
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return out

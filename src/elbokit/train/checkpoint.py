@@ -1,10 +1,14 @@
-"""Checkpoints that never unpickle code and are never half-written.
+"""Checkpoints of any named state that never unpickle code and are never half-written.
 
-A checkpoint is a folder ``checkpoints/step-000123/`` holding ``model.safetensors`` and
-``optimizer.safetensors`` (tensors only; the optimizer's hyperparameters go to JSON). It is
-written under a temporary name and renamed into place, and only then does ``state.json`` (itself
-replaced atomically) name it. A run killed at any moment leaves ``state.json`` pointing at a
-complete checkpoint; older checkpoints are deleted after the new one is named.
+A checkpoint is a folder ``checkpoints/step-000123/`` holding, for each named group of a
+learner's state, ``NAME.safetensors`` (tensors only) and/or ``NAME.json`` (everything else: an
+optimizer's hyperparameters, a buffer's fill level, a generator's state). A learner with one
+model and one Adam writes ``model.safetensors``, ``optimizer.safetensors`` and
+``optimizer.json``; one with an actor, a critic, three optimizers and a replay buffer writes a
+file per part. The folder is written under a temporary name and renamed into place, and only
+then does ``state.json`` (itself replaced atomically) name it. A run killed at any moment leaves
+``state.json`` pointing at a complete checkpoint; older checkpoints are deleted after the new
+one is named.
 """
 
 from __future__ import annotations
@@ -12,27 +16,41 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from elbokit.files import atomic_write_text
+
+__all__ = [
+    "CheckpointError",
+    "Snapshot",
+    "load_checkpoint",
+    "optimizer_snapshot",
+    "read_state",
+    "restore_optimizer",
+    "save_checkpoint",
+]
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt or does not fit the model (names the file)."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@dataclass
+class Snapshot:
+    """A learner's state by group: ``tensors[group]`` (name -> tensor) and ``meta[group]`` (JSON)."""
+
+    tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    meta: dict[str, dict] = field(default_factory=dict)
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def optimizer_snapshot(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state as tensors ("3.exp_avg") and JSON (param groups, other scalars)."""
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
     for idx, state in sd["state"].items():
@@ -44,9 +62,15 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def save_checkpoint(
-    run_dir: Path, step: int, model: torch.nn.Module, optimizer, state: dict
-) -> Path:
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    per_param: dict[int, dict] = {}
+    for key, v in [*tensors.items(), *meta["scalars"].items()]:
+        idx, name = key.split(".", 1)
+        per_param.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict) -> Path:
     """Write the checkpoint of ``step`` and point state.json at it; returns its folder."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -54,11 +78,11 @@ def save_checkpoint(
     tmp = root / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"step": str(step)})
-    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"), metadata={"step": str(step)})
-    atomic_write_text(tmp / "optimizer.json", json.dumps(opt_meta))
+    for group, tensors in snapshot.tensors.items():
+        flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(flat, str(tmp / f"{group}.safetensors"), metadata={"step": str(step)})
+    for group, meta in snapshot.meta.items():
+        atomic_write_text(tmp / f"{group}.json", json.dumps(meta))
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -73,37 +97,50 @@ def save_checkpoint(
 
 
 def read_state(run_dir: Path) -> dict:
-    path = run_dir / "state.json"
+    path = Path(run_dir) / "state.json"
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: {run_dir} has no checkpoint to resume from")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(
             f"{path} is not valid JSON ({e}): the run's state is corrupt"
         ) from None
-
-
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer=None) -> dict:
-    """Load the checkpoint state.json names into model (and optimizer); returns the state."""
-    state = read_state(run_dir)
-    folder = run_dir / state["checkpoint"]
-    weights = _load(folder / "model.safetensors")
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"{folder / 'model.safetensors'} does not fit the model: {e}"
-        ) from None
-    if optimizer is not None:
-        tensors = _load(folder / "optimizer.safetensors")
-        meta = json.loads((folder / "optimizer.json").read_text())
-        per_param: dict[int, dict] = {}
-        for key, v in [*tensors.items(), *meta["scalars"].items()]:
-            idx, name = key.split(".", 1)
-            per_param.setdefault(int(idx), {})[name] = v
-        optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
+    if not isinstance(state, dict) or not isinstance(state.get("checkpoint"), str):
+        raise CheckpointError(f"{path} does not name a checkpoint: the run's state is corrupt")
     return state
+
+
+def load_checkpoint(
+    run_dir: Path, tensor_groups: Iterable[str], json_groups: Iterable[str] = ()
+) -> tuple[Snapshot, dict]:
+    """The named groups of the checkpoint that state.json names, and the state itself.
+
+    Raises:
+        CheckpointError: state.json or a group's file is missing, corrupt or truncated.
+    """
+    state = read_state(Path(run_dir))
+    folder = Path(run_dir) / state["checkpoint"]
+    snap = Snapshot()
+    for group in tensor_groups:
+        snap.tensors[group] = _load(folder / f"{group}.safetensors")
+    for group in json_groups:
+        path = folder / f"{group}.json"
+        if not path.exists():
+            raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
+        try:
+            snap.meta[group] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path} is corrupt ({e})") from None
+    return snap, state
+
+
+def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """``module.load_state_dict`` with a CheckpointError naming the file when it does not fit."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise CheckpointError(f"{where} does not fit the model: {e}") from None
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 
 @dataclass(frozen=True)
@@ -64,29 +63,3 @@ def teardown(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-
-
-class ObjectiveModule(nn.Module):
-    """model + objective as one module whose forward is the loss, for DDP to synchronize.
-
-    DDP averages gradients only through its wrapped module's forward; objectives call the
-    model's encode/decode directly, so the objective itself runs inside this forward.
-    """
-
-    def __init__(self, model: nn.Module, objective):
-        super().__init__()
-        self.model = model
-        self.objective = objective
-
-    def forward(self, x: torch.Tensor, step: int):
-        out = self.objective(self.model, x, step)
-        return out.loss, out
-
-
-def wrap(model: nn.Module, objective, world: World, device: torch.device) -> nn.Module:
-    module = ObjectiveModule(model, objective)
-    if world.size == 1:
-        return module
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    return DDP(module, device_ids=[device.index or 0] if device.type == "cuda" else None)

@@ -1,0 +1,135 @@
+"""``elbokit train KIND``, ``elbokit eval RUN`` and ``elbokit report RUN`` for every kind in the
+recipe registry: options generated from the kind's config, nothing here knows a kind."""
+
+from __future__ import annotations
+
+import sys
+
+from elbokit import recipes
+from elbokit.cli._args import Parser, UsageError, add_config_arguments, flags_of, given, parse
+from elbokit.config import leaves, merge
+from elbokit.recipes._runs import read_saved
+
+
+def kinds_usage() -> str:
+    width = max(map(len, recipes.RECIPES))
+    lines = ["usage: elbokit train KIND [options]   (elbokit train KIND --help for its options)",
+             "       elbokit train --resume RUN", "", "kinds:"]  # fmt: skip
+    lines += [f"  {name:<{width}}  {r.help}" for name, r in recipes.RECIPES.items()]
+    return "\n".join(lines)
+
+
+def _train_parser(recipe) -> tuple[Parser, dict]:
+    parser = Parser(
+        prog=f"elbokit train {recipe.name}", description=recipe.help,
+        usage=f"elbokit train {recipe.name} [--preset NAME] [options] [--out DIR] | --resume RUN",
+    )  # fmt: skip
+    by_dest = add_config_arguments(parser, recipe.default())
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--preset", choices=list(recipe.presets), default="default",
+        help="named settings the other options override (default: default)",
+    )  # fmt: skip
+    run.add_argument("--out", default="", metavar="DIR",
+                     help=f"run directory (default: {recipe.default_out(recipe.default())}-TIME)")  # fmt: skip
+    run.add_argument("--resume", default="", metavar="RUN",
+                     help="continue the interrupted run in RUN from its last checkpoint")  # fmt: skip
+    return parser, by_dest
+
+
+def train_command(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(kinds_usage())
+        return 0 if argv else 2
+    if argv[0].startswith("-"):
+        if argv[0] == "--resume" and len(argv) > 1:  # the kind is the run's
+            argv = [read_saved(argv[1])["kind"], *argv]
+        else:
+            raise UsageError(
+                f"elbokit train: expected a kind first, got {argv[0]}\n\n{kinds_usage()}"
+            )
+    recipe = recipes.get_recipe(argv[0])
+    parser, by_dest = _train_parser(recipe)
+    ns = parse(parser, argv[1:])
+    overrides = given(ns, by_dest)
+    if ns.resume:
+        allowed = {d: leaf for d, leaf in by_dest.items() if leaf.field.metadata.get("on_resume")}
+        fixed = [f for f in flags_of(overrides, by_dest) if f not in flags_of(overrides, allowed)]
+        fixed += ["--out"] if ns.out else []
+        fixed += ["--preset"] if ns.preset != "default" else []
+        if fixed:
+            raise UsageError(
+                f"--resume continues {ns.resume} with its saved config; drop {', '.join(fixed)} "
+                f"(only {', '.join('--[no-]' + leaf.flag for leaf in allowed.values())} may change)"
+            )
+        return _interruptible(
+            lambda: recipes.train(recipe, resume=ns.resume, resume_changes=overrides), ns.resume
+        )
+    config = recipe.preset(ns.preset, overrides)
+    out = ns.out or ""
+    return _interruptible(lambda: recipes.train(recipe, config, out=out), out)
+
+
+def _interruptible(fn, run: str) -> int:
+    try:
+        fn()
+    except KeyboardInterrupt:
+        where = f" {run}" if run else ""
+        print(
+            f"\nelbokit: interrupted; the run keeps its last checkpoint: continue it with "
+            f"elbokit train --resume{where or ' RUN'}",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def _run_parser(command: str, argv: list[str], description: str):
+    """The parser of ``elbokit eval|report RUN``, with the options of RUN's kind."""
+    run_dir = next((a for a in argv if not a.startswith("-")), None)
+    if run_dir is None:
+        lines = [f"usage: elbokit {command} RUN [options of RUN's kind]", "", description, ""]
+        for name, r in recipes.RECIPES.items():
+            opts = " ".join(f"[--{leaf_flag}]" for leaf_flag in _flags(r.eval_options()))
+            lines.append(f"  {name}: {opts or '(no options)'}")
+        text = "\n".join(lines)
+        if any(a in ("-h", "--help") for a in argv):
+            print(text)
+            return None, None, None
+        raise UsageError(f"elbokit {command}: which run? \n\n{text}")
+    run = recipes.open_run(run_dir)
+    parser = Parser(
+        prog=f"elbokit {command} RUN", description=f"{description} ({run.recipe.name} run)",
+        usage=f"elbokit {command} RUN [options]",
+    )  # fmt: skip
+    parser.add_argument("run", metavar="RUN", help="a run directory written by elbokit train")
+    by_dest = add_config_arguments(parser, run.recipe.eval_options())
+    return run, parser, by_dest
+
+
+def _flags(section) -> list[str]:
+    return [leaf.flag for leaf in leaves(section)]
+
+
+def eval_command(argv: list[str]) -> int:
+    run, parser, by_dest = _run_parser("eval", argv, "evaluate a trained run; writes RUN/eval.json")
+    if run is None:
+        return 0
+    options = merge(run.recipe.eval_options(), given(parse(parser, argv), by_dest))
+    run.recipe.evaluate(run, options)
+    return 0
+
+
+def report_command(argv: list[str]) -> int:
+    run, parser, by_dest = _run_parser(
+        "report", argv, "figures and a one-page report.html in RUN/report (evaluates first if "
+        "RUN/eval.json is missing, with these options)",
+    )  # fmt: skip
+    if run is None:
+        return 0
+    options = merge(run.recipe.eval_options(), given(parse(parser, argv), by_dest))
+    run.recipe.report(run, options)
+    return 0
+
+
+__all__ = ["eval_command", "kinds_usage", "report_command", "train_command"]

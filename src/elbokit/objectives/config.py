@@ -1,0 +1,66 @@
+"""The objective of a latent-variable model chosen by name from config, and its settings.
+
+ObjectiveConfig(name="elbo", beta=4.0, kl_schedule="linear", kl_warmup=1000).build(total)
+make_objective("iwae", k=50)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from elbokit.config import ConfigError, Section, opt
+from elbokit.objectives.base import Objective
+from elbokit.objectives.elbo import ELBO
+from elbokit.objectives.iwae import IWAE
+from elbokit.objectives.schedules import KLSchedule
+from elbokit.registry import build
+
+__all__ = ["OBJECTIVES", "ObjectiveConfig", "make_objective"]
+
+OBJECTIVES = {"elbo": ELBO, "iwae": IWAE}
+
+
+def make_objective(name: str, **options) -> Objective:
+    """The objective registered under ``name``; raises ValueError for unknown names/options."""
+    return build(OBJECTIVES, "objective", name, options)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig(Section):
+    name: str = opt("elbo", "training objective", choices=OBJECTIVES, flag="objective")
+    beta: float = opt(1.0, "weight of the KL term (beta-VAE)", ge=0)
+    kl_schedule: Literal["constant", "linear", "cyclical"] = opt(
+        "constant", "KL weight over training"
+    )
+    kl_warmup: int = opt(1000, "steps of linear KL warm-up", ge=1)
+    kl_cycles: int = opt(4, "cycles of the cyclical schedule", ge=1)
+    free_bits: float = opt(0.0, "free bits in nats (0: off)", ge=0)
+    free_bits_mode: Literal["per_dim", "mean"] = opt(
+        "per_dim", "clamp each unit's KL, or the total"
+    )
+    iwae_k: int = opt(5, "importance samples for --objective iwae", ge=1)
+
+    def validate(self):
+        if self.name == "iwae" and (
+            self.beta != 1.0 or self.free_bits > 0 or self.kl_schedule != "constant"
+        ):
+            raise ConfigError(
+                "objective iwae is the importance-weighted bound: beta, free bits and KL "
+                "schedules do not apply to it (they are ELBO settings)"
+            )
+
+    def build(self, total_steps: int) -> Objective:
+        """The objective; ``total_steps`` of training sets the cyclical schedule's period."""
+        if self.name == "iwae":
+            return make_objective("iwae", k=self.iwae_k)
+        if self.kl_schedule == "linear":
+            schedule = KLSchedule("linear", warmup=self.kl_warmup)
+        elif self.kl_schedule == "cyclical":
+            schedule = KLSchedule("cyclical", total=total_steps, cycles=self.kl_cycles)
+        else:
+            schedule = KLSchedule()
+        return make_objective(
+            self.name, beta=self.beta, schedule=schedule, free_bits=self.free_bits,
+            free_bits_mode=self.free_bits_mode,
+        )  # fmt: skip

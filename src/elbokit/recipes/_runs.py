@@ -1,0 +1,97 @@
+"""A run directory's config.json: written once when a run starts, all that is needed to resume,
+evaluate, report or rebuild it.
+
+    {"format": 2, "kind": "vae", "elbokit": "0.2.0", "config": {the resolved, nested config}}
+
+Runs saved before recipes existed (format 1: ``{"kind", "run": the flat options of the train
+command, "model": the model's config}``) are read by moving each option to the section that now
+holds its flag; one that no section holds is an error that says how to redo the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from elbokit import __version__
+from elbokit.config import ConfigError, Section, from_dict, leaves, nest, to_dict
+from elbokit.files import atomic_write_text
+from elbokit.train.checkpoint import CheckpointError
+
+FORMAT = 2
+
+
+def new_run_dir(out: str, default: str) -> Path:
+    """``out``, or ``default``-TIME; an error if it already holds a run."""
+    run_dir = Path(out or f"{default}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if (run_dir / "state.json").exists():
+        raise ValueError(
+            f"{run_dir} already holds a run: --resume {run_dir} continues it, --out picks another folder"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file, not a folder")
+    return run_dir
+
+
+def read_saved(run_dir: str | Path) -> dict:
+    """A run's config.json as saved.
+
+    Raises:
+        CheckpointError: config.json is missing or not JSON (naming the file).
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: {run_dir} is not an elbokit run")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("kind"), str):
+        raise CheckpointError(f"{path} does not say which kind of run it is (no 'kind')")
+    return saved
+
+
+def write_config(run_dir: Path, kind: str, config: Section) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = {"format": FORMAT, "kind": kind, "elbokit": __version__, "config": to_dict(config)}
+    atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
+
+
+def config_of(saved: dict, config_cls: type, default: Section, where: str, redo: str) -> Section:
+    """The config of a saved run (format 2, or format 1 moved into sections).
+
+    Raises:
+        ConfigError: an unknown or misspelled key (naming the closest valid one), a bad value,
+            or a format-1 option that no section holds (saying how to redo the run).
+    """
+    if saved.get("format") == FORMAT:
+        return from_dict(config_cls, saved.get("config", {}), base=default, where=where)
+    if "run" not in saved:
+        raise ConfigError(f"{where}: format {saved.get('format')!r} is not one this elbokit reads")
+    return from_dict(
+        config_cls, _from_format_1(saved, default, where, redo), base=default, where=where
+    )
+
+
+def _from_format_1(saved: dict, default: Section, where: str, redo: str) -> dict:
+    by_flag = {}
+    for leaf in leaves(default):
+        by_flag[leaf.flag.replace("-", "_")] = leaf.path
+        by_flag.setdefault(leaf.path[-1], leaf.path)
+    flat = {}
+    for key, value in saved["run"].items():
+        if key == "out":  # where the run went: not part of its config
+            continue
+        if key not in by_flag:
+            raise ConfigError(
+                f"{where} was written by an earlier elbokit with an option {key!r} that this "
+                f"version does not have; train it again with: {redo}"
+            )
+        flat[by_flag[key]] = value
+    # the derived fields (shapes from the data) are in the saved model config
+    derived = {leaf.path: leaf for leaf in leaves(default) if leaf.field.metadata.get("derived")}
+    for path in derived:
+        if path[0] == "model" and path[-1] in saved.get("model", {}):
+            flat[path] = saved["model"][path[-1]]
+    return nest(flat)

@@ -1,0 +1,158 @@
+"""Training, evaluating and reporting a run of any kind, through its recipe.
+
+    run_dir = train("vae", recipe.preset("debug"), out="runs/x")   # or resume="runs/x"
+    evaluate("runs/x")                                            # RUN/eval.json
+    report("runs/x")                                              # RUN/report/report.html
+
+Nothing here knows a kind: what differs between kinds is in their recipes. The CLI is a thin
+layer over these three functions, and tests use them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from elbokit.config import ConfigError, Section
+from elbokit.recipes._runs import config_of, new_run_dir, read_saved, write_config
+from elbokit.recipes.base import Recipe, Run
+from elbokit.train.checkpoint import read_state
+from elbokit.train.distributed import setup, teardown
+from elbokit.train.loop import Trainer
+from elbokit.train.settings import choose_threads, resolve_precision
+
+__all__ = ["check_device", "evaluate", "open_run", "report", "train"]
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _recipe(kind: str | Recipe) -> Recipe:
+    from elbokit.recipes import get_recipe
+
+    return kind if isinstance(kind, Recipe) else get_recipe(kind)
+
+
+def check_device(device: str) -> None:
+    """Fail before anything is written when the device does not exist on this machine."""
+    d = torch.device(device)
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device = {device!r}: this machine has no CUDA GPU (use --device cpu)"
+            )
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif d.type != "cpu":
+        raise ConfigError(f"device = {device!r}: expected cpu or cuda[:N]")
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """A run directory with its recipe and resolved config.
+
+    Raises:
+        CheckpointError: no config.json, or one that is not JSON or names no kind.
+        ConfigError: an unknown kind or a config that does not fit the kind (naming the key).
+    """
+    from elbokit.recipes import get_recipe
+
+    saved = read_saved(run_dir)
+    recipe = get_recipe(saved["kind"])
+    where = str(Path(run_dir) / "config.json")
+    config = config_of(saved, recipe.config, recipe.default(), where, recipe.redo_command())
+    return Run(Path(run_dir), recipe, config)
+
+
+def train(
+    kind: str | Recipe,
+    config: Section | None = None,
+    *,
+    out: str | Path = "",
+    resume: str | Path = "",
+    resume_changes: dict | None = None,
+    stop_at: int | None = None,
+    say=print,
+) -> Path:
+    """Train a run of ``kind`` with ``config`` into ``out`` (default runs/KIND-...-TIME), or
+    continue the run in ``resume`` with its saved config (``resume_changes``: settings that do
+    not change the result, like the progress bar). Ends with the kind's evaluation and report
+    when its config asks for them. Returns the run directory.
+
+    Raises:
+        ConfigError, ValueError, DataError: a bad option or data, before anything is written.
+        TrainingDiverged: NaN or inf; the last good checkpoint is kept.
+        CheckpointError: resume of a run whose checkpoint is missing or corrupt.
+    """
+    recipe = _recipe(kind)
+    if resume:
+        run = open_run(resume)
+        if run.recipe.name != recipe.name:
+            raise ValueError(f"{resume} is a {run.recipe.name!r} run, not a {recipe.name!r} run")
+        read_state(run.dir)  # a run with no checkpoint fails here, before any work
+        config = run.config
+        if resume_changes:
+            from elbokit.config import merge
+
+            config = merge(config, resume_changes)
+        run_dir = run.dir
+    else:
+        config = recipe.default() if config is None else config
+        run_dir = new_run_dir(str(out), recipe.default_out(config))
+    recipe.check(config)
+    tcfg = config.train
+    check_device(tcfg.device)
+    precision, precision_why = resolve_precision(tcfg.precision, tcfg.device)
+    threads, threads_why = choose_threads(tcfg.threads)
+    world = setup(tcfg.device)  # under torchrun: rank 0 alone writes and prints
+    say = say if world.main else _quiet
+    try:
+        built = recipe.build(config, run_dir, world=world, say=say)
+        resolved = dataclasses.replace(
+            built.config, train=dataclasses.replace(built.config.train, precision=precision)
+        )
+        if world.main and not resume:
+            write_config(run_dir, recipe.name, resolved)
+        say(f"run directory: {run_dir}")
+        for line in built.lines:
+            say(line)
+        say(f"precision {precision_why}; threads {threads_why}"
+            + (f"; {world.size} processes" if world.size > 1 else ""))  # fmt: skip
+        trainer = Trainer(dataclasses.replace(resolved.train, threads=threads), run_dir)
+        t0 = time.perf_counter()
+        metrics = trainer.fit(built.learner, built.data, resume=bool(resume), stop_at=stop_at)
+    finally:
+        teardown(world)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.count("/") == 1)
+    say(f"done in {time.perf_counter() - t0:.1f} s: {shown or 'no new epochs'}")
+    options = recipe.after_training(resolved)
+    if options is not None and world.main and stop_at is None:
+        run = Run(run_dir, recipe, resolved)
+        recipe.evaluate(run, options, say)
+        recipe.report(run, options, say)
+    return run_dir
+
+
+def evaluate(run_dir: str | Path, options: Section | dict | None = None, say=print) -> dict:
+    """Evaluate a run as its kind does (RUN/eval.json); ``options``: the kind's eval options."""
+    run = open_run(run_dir)
+    return run.recipe.evaluate(run, _options(run.recipe, options), say)
+
+
+def report(run_dir: str | Path, options: Section | dict | None = None, say=print) -> Path:
+    """Write a run's figures and report.html (evaluating first if eval.json is missing)."""
+    run = open_run(run_dir)
+    return run.recipe.report(run, _options(run.recipe, options), say)
+
+
+def _options(recipe: Recipe, options) -> Section:
+    if isinstance(options, Section):
+        return options
+    from elbokit.config import from_dict
+
+    return from_dict(recipe.eval_options, options or {}, where="eval options")

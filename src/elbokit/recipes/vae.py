@@ -1,0 +1,214 @@
+"""The ``vae`` kind: a VAE on images, judged by importance sampling and collapse diagnostics.
+
+    elbokit train vae                                   mnist5k, MLP 784-512-512-(32 Gaussian)
+    elbokit train vae --preset debug                    seconds, for trying things and tests
+    elbokit train vae --data digits --latent-dim 2 --beta 4 --epochs 50
+    elbokit train vae --resume runs/vae-mnist5k-...     continue an interrupted run
+    elbokit eval RUN [--k 1000]  /  elbokit report RUN
+
+Its evaluation: log p(x) by importance sampling with its standard error (bits/dim for 8-bit
+data), the test ELBO and its gap, KL per unit, active units, I(x; z). Its report: samples,
+reconstructions, traversals, the latent map, training curves, KL bars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from elbokit.config import ConfigError, Section, opt
+from elbokit.data import ImageDataConfig
+from elbokit.evaluate import diagnose, importance_log_likelihood
+from elbokit.files import atomic_write_text
+from elbokit.models.vae import VAE, VAEConfig
+from elbokit.objectives import ELBO, ObjectiveConfig
+from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.train.learner import AdamConfig, ObjectiveLearner
+from elbokit.train.loop import TrainConfig
+from elbokit.train.settings import PRECISIONS, resolve_precision
+
+
+@dataclass(frozen=True)
+class VAEAfterTraining(Section):
+    eval_k: int = opt(
+        1000,
+        "then evaluate with this many importance samples and write the report (0: neither)",
+        ge=0,
+    )
+
+
+@dataclass(frozen=True)
+class VAERunConfig(Section):
+    data: ImageDataConfig = opt(default_factory=ImageDataConfig, help="the images")
+    model: VAEConfig = opt(default_factory=VAEConfig, help="the VAE")
+    objective: ObjectiveConfig = opt(default_factory=ObjectiveConfig, help="what it maximizes")
+    optim: AdamConfig = opt(default_factory=AdamConfig, help="the optimizer")
+    train: TrainConfig = opt(default_factory=TrainConfig, help="the training loop")
+    evaluate: VAEAfterTraining = opt(default_factory=VAEAfterTraining, help="after training")
+
+
+@dataclass(frozen=True)
+class VAEEvalOptions(Section):
+    k: int = opt(1000, "importance samples per test image", ge=1)
+    limit: int = opt(0, "evaluate only the first N test images (0: all)", ge=0)
+    seed: int = opt(0, "seed of the importance samples and binarization")
+    precision: str = opt(
+        "fp32", "bf16: decoder under autocast (refused where bf16 is emulated)", choices=PRECISIONS
+    )
+
+
+class VAERecipe(Recipe):
+    name = "vae"
+    help = "a VAE on images (mnist5k by default); --preset debug runs in seconds"
+    config = VAERunConfig
+    eval_options = VAEEvalOptions
+    presets: ClassVar[dict[str, dict]] = {
+        "default": {},
+        "debug": {
+            "data": {"source": "digits"},
+            "model": {"latent_dim": 4, "hidden": (64,), "channels": (8, 16)},
+            "train": {"epochs": 2, "batch_size": 50, "checkpoint_every": 20},
+            "evaluate": {"eval_k": 50},
+        },
+    }
+
+    def default_out(self, cfg):
+        return f"runs/vae-{Path(cfg.data.source).name}"
+
+    def check(self, cfg):
+        if cfg.model.likelihood == "discretized-logistic" and cfg.data.binarize != "none":
+            raise ConfigError(
+                "the discretized-logistic likelihood needs 8-bit grey values: use --binarize none "
+                f"with 8-bit data (binarize is {cfg.data.binarize!r})"
+            )
+
+    def data(self, cfg, run_dir=None):
+        return cfg.data.load(cfg.train.seed)
+
+    def learner(self, cfg, data) -> ObjectiveLearner:
+        total = cfg.train.epochs * data.num_batches("train", cfg.train.batch_size)
+        return ObjectiveLearner(VAE(cfg.model), cfg.objective.build(total), cfg.optim)
+
+    def build(self, cfg, run_dir, *, world, say) -> Built:
+        data = self.data(cfg)
+        cfg = derive(cfg, model={"data_shape": tuple(data.shape)})
+        torch.manual_seed(cfg.train.seed)  # initialization
+        learner = self.learner(cfg, data)
+        _check_data(data, learner.model)
+        m = cfg.model
+        lines = [
+            f"data: {data.name}, {len(data.train)} train / {len(data.test)} test images of shape "
+            f"{data.shape}, binarize={cfg.data.binarize}",
+            f"model: {m.arch} VAE, {m.latent} latent of {m.latent_dim}, {m.likelihood} "
+            f"likelihood, {sum(p.numel() for p in learner.model.parameters()):,} parameters",
+        ]
+        return Built(cfg, data, learner, lines)
+
+    def after_training(self, cfg):
+        k = cfg.evaluate.eval_k
+        return VAEEvalOptions(k=k) if k else None
+
+    def evaluate(self, run: Run, options: VAEEvalOptions, say=print) -> dict:
+        precision, _ = resolve_precision(options.precision, "cpu")
+        data = run.data()
+        learner, state = run.learner(data)
+        model = learner.model
+        raw = data.test[: options.limit or None]
+        # a fixed binarization of the test set, so every evaluation scores the same images
+        x = data.as_float(raw, torch.Generator().manual_seed(options.seed))
+        g = torch.Generator().manual_seed(options.seed + 1)
+        t0 = time.perf_counter()
+        ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision)
+        seconds = time.perf_counter() - t0
+        torch.manual_seed(options.seed + 2)
+        with torch.no_grad():
+            model.eval()
+            elbo = ELBO()(model, x).terms["elbo"].item()
+        diag = diagnose(model, x, generator=torch.Generator().manual_seed(options.seed + 3))
+        dims = math.prod(data.shape)
+        result = {
+            "step": state["step"],
+            "examples": len(x),
+            "k": options.k,
+            "log_likelihood": ll.mean,
+            "log_likelihood_stderr": ll.mean_stderr,
+            "elbo": elbo,
+            "elbo_gap": ll.mean - elbo,
+            **({"bits_per_dim": ll.bits_per_dim(dims)} if model.likelihood.discrete else {}),
+            "seconds": seconds,
+            **diag.as_dict(),
+        }
+        atomic_write_text(run.dir / "eval.json", json.dumps(result, indent=2))
+        say(f"{run.dir} at step {state['step']}: {len(x)} test images, k = {options.k}")
+        say(f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
+            f"{seconds:.1f} s)")  # fmt: skip
+        if model.likelihood.discrete:
+            say(f"  {ll.bits_per_dim(dims):.3f} bits/dim")
+        say(f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} nats")
+        say(f"  KL {diag.kl:.2f} nats; I(x; z) ~ {diag.mutual_information:.2f} nats; "
+            f"active units {diag.active_units} of {len(diag.kl_per_unit)}")  # fmt: skip
+        say(f"wrote {run.dir / 'eval.json'}")
+        return result
+
+    def report(self, run: Run, options: VAEEvalOptions, say=print) -> Path:
+        from elbokit.report import curves, vae, write_html
+
+        if not (run.dir / "eval.json").exists():
+            self.evaluate(run, options, say)
+        result = json.loads((run.dir / "eval.json").read_text())
+        data = run.data()
+        learner, state = run.learner(data)
+        model = learner.model
+        cfg = run.config
+        x = data.as_float(data.test[:1000], torch.Generator().manual_seed(0))
+        out = run.dir / "report"
+        pngs = [
+            (vae.samples(model, out / "samples.png"), "Samples from the prior, decoded (means of p(x|z))."),
+            (vae.reconstructions(model, x, out / "reconstructions.png"), "Test images and their reconstructions from the posterior mean."),
+            (vae.traversals(model, x, out / "traversals.png"), "Latent traversals: one unit swept at a time, the others at a test image's posterior mean."),
+            (vae.latent_map(model, x, data.test_labels, out / "latent_map.png"), "The 2-D latent space, decoded over a grid." if model.latent.z_size == 2
+             else "Posterior means of test images on their first two principal axes, coloured by label."),
+            (curves(run.dir / "metrics.jsonl", out / "curves.png", vae.VAE_CURVES), "Training curves (train: running means; test: per evaluation)."),
+            (vae.kl_bars(torch.tensor(result["kl_per_unit"]), torch.tensor(result["unit_activity"]), out / "kl_per_unit.png"),
+             "KL per latent unit: units with no KL have collapsed to the prior."),
+        ]  # fmt: skip
+        m = cfg.model
+        numbers = {
+            "data": f"{cfg.data.source}: {len(data.train)} train / {len(data.test)} test images {tuple(data.shape)}",
+            "model": f"{m.arch} VAE, {m.latent} latent of {m.latent_dim}, {m.likelihood} likelihood",
+            "trained": f"{state['step']} steps",
+            "test ELBO": f"{result['elbo']:.2f} nats",
+            f"test log p(x), importance sampled (k = {result['k']})": f"{result['log_likelihood']:.2f} +- {result['log_likelihood_stderr']:.2f} nats",
+            "ELBO gap, log p(x) - ELBO": f"{result['elbo_gap']:.2f} nats",
+            **({"bits per dimension": f"{result['bits_per_dim']:.3f}"} if "bits_per_dim" in result else {}),
+            "KL(q(z|x) || p(z))": f"{result['kl']:.2f} nats",
+            "mutual information I(x; z)": f"{result['mutual_information']:.2f} nats (at most log N = {math.log(result['examples']):.2f})",
+            "active units": f"{result['active_units']} of {len(result['kl_per_unit'])}",
+        }  # fmt: skip
+        page = write_html(
+            out / "report.html", f"elbokit report: {run.dir.name}", numbers, pngs, run.saved()
+        )
+        say(f"wrote {page} and {len(pngs)} figures in {out}")
+        return page
+
+
+def _check_data(data, model: VAE) -> None:
+    """Fail before training when the data cannot be scored by the likelihood."""
+    if model.likelihood.name == "discretized-logistic" and not data.eight_bit:
+        raise ConfigError(
+            f"the discretized-logistic likelihood needs 8-bit grey values: use --binarize none "
+            f"with 8-bit data ({data.name} is {'binarized' if data.binarize != 'none' else 'not 8-bit'})"
+        )
+    for split in ("train", "test"):
+        raw = data.split(split)
+        for i in range(0, len(raw), 4096):
+            model.likelihood.check_data(
+                data.as_float(raw[i : i + 4096], torch.Generator().manual_seed(0)),
+                f"{data.name} {split} images",
+            )

@@ -1,0 +1,220 @@
+"""The ``world-model`` kind: a DreamerV2-style world model on episodes, judged open loop.
+
+    elbokit train world-model --data data/cartpole            the small preset (~15 min, 2 CPUs)
+    elbokit train world-model --preset debug                  seconds: collects its own episodes
+    elbokit train world-model --resume runs/wm-...            continue an interrupted run
+    elbokit eval RUN  /  elbokit report RUN
+
+With no ``--data``, the run first collects ``--episodes`` episodes of ``--env`` into
+RUN/episodes. Its evaluation: open-loop image, reward and discount errors against simple
+baselines, latent usage per group, the test loss terms. Its report: the imagination strip and
+GIF, errors per step, loss curves, the balanced KL's parts, latent usage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from elbokit.config import ConfigError, Section, opt
+from elbokit.data.collect import summary
+from elbokit.data.episodes import EpisodeDataConfig
+from elbokit.evaluate.world_model import OpenLoopSettings, latent_usage, open_loop, versus
+from elbokit.files import atomic_write_text
+from elbokit.models.world_model import WorldModel, WorldModelConfig
+from elbokit.objectives import WorldModelObjectiveConfig
+from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.train.learner import AdamConfig, ObjectiveLearner
+from elbokit.train.loop import TrainConfig, Trainer
+
+
+def _train_defaults() -> TrainConfig:
+    # steps are slow: log often, evaluate every 10 epochs, clip as DreamerV2 does
+    return TrainConfig(epochs=100, batch_size=16, checkpoint_every=250, log_every=10,
+                       eval_every=10, grad_clip=100.0)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WorldModelRunConfig(Section):
+    data: EpisodeDataConfig = opt(default_factory=EpisodeDataConfig, help="the episodes")
+    model: WorldModelConfig = opt(default_factory=WorldModelConfig, help="the RSSM and heads")
+    objective: WorldModelObjectiveConfig = opt(
+        default_factory=WorldModelObjectiveConfig, help="the loss"
+    )
+    optim: AdamConfig = opt(default_factory=AdamConfig, help="the optimizer")
+    train: TrainConfig = opt(default_factory=_train_defaults, help="the training loop")
+    evaluate: OpenLoopSettings = opt(default_factory=OpenLoopSettings, help="after training")
+
+
+@dataclass(frozen=True)
+class WorldModelEvalOptions(Section):
+    seed: int = opt(0, "seed of the imagined samples")
+
+
+class WorldModelRecipe(Recipe):
+    name = "world-model"
+    help = "a DreamerV2-style world model on episodes; --preset debug runs in seconds"
+    config = WorldModelRunConfig
+    eval_options = WorldModelEvalOptions
+    presets: ClassVar[dict[str, dict]] = {
+        "default": {},
+        "small": {},
+        "debug": {
+            "data": {
+                "collect": {"episodes": 6, "max_steps": 40, "image_size": 32},
+                "seq_len": 12,
+            },
+            "model": {
+                "deter": 32,
+                "hidden": 32,
+                "groups": 4,
+                "classes": 4,
+                "channels": (8, 16),
+                "embed": 32,
+                "head_hidden": (32,),
+            },
+            "train": {"epochs": 2, "batch_size": 4, "checkpoint_every": 10, "eval_every": 1},
+            "evaluate": {"context": 3, "horizon": 6, "eval_sequences": 8},
+        },
+    }
+
+    def default_out(self, cfg):
+        return f"runs/wm-{cfg.data.collect.env.split('/')[-1]}"
+
+    def data(self, cfg, run_dir):
+        return cfg.data.load(run_dir, cfg.train.seed)
+
+    def learner(self, cfg, data) -> ObjectiveLearner:
+        return ObjectiveLearner(WorldModel(cfg.model), cfg.objective.build(), cfg.optim)
+
+    def build(self, cfg, run_dir, *, world, say) -> Built:
+        folder = cfg.data.folder(run_dir)
+        if not cfg.data.source and not (folder / "meta.json").exists():
+            if world.size > 1:
+                raise ConfigError("under torchrun, collect first (elbokit collect) and pass --data")
+            for partial in folder.glob("episode-*.npz"):  # an interrupted collection of this run's
+                partial.unlink()
+            say(
+                f"collecting {cfg.data.collect.episodes} episodes of {cfg.data.collect.env} into {folder}"
+            )
+            t0 = time.perf_counter()
+            meta = cfg.data.collect.run(folder, seed=cfg.train.seed, progress=cfg.train.progress)
+            say(summary(meta, time.perf_counter() - t0, folder))
+        data = self.data(cfg, run_dir)
+        ev = cfg.evaluate
+        if ev.report and not data.windows("test", ev.context + ev.horizon):
+            raise ConfigError(  # fail before training, not after it
+                f"no test episode has --context + --horizon = {ev.context + ev.horizon} steps for "
+                f"the open-loop evaluation; lower them, collect longer episodes, or pass --no-report"
+            )
+        cfg = derive(cfg, model={"image_shape": data.image_shape, "action_dim": data.action_dim})
+        torch.manual_seed(cfg.train.seed)
+        learner = self.learner(cfg, data)
+        steps = sum(len(e["image"]) for e in data.train)
+        m = cfg.model
+        lines = [
+            f"data: {folder}, {len(data.train)} train / {len(data.test)} test episodes, {steps} "
+            f"train steps of {data.image_shape} images, {data.action_dim} actions; sequences of "
+            f"{cfg.data.seq_len}",
+            f"model: RSSM {m.deter} deter + {m.groups}x{m.classes} categorical, conv "
+            f"{m.channels}, {sum(p.numel() for p in learner.model.parameters()):,} parameters",
+        ]
+        return Built(cfg, data, learner, lines)
+
+    def after_training(self, cfg):
+        return WorldModelEvalOptions() if cfg.evaluate.report else None
+
+    def evaluate(self, run: Run, options: WorldModelEvalOptions, say=print) -> dict:
+        """Open-loop errors, latent usage and the test loss terms of a run: RUN/eval.json."""
+        cfg, ev = run.config, run.config.evaluate
+        data = run.data()
+        learner, state = run.learner(data)
+        model = learner.model
+        result, _ = open_loop(
+            model, data, context=ev.context, horizon=ev.horizon, sequences=ev.eval_sequences,
+            seed=options.seed, gamma=cfg.objective.gamma,
+        )  # fmt: skip
+        usage = latent_usage(model, data, seed=options.seed)
+        terms = Trainer(cfg.train, run.dir).evaluate(learner, data, state["step"])
+        out = {"step": state["step"], "open_loop": result.as_dict(), "latent_usage": usage, **terms}
+        atomic_write_text(run.dir / "eval.json", json.dumps(out, indent=2))
+        ol = out["open_loop"]
+        say(f"{run.dir} at step {state['step']}: {result.sequences} test sequences, "
+            f"{ev.context} context frames, {ev.horizon} steps open loop")  # fmt: skip
+        say(
+            f"  image MSE {ol['image_mse_mean']:.5f} vs copy-last-frame {ol['copy_last_mse_mean']:.5f} "
+            f"({versus(ol['image_mse_mean'], ol['copy_last_mse_mean'])}); last step "
+            f"{ol['image_mse'][-1]:.5f} vs {ol['copy_last_mse'][-1]:.5f}"
+        )
+        say(
+            f"  reward MAE {ol['reward_mae_mean']:.4f} (mean-reward baseline "
+            f"{ol['reward_mean_mae_mean']:.4f}); discount MAE {ol['discount_mae_mean']:.4f}"
+        )
+        perp = torch.tensor(usage["perplexity"])
+        say(
+            f"  latent usage: perplexity per group {perp.min():.1f}-{perp.max():.1f} (median "
+            f"{perp.median():.1f}) of {usage['classes']}; test KL "
+            f"{terms.get('test/kl', float('nan')):.2f} nats"
+        )
+        say(f"wrote {run.dir / 'eval.json'}")
+        return out
+
+    def report(self, run: Run, options: WorldModelEvalOptions, say=print) -> Path:
+        from elbokit.report import curves, write_html
+        from elbokit.report import world_model as figures
+
+        if not (run.dir / "eval.json").exists():
+            self.evaluate(run, options, say)
+        result = json.loads((run.dir / "eval.json").read_text())
+        cfg, ev = run.config, run.config.evaluate
+        data = run.data()
+        learner, state = run.learner(data)
+        _, seqs = open_loop(
+            learner.model, data, context=ev.context, horizon=ev.horizon,
+            sequences=ev.eval_sequences, seed=options.seed, keep=6, gamma=cfg.objective.gamma,
+        )  # fmt: skip
+        out = run.dir / "report"
+        ol = result["open_loop"]
+        obj = cfg.objective
+        terms = (("image", "image NLL (nats)"), ("image_mse", "image MSE per pixel"),
+                 ("reward", "reward NLL (nats)"), ("discount", "discount NLL (nats)"),
+                 ("kl", "KL(posterior || prior) (nats)"))  # fmt: skip
+        pngs = [
+            (figures.prediction_strip(seqs["truth"], seqs["imagined"], out / "open_loop.png"),
+             "Test sequences: the truth, and under it the model's open-loop imagination from the context frames under the recorded actions."),
+            (figures.prediction_gif(seqs["truth"], seqs["imagined"], out / "open_loop.gif"),
+             "The same, animated: truth (top row) and imagination (bottom row) per imagined step."),
+            (figures.open_loop_errors(ol, out / "open_loop_errors.png"),
+             "Open-loop error per imagined step against the copy-the-last-frame and mean-reward baselines."),
+            (curves(run.dir / "metrics.jsonl", out / "curves.png", terms),
+             "Loss terms over training (train: running means; test: per evaluation)."),
+            (figures.kl_balance_parts(run.dir / "metrics.jsonl", out / "kl_balance.png", obj.kl_balance, obj.free_nats),
+             f"The KL between posterior and prior, and its dyn and rep parts as the loss weighs them ({obj.free_mode} free nats). "
+             "The two parts have the same value by construction (before weighting); they differ in where the gradient goes."),
+            (figures.latent_usage(result["latent_usage"], out / "latent_usage.png"),
+             "Classes used per latent group: groups near 1 have collapsed."),
+        ]  # fmt: skip
+        perp = torch.tensor(result["latent_usage"]["perplexity"])
+        meta, m = data.meta, cfg.model
+        numbers = {
+            "data": f"{meta.get('env', data.name)}: {len(data.train)} train / {len(data.test)} test episodes, policy {meta.get('policy', '?')}",
+            "model": f"RSSM {m.deter} + {m.groups}x{m.classes} categorical, conv {m.channels}",
+            "trained": f"{state['step']} steps",
+            f"open-loop image MSE ({ev.horizon} steps after {ev.context})": f"{ol['image_mse_mean']:.5f}",
+            "copy-last-frame baseline MSE": f"{ol['copy_last_mse_mean']:.5f} (the model's is {versus(ol['image_mse_mean'], ol['copy_last_mse_mean'])})",
+            "open-loop reward MAE": f"{ol['reward_mae_mean']:.4f} (mean-reward baseline {ol['reward_mean_mae_mean']:.4f})",
+            "open-loop discount MAE": f"{ol['discount_mae_mean']:.4f}",
+            "test image NLL / MSE per pixel": f"{result.get('test/image', float('nan')):.1f} nats / {result.get('test/image_mse', float('nan')):.5f}",
+            "test KL(posterior || prior)": f"{result.get('test/kl', float('nan')):.2f} nats",
+            "latent usage (perplexity per group)": f"min {perp.min():.1f}, median {perp.median():.1f}, max {perp.max():.1f} of {result['latent_usage']['classes']}",
+        }  # fmt: skip
+        page = write_html(
+            out / "report.html", f"elbokit world model: {run.dir.name}", numbers, pngs, run.saved()
+        )
+        say(f"wrote {page} and {len(pngs)} figures in {out}")
+        return page

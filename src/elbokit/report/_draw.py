@@ -1,0 +1,49 @@
+"""Drawing helpers shared by every kind's figures: atomic PNG writes, image grids."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from elbokit.files import atomic_path
+from elbokit.report._mpl import pyplot
+
+
+def save(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as a PNG (atomically) and close it."""
+    out = Path(path)
+    try:
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
+    return out
+
+
+def grid(images: torch.Tensor, rows: int) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> one (H', W', C) image of `rows` rows with 1-pixel gaps."""
+    n, c, h, w = images.shape
+    cols = math.ceil(n / rows)
+    canvas = torch.ones(c, rows * (h + 1) + 1, cols * (w + 1) + 1)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        canvas[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = (
+            images[i]
+        )
+    return canvas.permute(1, 2, 0).clamp(0, 1)
+
+
+def show(ax, images: torch.Tensor, rows: int, title: str) -> None:
+    g = grid(images, rows).numpy()
+    ax.imshow(
+        g[..., 0] if g.shape[-1] == 1 else g,
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    ax.set_title(title)
+    ax.axis("off")

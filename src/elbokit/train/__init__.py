@@ -1,0 +1,34 @@
+"""The loop around a learner: progress, logging, NaN checks, checkpoints of any named state,
+exact resume, torchrun / DDP.
+
+    Trainer(TrainConfig(...), run_dir).fit(learner, data, resume=False)
+
+``elbokit.train.learner`` is the seam (what is trained owns its step and optimizers);
+``loop`` the trainer; ``checkpoint`` the files; ``settings`` per-machine precision and threads;
+``writers`` the progress bar and metrics.jsonl; ``distributed`` torchrun.
+"""
+
+from elbokit.train.checkpoint import CheckpointError, Snapshot
+from elbokit.train.learner import (
+    AdamConfig,
+    Learner,
+    ObjectiveLearner,
+    StepContext,
+    TrainingDiverged,
+    make_adam,
+)
+from elbokit.train.loop import TrainConfig, Trainer, step_seed
+
+__all__ = [
+    "AdamConfig",
+    "CheckpointError",
+    "Learner",
+    "ObjectiveLearner",
+    "Snapshot",
+    "StepContext",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "make_adam",
+    "step_seed",
+]

@@ -1,0 +1,198 @@
+"""Per-run settings chosen for the machine: precision, threads, denormal floats.
+
+Precision. bf16 is a lever on some CPUs and a trap on others: with AMX (Sapphire Rapids) a bf16
+matrix multiply ran ~3.5x fp32, with AVX-512 BF16 (Zen 4) ~2x, but on an AVX2-only EPYC it is
+emulated and a 2048^2 multiply ran 400x slower than fp32. ``resolve_precision`` therefore
+measures instead of assuming: a 128x256x256 multiply in both dtypes (a few milliseconds; the
+bf16 side is cut short when it is slow). ``bf16`` is refused, before anything is written, where
+bf16 runs under 0.75x the fp32 rate (a run would take up to twice as long, or hours); ``auto``
+picks bf16 only where it runs at least 1.3x fp32, else fp32. On CUDA, bf16 needs
+``torch.cuda.is_bf16_supported()`` and ``auto`` takes it there.
+
+Threads. ``threads=0`` leaves torch's count as it is; see ``choose_threads`` for ``-1`` (auto).
+
+Denormals are flushed for the run's duration (restored afterwards, never at import): Adam's
+moment estimates decay into the denormal range and slowed epochs from 9 s to 13 s on one
+machine (Fashion-MNIST), not on another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "CpuInfo",
+    "PrecisionError",
+    "choose_threads",
+    "cpu_info",
+    "matmul_rates",
+    "resolve_precision",
+    "run_settings",
+]
+
+PRECISIONS = ("fp32", "bf16", "auto")
+BF16_MIN_RATIO = 0.75  # below this, a bf16 run could take twice the fp32 time: refused
+BF16_AUTO_RATIO = 1.3  # auto takes bf16 only where it is clearly faster
+
+
+class PrecisionError(ValueError):
+    """bf16 asked for where this machine does not run it natively; names the CPU and the rates."""
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    capability: str  # torch's: DEFAULT, AVX2, AVX512, ...
+    bf16_flags: tuple[str, ...]  # amx_bf16, avx512_bf16 where /proc/cpuinfo lists them
+    cores: int  # usable by this process
+
+    def __str__(self) -> str:
+        flags = ", ".join(self.bf16_flags) or "no bf16 instructions"
+        return f"{self.model} ({self.capability}; {flags}; {self.cores} cores)"
+
+
+def cpu_info() -> CpuInfo:
+    """The CPU's model name, torch's capability, its bf16 instruction flags and usable cores."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in (
+                "",
+                platform.machine(),
+                platform.processor(),
+            ):
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    bf16 = tuple(f for f in ("amx_bf16", "avx512_bf16") if f in flags)
+    return CpuInfo(model, torch.backends.cpu.get_cpu_capability(), bf16, cores)
+
+
+def matmul_rates(
+    n: int = 128, k: int = 256, m: int = 256, budget: float = 0.02
+) -> dict[str, float]:
+    """GFLOP/s of an (n, k) @ (k, m) multiply in fp32 and bf16 on the CPU, each timed for about
+    ``budget`` seconds after one warm-up (a slow bf16 stops after its first timed multiply)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, k, generator=g), torch.randn(k, m, generator=g)
+    rates = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y
+        reps, t0 = 0, time.perf_counter()
+        while True:
+            x @ y
+            reps += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= budget:
+                break
+        rates[name] = 2 * n * k * m * reps / elapsed / 1e9
+    return rates
+
+
+def resolve_precision(requested: str, device: str | torch.device = "cpu") -> tuple[str, str]:
+    """(the precision to use, a line saying why) for ``fp32``, ``bf16`` or ``auto``.
+
+    Raises:
+        PrecisionError: bf16 on a device that does not run it natively (the message names the
+            CPU and the measured rates).
+        ValueError: an unknown precision.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision = {requested!r}: expected one of {', '.join(PRECISIONS)}")
+    if requested == "fp32":
+        return "fp32", "fp32"
+    device = torch.device(device)
+    if device.type == "cuda":
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if requested == "bf16" and not ok:
+            raise PrecisionError(f"--precision bf16: {device} does not support bf16")
+        return ("bf16" if ok else "fp32"), f"{'bf16' if ok else 'fp32'} ({requested} on {device})"
+    if device.type != "cpu":
+        return (
+            ("fp32", f"fp32 ({requested} is measured on cpu and cuda only)")
+            if requested == "auto"
+            else ("bf16", "bf16")
+        )
+    rates = matmul_rates()
+    ratio = rates["bf16"] / rates["fp32"]
+    measured = (
+        f"bf16 matmul {rates['bf16']:.1f} GFLOP/s against fp32 {rates['fp32']:.1f} "
+        f"({ratio:.2f}x) on {cpu_info()}"
+    )
+    if requested == "bf16":
+        if ratio < BF16_MIN_RATIO:
+            raise PrecisionError(
+                f"--precision bf16: this CPU does not run bf16 natively: {measured}; a bf16 run "
+                f"would be slower than fp32, up to hundreds of times. Use --precision fp32 "
+                f"(or auto, which picks bf16 only where it is faster)"
+            )
+        return "bf16", f"bf16 ({measured})"
+    choice = "bf16" if ratio >= BF16_AUTO_RATIO else "fp32"
+    return choice, f"{choice} (auto: {measured})"
+
+
+def _busy_cores(interval: float = 0.25) -> float:
+    """How many cores other work kept busy over ``interval`` seconds (/proc/stat), or 0.0
+    where that cannot be read."""
+
+    def sample():
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        values = [int(v) for v in fields]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values[:8]), idle
+
+    try:
+        t0, i0 = sample()
+        time.sleep(interval)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = t1 - t0
+    if total <= 0:
+        return 0.0
+    cpus = os.cpu_count() or 1
+    return cpus * (1 - (i1 - i0) / total)
+
+
+def choose_threads(requested: int) -> tuple[int, str]:
+    """(threads, why). ``requested`` > 0: that many. 0: torch's current count. -1 (auto): the
+    usable cores minus those other work keeps busy, measured over a quarter second at the start
+    of the run, at least 1: OpenMP threads that share a core with other work spin-wait for each
+    other (a 2-core machine beside a 2-thread matmul loop: 17x slower per epoch at 2 threads)."""
+    current = torch.get_num_threads()
+    if requested > 0:
+        return requested, f"{requested} (--threads)"
+    if requested == 0:
+        return current, f"{current} (torch's default)"
+    cores = cpu_info().cores
+    busy = _busy_cores()
+    free = max(1, min(current, round(cores - busy)))
+    return free, f"{free} (auto: {cores} cores, {busy:.1f} busy with other work)"
+
+
+@contextlib.contextmanager
+def run_settings(threads: int, flush_denormal: bool):
+    """For the block: ``threads`` torch threads (0: as they are) and denormals flushed."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    flushed = flush_denormal and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+        torch.set_num_threads(before)
