@@ -222,9 +222,16 @@ def _suggest(word, candidates) -> str:
     return f"; did you mean {match!r}?" if match else ""
 
 
-def closest(word: str, candidates) -> str | None:
-    """The candidate closest to ``word`` (difflib), or None when nothing is close."""
-    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+def closest(word: str, candidates, cutoff: float = 0.6) -> str | None:
+    """The candidate closest to ``word``: one it begins with or that begins with it (the
+    longest), else the nearest by difflib above ``cutoff``, else None."""
+    candidates = [str(c) for c in candidates]
+    w = word.lstrip("-")
+    prefixed = [c for c in candidates if len(c.lstrip("-")) >= 2 and
+                (w.startswith(c.lstrip("-")) or c.lstrip("-").startswith(w))]  # fmt: skip
+    if prefixed and len(w) >= 2:
+        return max(prefixed, key=len)
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
     return found[0] if found else None
 
 
@@ -323,7 +330,7 @@ def _from_dict(cls, values, base, where, prefix, paths):
 
 
 def _unknown_key(key, prefix, names, where, paths) -> str:
-    here = closest(str(key), names)
+    here = closest(str(key), names, cutoff=0.5)
     msg = f"{where}: unknown key {prefix}{key}"
     if here:
         return f"{msg}; did you mean {prefix}{here}?"

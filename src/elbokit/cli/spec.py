@@ -93,7 +93,7 @@ _TOKEN = re.compile(
 
 @dataclass(frozen=True)
 class _Tok:
-    kind: str  # "num", "name", "punct", "end"
+    token_type: str  # "num", "name", "punct", "end"
     text: str
     pos: int
 
@@ -107,8 +107,8 @@ def _tokenize(text: str) -> list[_Tok]:
         if m is None or m.end() == i:
             j = i + len(text[i:]) - len(text[i:].lstrip())
             raise SpecError(f"unexpected character {text[j]!r}", text, j)
-        kind = m.lastgroup
-        toks.append(_Tok(kind, m.group(kind), m.start(kind)))
+        token_type = m.lastgroup
+        toks.append(_Tok(token_type, m.group(token_type), m.start(token_type)))
         i = m.end()
     toks.append(_Tok("end", "", len(text)))
     return toks
@@ -128,10 +128,10 @@ class _Parser:
     def peek(self) -> _Tok:
         return self.toks[self.i]
 
-    def take(self, kind: str, text: str | None = None, what: str = "") -> _Tok:
+    def take(self, token_type: str, text: str | None = None, what: str = "") -> _Tok:
         t = self.peek()
-        if t.kind != kind or (text is not None and t.text != text):
-            found = "end of spec" if t.kind == "end" else repr(t.text)
+        if t.token_type != token_type or (text is not None and t.text != text):
+            found = "end of spec" if t.token_type == "end" else repr(t.text)
             raise SpecError(f"expected {what or repr(text)}, found {found}", self.text, t.pos)
         self.i += 1
         return t
@@ -145,17 +145,17 @@ class _Parser:
             )
         self.take("punct", "(")
         args = []
-        if not (self.peek().kind == "punct" and self.peek().text == ")"):
+        if not (self.peek().token_type == "punct" and self.peek().text == ")"):
             while True:
                 key = None
                 t = self.peek()
                 nxt = self.toks[self.i + 1]
-                if t.kind == "name" and nxt.kind == "punct" and nxt.text == "=":
+                if t.token_type == "name" and nxt.token_type == "punct" and nxt.text == "=":
                     key = t.text
                     self.i += 2
                 # (keyword, value, where the value starts, where the keyword starts)
                 args.append((key, *self.located_value(), t.pos))
-                if self.peek().kind == "punct" and self.peek().text == ",":
+                if self.peek().token_type == "punct" and self.peek().text == ",":
                     self.i += 1
                     continue
                 break
@@ -168,24 +168,24 @@ class _Parser:
 
     def value(self):
         t = self.peek()
-        if t.kind == "num":
+        if t.token_type == "num":
             self.i += 1
             return float(t.text)
-        if t.kind == "punct" and t.text == "[":
+        if t.token_type == "punct" and t.text == "[":
             self.i += 1
             items = []
-            if not (self.peek().kind == "punct" and self.peek().text == "]"):
+            if not (self.peek().token_type == "punct" and self.peek().text == "]"):
                 while True:
                     items.append(self.value())
-                    if self.peek().kind == "punct" and self.peek().text == ",":
+                    if self.peek().token_type == "punct" and self.peek().text == ",":
                         self.i += 1
                         continue
                     break
             self.take("punct", "]", what="',' or ']'")
             return items
-        if t.kind == "name":
+        if t.token_type == "name":
             return self.spec()
-        found = "end of spec" if t.kind == "end" else repr(t.text)
+        found = "end of spec" if t.token_type == "end" else repr(t.text)
         raise SpecError(
             f"expected a number, a [list] or a distribution, found {found}", self.text, t.pos
         )
@@ -328,6 +328,6 @@ def parse_spec(text: str) -> td.Distribution:
     parser = _Parser(text)
     call = parser.spec()
     end = parser.peek()
-    if end.kind != "end":
+    if end.token_type != "end":
         raise SpecError(f"unexpected {end.text!r} after the distribution", text, end.pos)
     return _build(call, text)

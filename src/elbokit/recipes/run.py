@@ -94,7 +94,12 @@ def train(
         run = open_run(resume)
         if run.recipe.name != recipe.name:
             raise ValueError(f"{resume} is a {run.recipe.name!r} run, not a {recipe.name!r} run")
-        read_state(run.dir)  # a run with no checkpoint fails here, before any work
+        if not (run.dir / "state.json").exists():
+            say(f"{run.dir} has no checkpoint yet (interrupted before its first): starting it "
+                "again from step 0 with its saved config")  # fmt: skip
+            resume = ""
+        else:
+            read_state(run.dir)  # a corrupt state fails here, before any work
         config = run.config
         if resume_changes:
             from elbokit.config import merge
@@ -105,6 +110,8 @@ def train(
         config = recipe.default() if config is None else config
         run_dir = new_run_dir(str(out), recipe.default_out(config))
     recipe.check(config)
+    if not resume:
+        _clear_partial(run_dir)
     tcfg = config.train
     check_device(tcfg.device)
     precision, precision_why = resolve_precision(tcfg.precision, tcfg.device)
@@ -116,7 +123,7 @@ def train(
         resolved = dataclasses.replace(
             built.config, train=dataclasses.replace(built.config.train, precision=precision)
         )
-        if world.main and not resume:
+        if world.main and not (resume and (run_dir / "config.json").exists()):
             write_config(run_dir, recipe.name, resolved)
         say(f"run directory: {run_dir}")
         for line in built.lines:
@@ -136,6 +143,19 @@ def train(
         recipe.evaluate(run, options, say)
         recipe.report(run, options, say)
     return run_dir
+
+
+def _clear_partial(run_dir: Path) -> None:
+    """What a run that never reached its first checkpoint left (its folder has no state.json):
+    its metrics would otherwise be appended to by the new start."""
+    import shutil
+
+    if (run_dir / "state.json").exists():
+        return
+    for name in ("metrics.jsonl", "eval.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("tensorboard", "checkpoints", "report"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 def evaluate(run_dir: str | Path, options: Section | dict | None = None, say=print) -> dict:

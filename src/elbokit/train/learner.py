@@ -234,10 +234,20 @@ class Learner:
             snap.tensors["extra"] = tensors
         if meta:
             snap.meta["extra"] = meta
-        clash = set(self.modules) & set(self.optimizers) | ({"extra"} & set(self.modules))
-        if clash:
-            raise ValueError(f"learner state groups share names {sorted(clash)}")
         return snap
+
+    def check_names(self) -> None:
+        """Modules, optimizers and ``extra`` are files of one checkpoint folder: their names
+        must differ (called by the trainer once the optimizers exist)."""
+        clash = (set(self.modules) & set(self.optimizers)) | (
+            {"extra"} & (set(self.modules) | set(self.optimizers))
+        )
+        if clash:
+            raise ValueError(
+                f"{type(self).__name__}: {sorted(clash)} names both a module and an optimizer "
+                "(or 'extra'); each is a file of the checkpoint, so name them apart "
+                "(e.g. 'actor' and 'actor_optim')"
+            )
 
     def restore(self, snap: Snapshot, where: str = "checkpoint") -> None:
         for name, module in self.modules.items():

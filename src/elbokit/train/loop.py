@@ -124,6 +124,7 @@ class Trainer:
             self, device=device, world=world, precision=precision, grad_clip=cfg.grad_clip
         )
         learner.setup(ctx)
+        learner.check_names()
         step, epoch, start = 0, 0, 0
         self.last_saved = None
         if resume:
