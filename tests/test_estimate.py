@@ -147,3 +147,13 @@ def test_standard_error_survives_a_large_mean():
     true_stderr = math.sqrt((m * s) ** 2 + (1 - s**2) ** 2 / 2) / math.sqrt(n)
     assert e.stderr.item() == pytest.approx(true_stderr, rel=0.03)
     assert within_stderr(kl(Normal(f64(m), f64(s)), Normal(f64(0.0), f64(1.0))), e)
+
+
+def test_result_names_stay_importable_from_their_old_module():
+    # KLEstimate and broadcast_pair moved to divergence.result; estimate re-exports them.
+    from elbokit.divergence import estimate, result
+
+    assert estimate.KLEstimate is result.KLEstimate
+    assert estimate.broadcast_pair is result.broadcast_pair
+    assert estimate.LN2 == result.LN2 == math.log(2)
+    assert isinstance(kl_quadrature(Normal(0.0, 1.0), Normal(1.0, 1.0)), estimate.KLEstimate)

@@ -9,6 +9,8 @@ change what ``torch.distributions.kl_divergence`` returns.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -27,6 +29,10 @@ def register_kl(type_p: type, type_q: type) -> Callable[[KLFn], KLFn]:
     with shape equal to the broadcast batch shape of p and q. It may return ``NotImplemented``
     when the types match but the instance is not one it handles (an ``Independent`` over a base
     it does not know, say); ``kl`` then reports that no closed form exists.
+
+    A registration takes effect on the next lookup, also for type pairs already looked up (the
+    lookup cache is cleared). Where two registered pairs match a lookup equally closely, the
+    lookup warns; registering the exact pair resolves it.
     """
     for t in (type_p, type_q):
         if not (isinstance(t, type) and issubclass(t, Distribution)):
@@ -34,22 +40,60 @@ def register_kl(type_p: type, type_q: type) -> Callable[[KLFn], KLFn]:
 
     def decorator(fn: KLFn) -> KLFn:
         _REGISTRY[type_p, type_q] = fn
+        _dispatch_registered.cache_clear()  # a new pair may be the nearest match for any lookup
         return fn
 
     return decorator
 
 
+@functools.cache
+def _dispatch_registered(type_p: type, type_q: type) -> KLFn | None:
+    """The most specific closed form registered here for a type pair, else None.
+
+    A registered pair (P', Q') matches when type_p is a subclass of P' and type_q of Q'; its
+    distance is the number of steps up the two MROs, ``type_p.__mro__.index(P') +
+    type_q.__mro__.index(Q')``, and the nearest match wins. Where two or more matches share the
+    smallest distance but hold different functions (``(Base, Derived)`` against ``(Derived,
+    Base)``, or multiple inheritance) the pair is ambiguous: the earliest registration among them
+    is used and a ``RuntimeWarning`` says so, as torch's ``_dispatch_kl`` does for its own
+    registry; registering the exact pair resolves it.
+
+    Memoized like torch's ``kl_divergence`` (so the warning comes once per pair); ``register_kl``
+    clears the cache, so the cache never changes a result.
+    """
+    matches = [
+        (type_p.__mro__.index(super_p) + type_q.__mro__.index(super_q), (super_p, super_q), fn)
+        for (super_p, super_q), fn in _REGISTRY.items()
+        if issubclass(type_p, super_p) and issubclass(type_q, super_q)
+    ]
+    if not matches:
+        return None
+    nearest = min(distance for distance, _, _ in matches)
+    # _REGISTRY iterates in registration order, so tied[0] is the earliest of the nearest.
+    tied = [(pair, f) for distance, pair, f in matches if distance == nearest]
+    chosen, fn = tied[0]
+    if any(f is not fn for _, f in tied):
+        names = ", ".join(f"({p.__name__}, {q.__name__})" for (p, q), _ in tied)
+        warnings.warn(
+            f"ambiguous closed form for KL({type_p.__name__} || {type_q.__name__}): the "
+            f"registered pairs {names} are equally specific and hold different functions; "
+            f"using ({chosen[0].__name__}, {chosen[1].__name__}), the earliest registered. "
+            f"register_kl({type_p.__name__}, {type_q.__name__}) resolves it",
+            RuntimeWarning,
+            stacklevel=4,  # _dispatch_registered <- _dispatch <- kl / has_closed_form <- caller
+        )
+    return fn
+
+
 def _dispatch(type_p: type, type_q: type) -> KLFn | None:
-    """The most specific closed form for a type pair: ours first, then torch's, else None."""
-    best, best_rank = None, None
-    for order, ((super_p, super_q), fn) in enumerate(_REGISTRY.items()):
-        if issubclass(type_p, super_p) and issubclass(type_q, super_q):
-            # Fewest steps up the two MROs wins; ties go to the earlier registration.
-            rank = (type_p.__mro__.index(super_p) + type_q.__mro__.index(super_q), order)
-            if best_rank is None or rank < best_rank:
-                best, best_rank = fn, rank
-    if best is not None:
-        return best
+    """The most specific closed form for a type pair: ours first, then torch's, else None.
+
+    Only our own lookup is cached; torch's registry is asked afresh each time, so a pair that a
+    user registers with ``torch.distributions.kl.register_kl`` later is still found.
+    """
+    fn = _dispatch_registered(type_p, type_q)
+    if fn is not None:
+        return fn
     fn = _torch_kl._dispatch_kl(type_p, type_q)
     return None if fn is NotImplemented else fn
 

@@ -10,66 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
 
 import torch
 from torch.distributions import Distribution, transform_to
 
 from elbokit.divergence._registry import NoClosedFormError, has_closed_form, kl
+from elbokit.divergence.quadrature import kl_quadrature
+
+# KLEstimate, broadcast_pair and LN2 live in ``result`` (shared with ``quadrature``); they stay
+# importable from here as they were before the move.
+from elbokit.divergence.result import LN2 as LN2
+from elbokit.divergence.result import KLEstimate, broadcast_pair
 
 __all__ = ["METHODS", "KLEstimate", "broadcast_pair", "estimate_kl", "kl_monte_carlo"]
 
 METHODS = ("auto", "closed", "mc", "quadrature")
-_NAMES = {"closed": "closed form", "mc": "Monte Carlo", "quadrature": "quadrature"}
-LN2 = math.log(2.0)
-
-
-@dataclass(frozen=True)
-class KLEstimate:
-    """A KL value in nats and how it was obtained.
-
-    Attributes:
-        value: KL(p || q), shape = broadcast batch shape of p and q.
-        method: "closed", "mc" or "quadrature".
-        stderr: the Monte Carlo standard error of ``value`` (same shape); zeros for a closed
-            form; None for quadrature, whose error is ``abserr``.
-        num_samples: Monte Carlo sample count, else None.
-        abserr: scipy's estimate of the quadrature's absolute error, else None.
-    """
-
-    value: torch.Tensor
-    method: str
-    stderr: torch.Tensor | None = None
-    num_samples: int | None = None
-    abserr: torch.Tensor | None = None
-
-    @property
-    def bits(self) -> torch.Tensor:
-        """The value in bits (nats / ln 2)."""
-        return self.value / LN2
-
-    @property
-    def uncertainty(self) -> torch.Tensor:
-        """Standard error (Monte Carlo), error estimate (quadrature) or zeros (closed form)."""
-        err = self.stderr if self.stderr is not None else self.abserr
-        return err if err is not None else torch.zeros_like(self.value)
-
-    def describe(self) -> str:
-        """How the value was obtained, in words: 'closed form', 'Monte Carlo, 10000 samples'."""
-        if self.method == "mc":
-            return f"Monte Carlo, {self.num_samples} samples, +- one standard error"
-        if self.method == "quadrature":
-            return "quadrature (scipy.integrate.quad), +- its error estimate"
-        return _NAMES[self.method]
-
-    def __str__(self) -> str:
-        if self.value.numel() != 1:
-            return f"KL = {self.value.tolist()} nats ({self.describe()})"
-        v = self.value.item()
-        if self.method == "closed":
-            return f"{v:.6g} nats = {v / LN2:.6g} bits ({self.describe()})"
-        e = self.uncertainty.item()
-        return f"{v:.6g} +- {e:.2g} nats = {v / LN2:.6g} +- {e / LN2:.2g} bits ({self.describe()})"
 
 
 @contextlib.contextmanager
@@ -98,25 +53,6 @@ def _log_prob_or_neg_inf(d: Distribution, x: torch.Tensor) -> torch.Tensor:
     mask = inside.reshape(inside.shape + (1,) * support.event_dim)
     lp = d.log_prob(torch.where(mask, x, anchor))
     return torch.where(inside, lp, -math.inf)
-
-
-def broadcast_pair(p: Distribution, q: Distribution) -> tuple[Distribution, Distribution]:
-    """p and q expanded to their broadcast batch shape, so that element i of one meets element i
-    of the other wherever samples or densities are compared.
-
-    Raises:
-        ValueError: the batch shapes do not broadcast.
-    """
-    try:
-        shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
-    except RuntimeError:
-        raise ValueError(
-            f"p has batch shape {tuple(p.batch_shape)} and q has {tuple(q.batch_shape)}, "
-            "which do not broadcast"
-        ) from None
-    p = p.expand(shape) if p.batch_shape != shape else p
-    q = q.expand(shape) if q.batch_shape != shape else q
-    return p, q
 
 
 def kl_monte_carlo(
@@ -222,8 +158,6 @@ def estimate_kl(
     if method not in METHODS:
         raise ValueError(f"method={method!r}; expected one of {', '.join(map(repr, METHODS))}")
     if method == "quadrature":
-        from elbokit.divergence.quadrature import kl_quadrature
-
         return kl_quadrature(p, q)
     if method == "closed" or (method == "auto" and has_closed_form(p, q)):
         try:

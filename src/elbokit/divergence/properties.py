@@ -13,14 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, Normal
 
-from elbokit.divergence.estimate import (
-    KLEstimate,
-    _device_of,
-    _log_prob_or_neg_inf,
-    _seeded,
-    broadcast_pair,
-    estimate_kl,
-)
+from elbokit.divergence.estimate import _device_of, _log_prob_or_neg_inf, _seeded, estimate_kl
+from elbokit.divergence.result import KLEstimate, broadcast_pair
 
 __all__ = [
     "KLProperties",

@@ -20,7 +20,7 @@ import torch
 from scipy import integrate
 from torch.distributions import Distribution, MixtureSameFamily
 
-from elbokit.divergence.estimate import KLEstimate, broadcast_pair
+from elbokit.divergence.result import KLEstimate, broadcast_pair
 
 __all__ = ["kl_quadrature"]
 
