@@ -21,8 +21,6 @@ machine load hit all of them alike). The thread count is set explicitly and prin
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
@@ -32,6 +30,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from elbokit import categorical_kl, vae_kl
+from elbokit.train.settings import describe_machine
 
 
 def _median_times(contenders: dict, repeats: int, inner: int) -> dict[str, float]:
@@ -140,12 +139,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=30, help="interleaved rounds (default 30)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        f"torch threads {torch.get_num_threads()}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
-    )
+    print(f"{describe_machine()}; numpy {np.__version__}, scipy {scipy.__version__}")
     ok = bench_vae_term(args.repeats)
     ok &= bench_categorical(args.repeats)
     bench_factorized(args.repeats)

@@ -15,7 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from elbokit import recipes
+from elbokit.train.settings import describe_machine
 
 
 def main() -> int:
@@ -25,6 +28,8 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(describe_machine())
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for latent, dim in (("gaussian", 32), ("categorical", 32)):

@@ -19,7 +19,6 @@ start-up costs cancel. Thread count: set with --threads and printed; say which i
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from elbokit.data.episodes import load_episodes
 from elbokit.models.world_model import WorldModel
 from elbokit.recipes.base import derive
 from elbokit.train import ObjectiveLearner, Trainer
+from elbokit.train.settings import bf16_is_native, describe_machine
 
 RECIPE = recipes.get_recipe("world-model")
 
@@ -181,8 +181,10 @@ def main():
     ap.add_argument("--no-bf16", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; {args.steps} timed steps after {args.warmup}")  # fmt: skip
+    print(f"{describe_machine()}; {args.steps} timed steps after {args.warmup}")
+    if not args.no_bf16 and not bf16_is_native():
+        print("bf16 is emulated on this CPU (measured): the bf16 column is skipped")
+        args.no_bf16 = True
     try:
         import sheeprl
 

@@ -29,6 +29,7 @@ from elbokit.files import atomic_write_text
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.run import check_device
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import PRECISIONS, resolve_precision
@@ -61,6 +62,7 @@ class VAEEvalOptions(Section):
     precision: str = opt(
         "fp32", "bf16: decoder under autocast (refused where bf16 is emulated)", choices=PRECISIONS
     )
+    device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
 
 
 class VAERecipe(Recipe):
@@ -115,22 +117,25 @@ class VAERecipe(Recipe):
         return VAEEvalOptions(k=k) if k else None
 
     def evaluate(self, run: Run, options: VAEEvalOptions, say=print) -> dict:
-        precision, _ = resolve_precision(options.precision, "cpu")
+        check_device(options.device)
+        precision, _ = resolve_precision(options.precision, options.device)
         data = run.data()
-        learner, state = run.learner(data)
+        learner, state = run.learner(data, options.device)
         model = learner.model
         raw = data.test[: options.limit or None]
         # a fixed binarization of the test set, so every evaluation scores the same images
-        x = data.as_float(raw, torch.Generator().manual_seed(options.seed))
-        g = torch.Generator().manual_seed(options.seed + 1)
+        x = data.as_float(raw, torch.Generator().manual_seed(options.seed)).to(options.device)
+        g = torch.Generator(options.device).manual_seed(options.seed + 1)
         t0 = time.perf_counter()
         ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision)
         seconds = time.perf_counter() - t0
-        torch.manual_seed(options.seed + 2)
+        torch.manual_seed(options.seed + 2)  # the one-sample ELBO's noise
         with torch.no_grad():
             model.eval()
             elbo = ELBO()(model, x).terms["elbo"].item()
-        diag = diagnose(model, x, generator=torch.Generator().manual_seed(options.seed + 3))
+        diag = diagnose(
+            model, x, generator=torch.Generator(options.device).manual_seed(options.seed + 3)
+        )
         dims = math.prod(data.shape)
         result = {
             "step": state["step"],

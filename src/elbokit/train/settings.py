@@ -30,8 +30,10 @@ import torch
 __all__ = [
     "CpuInfo",
     "PrecisionError",
+    "bf16_is_native",
     "choose_threads",
     "cpu_info",
+    "describe_machine",
     "matmul_rates",
     "resolve_precision",
     "run_settings",
@@ -78,6 +80,21 @@ def cpu_info() -> CpuInfo:
         cores = os.cpu_count() or 1
     bf16 = tuple(f for f in ("amx_bf16", "avx512_bf16") if f in flags)
     return CpuInfo(model, torch.backends.cpu.get_cpu_capability(), bf16, cores)
+
+
+def describe_machine() -> str:
+    """One line for every benchmark's header: the CPU (model, capability, bf16 instructions),
+    torch's version and threads, and the OpenMP wait policy."""
+    return (
+        f"CPU {cpu_info()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
+
+
+def bf16_is_native(rates: dict[str, float] | None = None) -> bool:
+    """Whether bf16 matrix multiplies run at least ``BF16_MIN_RATIO`` of fp32 here (measured)."""
+    rates = rates or matmul_rates()
+    return rates["bf16"] >= BF16_MIN_RATIO * rates["fp32"]
 
 
 def matmul_rates(
