@@ -229,17 +229,65 @@ def test_every_part_learns_from_the_loss_through_the_straight_through_sample():
 
 
 def test_objective_is_the_loss_of_the_models_outputs_with_soft_discount_targets():
+    # The reference: DreamerV2's world-model loss (Hafner et al. 2021, eq. 2) written out from the
+    # model's outputs with torch.distributions, for the documented defaults and for other settings.
+    from torch.distributions import Independent, Normal, OneHotCategorical
+    from torch.distributions.kl import kl_divergence
+    from torch.nn.functional import logsigmoid
+
+    from elbokit.objectives import KLBalance
+
+    def by_hand(o, batch, scales, alpha, free, gamma):
+        def cat(log_probs):  # (B, T, G, K) -> a distribution over the G one-hot groups
+            return Independent(OneHotCategorical(logits=log_probs), 1)
+
+        image = -Normal(o["image_mean"], 1.0).log_prob(batch.image - 0.5).sum((-3, -2, -1))
+        reward = -Normal(o["reward_mean"], 1.0).log_prob(batch.reward)
+        g = gamma * batch.discount  # soft targets: gamma (1 - terminal), 0.99 on most steps
+        logit = o["discount_logits"]
+        discount = -(g * logsigmoid(logit) + (1 - g) * logsigmoid(-logit))
+        post, prior = o["posterior"], o["prior"]
+        dyn = kl_divergence(cat(post.detach()), cat(prior)).mean().clamp_min(free)  # trains prior
+        rep = kl_divergence(cat(post), cat(prior.detach())).mean().clamp_min(free)  # posterior
+        parts = {"image": image.mean(), "reward": reward.mean(), "discount": discount.mean(),
+                 "kl": alpha * dyn + (1 - alpha) * rep}  # fmt: skip
+        terms = {**{k: v.detach() for k, v in parts.items() if k != "kl"},
+                 "kl": kl_divergence(cat(post), cat(prior)).mean().detach(),
+                 "kl/balanced": parts["kl"].detach(), "kl/dyn": dyn.detach(), "kl/rep": rep.detach(),
+                 "image_mse": ((batch.image - 0.5) - o["image_mean"]).pow(2).mean().detach()}  # fmt: skip
+        return sum(scales[k] * v for k, v in parts.items()), terms
+
     torch.manual_seed(0)
     model = WorldModel(SMALL)
+    params = list(model.parameters())
     batch = _batch()
-    loss = WorldModelLoss(kl=WorldModelLoss().kl)
+    ones = dict.fromkeys(("image", "reward", "discount", "kl"), 1.0)
+    other = {"image": 0.5, "reward": 2.0, "discount": 3.0, "kl": 0.7}
+    cases = [
+        # the documented defaults: every scale 1, alpha 0.8, 1 free nat on the mean, gamma 0.99
+        (WorldModelObjective(), (ones, 0.8, 1.0, 0.99)),
+        # free nats below this model's KL (about 0.05 nats), so the KL's gradient routing counts
+        (WorldModelObjective(WorldModelLoss(other, KLBalance(0.8, free_nats=0.01)), gamma=0.97),
+         (other, 0.8, 0.01, 0.97)),
+    ]  # fmt: skip
+    for objective, setting in cases:
+        torch.manual_seed(1)  # the same straight-through samples in both forward passes
+        got = objective(model, batch)
+        torch.manual_seed(1)
+        want_loss, want_terms = by_hand(model(batch), batch, *setting)
+        torch.testing.assert_close(got.loss, want_loss)
+        assert got.terms.keys() == want_terms.keys()
+        for k, v in want_terms.items():
+            torch.testing.assert_close(got.terms[k], v, msg=lambda m, k=k: f"{k}: {m}")
+        got_grads = torch.autograd.grad(got.loss, params, allow_unused=True)
+        want_grads = torch.autograd.grad(want_loss, params, allow_unused=True)
+        for p, a, b in zip(params, got_grads, want_grads, strict=True):
+            a, b = (torch.zeros_like(p) if t is None else t for t in (a, b))
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # the logged kl is the true KL, not the clipped value the loss weighs (here 1 free nat)
     torch.manual_seed(1)
-    got = WorldModelObjective(loss, gamma=0.97)(model, batch)
-    torch.manual_seed(1)
-    o = model(batch)
-    want = loss(o["image_mean"], batch.image - 0.5, o["reward_mean"], batch.reward,
-                o["discount_logits"], 0.97 * batch.discount, o["posterior"], o["prior"])  # fmt: skip
-    torch.testing.assert_close(got.loss, want.loss)
+    default = WorldModelObjective()(model, batch).terms
+    assert default["kl/balanced"].item() == 1.0 and 0 < default["kl"].item() < 0.5
     with pytest.raises(ValueError, match="gamma"):
         WorldModelObjective(gamma=0.0)
     with pytest.raises(ValueError, match=r"images of shape \(1, 8, 8\)"):
