@@ -127,7 +127,8 @@ def test_runs_saved_in_the_earlier_format_load_evaluate_and_resume(tmp_path, kin
     pytest.importorskip("gymnasium")
     old = json.loads((DATA / f"format1-{kind}.json").read_text())
     recipe = recipes.get_recipe(old["kind"])
-    cfg = recipe.preset("debug", {"train": {"progress": False}})
+    # the earlier format's threads = 0 meant torch's default, as it does now (auto is -1)
+    cfg = recipe.preset("debug", {"train": {"progress": False, "threads": 0}})
     quiet = lambda *a: None  # noqa: E731
     a = recipes.train(recipe, cfg, out=tmp_path / "a", say=quiet)
     b = tmp_path / "b"

@@ -29,7 +29,7 @@ from elbokit.seeding import mix
 from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
 from elbokit.train.distributed import setup
 from elbokit.train.learner import Learner, StepContext, TrainingDiverged, to_device
-from elbokit.train.settings import PRECISIONS, resolve_precision, run_settings
+from elbokit.train.settings import PRECISIONS, choose_threads, resolve_precision, run_settings
 from elbokit.train.writers import RunWriter
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "step_seed"]
@@ -44,7 +44,10 @@ class TrainConfig(Section):
     log_every: int = opt(50, "steps between metrics.jsonl lines", ge=1)
     eval_every: int = opt(1, "epochs between test evaluations (and at the end)", ge=1)
     threads: int = opt(
-        0, "torch threads for the run (0: as they are; -1: auto, fewer when cores are busy)", ge=-1
+        -1,
+        "torch threads for the run (-1: auto, one per core that other work leaves free, "
+        "measured at the start; 0: torch's default)",
+        ge=-1,
     )
     flush_denormal: bool = opt(True, "flush denormal floats during the run")
     progress: bool = opt(True, "progress bar", on_resume=True)
@@ -142,7 +145,8 @@ class Trainer:
         window_n, t0 = 0, time.perf_counter()
         test_metrics: dict[str, float] = {}
         try:
-            with run_settings(cfg.threads, cfg.flush_denormal):
+            threads = cfg.threads if cfg.threads >= 0 else choose_threads(cfg.threads)[0]
+            with run_settings(threads, cfg.flush_denormal):
                 while epoch < cfg.epochs:
                     for x in data.batches(
                         "train", cfg.batch_size, seed=cfg.seed, epoch=epoch, start=start

@@ -9,7 +9,8 @@ bf16 runs under 0.75x the fp32 rate (a run would take up to twice as long, or ho
 picks bf16 only where it runs at least 1.3x fp32, else fp32. On CUDA, bf16 needs
 ``torch.cuda.is_bf16_supported()`` and ``auto`` takes it there.
 
-Threads. ``threads=0`` leaves torch's count as it is; see ``choose_threads`` for ``-1`` (auto).
+Threads. ``threads=-1`` (the default) picks one thread per core that other work leaves free,
+measured when the run starts; ``0`` leaves torch's count; see ``choose_threads``.
 
 Denormals are flushed for the run's duration (restored afterwards, never at import): Adam's
 moment estimates decay into the denormal range and slowed epochs from 9 s to 13 s on one
@@ -161,7 +162,7 @@ def resolve_precision(requested: str, device: str | torch.device = "cpu") -> tup
     return choice, f"{choice} (auto: {measured})"
 
 
-def _busy_cores(interval: float = 0.25) -> float:
+def _busy_cores(interval: float = 0.1) -> float:
     """How many cores other work kept busy over ``interval`` seconds (/proc/stat), or 0.0
     where that cannot be read."""
 
@@ -185,10 +186,13 @@ def _busy_cores(interval: float = 0.25) -> float:
 
 
 def choose_threads(requested: int) -> tuple[int, str]:
-    """(threads, why). ``requested`` > 0: that many. 0: torch's current count. -1 (auto): the
-    usable cores minus those other work keeps busy, measured over a quarter second at the start
-    of the run, at least 1: OpenMP threads that share a core with other work spin-wait for each
-    other (a 2-core machine beside a 2-thread matmul loop: 17x slower per epoch at 2 threads)."""
+    """(threads, why). ``requested`` > 0: that many. 0: torch's current count. -1 (auto, the
+    default): the usable cores minus those other work keeps busy, measured over 0.1 s at the
+    start of the run, at least 1 and at most torch's count. OpenMP threads that share a core with
+    other work spin-wait for each other: beside a 2-thread matmul loop on 2 cores the main job
+    ran 1.82 s/epoch with 2 threads against 0.92 with auto's 1 (AMD EPYC, AVX-512; 17x its idle
+    time on an AVX2 EPYC), while idle, auto picks 2 and runs as the default does
+    (benchmarks/threads_under_load.py)."""
     current = torch.get_num_threads()
     if requested > 0:
         return requested, f"{requested} (--threads)"
@@ -196,8 +200,11 @@ def choose_threads(requested: int) -> tuple[int, str]:
         return current, f"{current} (torch's default)"
     cores = cpu_info().cores
     busy = _busy_cores()
-    free = max(1, min(current, round(cores - busy)))
-    return free, f"{free} (auto: {cores} cores, {busy:.1f} busy with other work)"
+    # under torchrun the processes on this machine share its cores
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    free = max(1, min(current, cores // local, round(cores - busy)))
+    share = f", {local} processes" if local > 1 else ""
+    return free, f"{free} (auto: {cores} cores{share}, {busy:.1f} busy with other work)"
 
 
 @contextlib.contextmanager
