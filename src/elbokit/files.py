@@ -8,10 +8,11 @@ run killed at any moment leaves either the old file or the new one, never a torn
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "read_json"]
 
 
 @contextlib.contextmanager
@@ -38,3 +39,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_json(path: str | os.PathLike, missing: str, error: type[Exception] = ValueError):
+    """The JSON in ``path``; ``error`` naming the file when it is missing (``missing`` says what
+    that means) or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path} does not exist: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is not valid JSON ({e})") from None

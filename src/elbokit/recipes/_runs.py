@@ -16,7 +16,7 @@ from pathlib import Path
 
 from elbokit import __version__
 from elbokit.config import ConfigError, Section, from_dict, leaves, nest, to_dict
-from elbokit.files import atomic_write_text
+from elbokit.files import atomic_write_text, read_json
 from elbokit.train.checkpoint import CheckpointError
 
 FORMAT = 2
@@ -41,12 +41,7 @@ def read_saved(run_dir: str | Path) -> dict:
         CheckpointError: config.json is missing or not JSON (naming the file).
     """
     path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist: {run_dir} is not an elbokit run")
-    try:
-        saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    saved = read_json(path, f"{run_dir} is not an elbokit run", CheckpointError)
     if not isinstance(saved, dict) or not isinstance(saved.get("kind"), str):
         raise CheckpointError(f"{path} does not say which kind of run it is (no 'kind')")
     return saved

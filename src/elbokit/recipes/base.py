@@ -9,8 +9,8 @@ A recipe says everything about one kind of run (``vae``, ``world-model``, ``line
     eval_options    the options of ``elbokit eval RUN`` / ``elbokit report RUN`` for this kind
     build           data and learner from a config (filling in what comes from the data)
     learner         the learner of a resolved config (to rebuild a saved run)
-    evaluate        what its evaluation computes (writes RUN/eval.json)
-    report          what its report shows (RUN/report/)
+    measure         what its evaluation computes (``evaluate`` writes it to RUN/eval.json)
+    draw            what its report shows (``report`` writes RUN/report/report.html)
 
 The trainer, the CLI and the run directory are shared: adding a kind is its recipe module, one
 line in ``elbokit.recipes.RECIPES`` and its tests.
@@ -19,11 +19,13 @@ line in ``elbokit.recipes.RECIPES`` and its tests.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from elbokit.config import ConfigError, Section, closest, merge
+from elbokit.files import atomic_write_text, read_json
 from elbokit.train.checkpoint import load_checkpoint, load_module
 from elbokit.train.learner import Learner, StepContext
 
@@ -127,8 +129,58 @@ class Recipe:
         """The eval options to evaluate and report with once training ends, or None."""
         return None
 
-    def evaluate(self, run: Run, options: Section, say=print) -> dict:
+    def measure(self, run: Run, options: Section) -> tuple[dict, list[str]]:
+        """What the kind's evaluation computes: (the result for eval.json, lines to print)."""
         raise NotImplementedError
 
-    def report(self, run: Run, options: Section, say=print) -> Path:
+    def draw(self, run: Run, result: dict, data, learner, state: dict, out: Path, options):
+        """What the kind's report shows: (title, {label: value}, [(png, caption), ...]), the
+        figures written into ``out``."""
         raise NotImplementedError
+
+    # ------------------------------------------------------- evaluate and report, every kind
+    def evaluate(self, run: Run, options: Section, say=print) -> dict:
+        """``measure``, then RUN/eval.json (strict JSON) and the lines on the console.
+
+        Raises:
+            ValueError: a result that is NaN or inf (weights that are not finite); nothing is
+                written.
+        """
+        result, lines = self.measure(run, options)
+        bad = _non_finite(result)
+        if bad:
+            raise ValueError(
+                f"{run.dir}: the evaluation gave {', '.join(bad)}: the checkpoint's weights are "
+                "not finite or the model is broken; eval.json was not written"
+            )
+        atomic_write_text(run.dir / "eval.json", json.dumps(result, indent=2, allow_nan=False))
+        for line in lines:
+            say(line)
+        say(f"wrote {run.dir / 'eval.json'}")
+        return result
+
+    def report(self, run: Run, options: Section, say=print) -> Path:
+        """The figures and RUN/report/report.html (evaluating first when eval.json is missing)."""
+        from elbokit.report import write_html
+
+        if not (run.dir / "eval.json").exists():
+            self.evaluate(run, options, say)
+        result = read_json(run.dir / "eval.json", "evaluate the run first: elbokit eval RUN")
+        data = run.data()
+        learner, state = run.learner(data)
+        out = run.dir / "report"
+        title, numbers, pngs = self.draw(run, result, data, learner, state, out, options)
+        page = write_html(out / "report.html", title, numbers, pngs, run.saved())
+        say(f"wrote {page} and {len(pngs)} figures in {out}")
+        return page
+
+
+def _non_finite(value, key: str = "") -> list[str]:
+    """'key = nan' for every float in a nested result that is not finite."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{key or 'a value'} = {value}"]
+    if isinstance(value, dict):
+        return [b for k, v in value.items() for b in _non_finite(v, f"{key}.{k}" if key else k)]
+    if isinstance(value, (list, tuple)):
+        return [b for i, v in enumerate(value) for b in _non_finite(v, f"{key}[{i}]")]
+    return []

@@ -20,7 +20,6 @@ that drew the data. Its report draws the identity over training.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data.vectors import VectorDataConfig
 from elbokit.evaluate import importance_log_likelihood
-from elbokit.files import atomic_write_text
 from elbokit.models.linear_gaussian import LinearGaussianConfig
 from elbokit.objectives import ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
@@ -146,7 +144,7 @@ class LinearGaussianRecipe(Recipe):
         k = cfg.evaluate.eval_k
         return LinearGaussianEvalOptions(k=k) if k else None
 
-    def evaluate(self, run: Run, options: LinearGaussianEvalOptions, say=print) -> dict:
+    def measure(self, run: Run, options: LinearGaussianEvalOptions) -> tuple[dict, list[str]]:
         data = run.data()
         learner, state = run.learner(data)
         model = learner.model
@@ -179,29 +177,24 @@ class LinearGaussianRecipe(Recipe):
             "sigma": model.sigma.item(),
             "ml_sigma": s,
         }
-        atomic_write_text(run.dir / "eval.json", json.dumps(result, indent=2))
-        say(f"{run.dir} at step {state['step']}: {len(x)} test vectors (nats per example)")
-        say(f"  exact log p(x) {result['log_px']:.4f} = ELBO {result['elbo']:.4f} + "
+        lines = [
+            f"{run.dir} at step {state['step']}: {len(x)} test vectors (nats per example)",
+            f"  exact log p(x) {result['log_px']:.4f} = ELBO {result['elbo']:.4f} + "
             f"KL(q || p(z|x)) {result['kl_posterior']:.4f}; largest relative residual over "
-            f"examples {residual:.1e} ({'holds' if residual <= IDENTITY_RTOL else 'FAILS'} to {IDENTITY_RTOL:g})")  # fmt: skip
-        say(f"  importance sampled (k = {options.k}): {ll.mean:.4f} +- {ll.mean_stderr:.4f}, "
-            f"{z:+.1f} standard errors from exact (biased low for finite k)")  # fmt: skip
-        say(f"  maximum-likelihood fit of this shape: {ml:.4f}"
+            f"examples {residual:.1e} ({'holds' if residual <= IDENTITY_RTOL else 'FAILS'} to "
+            f"{IDENTITY_RTOL:g})",
+            f"  importance sampled (k = {options.k}): {ll.mean:.4f} +- {ll.mean_stderr:.4f}, "
+            f"{z:+.1f} standard errors from exact (biased low for finite k)",
+            f"  maximum-likelihood fit of this shape: {ml:.4f}"
             + ("" if truth is None else f"; the model that drew the data: {truth:.4f}")
-            + f"; sigma {model.sigma.item():.4f} (maximum likelihood {s:.4f})")  # fmt: skip
-        say(f"wrote {run.dir / 'eval.json'}")
-        return result
+            + f"; sigma {model.sigma.item():.4f} (maximum likelihood {s:.4f})",
+        ]
+        return result, lines
 
-    def report(self, run: Run, options: LinearGaussianEvalOptions, say=print) -> Path:
-        from elbokit.report import curves, write_html
+    def draw(self, run, result, data, learner, state, out, options):
+        from elbokit.report import curves
         from elbokit.report import linear_gaussian as figures
 
-        if not (run.dir / "eval.json").exists():
-            self.evaluate(run, options, say)
-        result = json.loads((run.dir / "eval.json").read_text())
-        data = run.data()
-        learner, state = run.learner(data)
-        out = run.dir / "report"
         metrics = run.dir / "metrics.jsonl"
         terms = (("exact/log_px", "exact log p(x) (nats)"), ("exact/elbo", "exact ELBO (nats)"),
                  ("exact/kl_posterior", "exact KL(q(z|x) || p(z|x)) (nats)"))  # fmt: skip
@@ -226,12 +219,7 @@ class LinearGaussianRecipe(Recipe):
             "maximum-likelihood fit of this shape": f"{result['ml_log_px']:.4f} nats (sigma {result['ml_sigma']:.4f})",
             **({"the model that drew the data": f"{result['truth_log_px']:.4f} nats"} if result["truth_log_px"] is not None else {}),
         }  # fmt: skip
-        page = write_html(
-            out / "report.html", f"elbokit linear-Gaussian: {run.dir.name}", numbers, pngs,
-            run.saved(),
-        )  # fmt: skip
-        say(f"wrote {page} and {len(pngs)} figures in {out}")
-        return page
+        return f"elbokit linear-Gaussian: {run.dir.name}", numbers, pngs
 
 
 def _with_params(model, w, b, sigma: float):

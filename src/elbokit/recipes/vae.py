@@ -13,7 +13,6 @@ reconstructions, traversals, the latent map, training curves, KL bars.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data import ImageDataConfig
 from elbokit.evaluate import diagnose, importance_log_likelihood
-from elbokit.files import atomic_write_text
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
@@ -116,7 +114,7 @@ class VAERecipe(Recipe):
         k = cfg.evaluate.eval_k
         return VAEEvalOptions(k=k) if k else None
 
-    def evaluate(self, run: Run, options: VAEEvalOptions, say=print) -> dict:
+    def measure(self, run: Run, options: VAEEvalOptions) -> tuple[dict, list[str]]:
         check_device(options.device)
         precision, _ = resolve_precision(options.precision, options.device)
         data = run.data()
@@ -149,30 +147,22 @@ class VAERecipe(Recipe):
             "seconds": seconds,
             **diag.as_dict(),
         }
-        atomic_write_text(run.dir / "eval.json", json.dumps(result, indent=2))
-        say(f"{run.dir} at step {state['step']}: {len(x)} test images, k = {options.k}")
-        say(f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
-            f"{seconds:.1f} s)")  # fmt: skip
-        if model.likelihood.discrete:
-            say(f"  {ll.bits_per_dim(dims):.3f} bits/dim")
-        say(f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} nats")
-        say(f"  KL {diag.kl:.2f} nats; I(x; z) ~ {diag.mutual_information:.2f} nats; "
-            f"active units {diag.active_units} of {len(diag.kl_per_unit)}")  # fmt: skip
-        say(f"wrote {run.dir / 'eval.json'}")
-        return result
+        lines = [
+            f"{run.dir} at step {state['step']}: {len(x)} test images, k = {options.k}",
+            f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
+            f"{seconds:.1f} s)",
+            *([f"  {ll.bits_per_dim(dims):.3f} bits/dim"] if model.likelihood.discrete else []),
+            f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} nats",
+            f"  KL {diag.kl:.2f} nats; I(x; z) ~ {diag.mutual_information:.2f} nats; "
+            f"active units {diag.active_units} of {len(diag.kl_per_unit)}",
+        ]
+        return result, lines
 
-    def report(self, run: Run, options: VAEEvalOptions, say=print) -> Path:
-        from elbokit.report import curves, vae, write_html
+    def draw(self, run, result, data, learner, state, out, options):
+        from elbokit.report import curves, vae
 
-        if not (run.dir / "eval.json").exists():
-            self.evaluate(run, options, say)
-        result = json.loads((run.dir / "eval.json").read_text())
-        data = run.data()
-        learner, state = run.learner(data)
-        model = learner.model
-        cfg = run.config
+        model, cfg = learner.model, run.config
         x = data.as_float(data.test[:1000], torch.Generator().manual_seed(0))
-        out = run.dir / "report"
         pngs = [
             (vae.samples(model, out / "samples.png"), "Samples from the prior, decoded (means of p(x|z))."),
             (vae.reconstructions(model, x, out / "reconstructions.png"), "Test images and their reconstructions from the posterior mean."),
@@ -196,11 +186,7 @@ class VAERecipe(Recipe):
             "mutual information I(x; z)": f"{result['mutual_information']:.2f} nats (at most log N = {math.log(result['examples']):.2f})",
             "active units": f"{result['active_units']} of {len(result['kl_per_unit'])}",
         }  # fmt: skip
-        page = write_html(
-            out / "report.html", f"elbokit report: {run.dir.name}", numbers, pngs, run.saved()
-        )
-        say(f"wrote {page} and {len(pngs)} figures in {out}")
-        return page
+        return f"elbokit report: {run.dir.name}", numbers, pngs
 
 
 def _check_data(data, model: VAE) -> None:

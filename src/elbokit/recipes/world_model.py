@@ -13,10 +13,8 @@ GIF, errors per step, loss curves, the balanced KL's parts, latent usage.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -25,7 +23,6 @@ from elbokit.config import ConfigError, Section, opt
 from elbokit.data.collect import summary
 from elbokit.data.episodes import EpisodeDataConfig
 from elbokit.evaluate.world_model import OpenLoopSettings, latent_usage, open_loop, versus
-from elbokit.files import atomic_write_text
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
@@ -129,8 +126,8 @@ class WorldModelRecipe(Recipe):
     def after_training(self, cfg):
         return WorldModelEvalOptions() if cfg.evaluate.report else None
 
-    def evaluate(self, run: Run, options: WorldModelEvalOptions, say=print) -> dict:
-        """Open-loop errors, latent usage and the test loss terms of a run: RUN/eval.json."""
+    def measure(self, run: Run, options: WorldModelEvalOptions) -> tuple[dict, list[str]]:
+        """Open-loop errors, latent usage and the test loss terms of a run."""
         cfg, ev = run.config, run.config.evaluate
         data = run.data()
         learner, state = run.learner(data)
@@ -142,43 +139,31 @@ class WorldModelRecipe(Recipe):
         usage = latent_usage(model, data, seed=options.seed)
         terms = Trainer(cfg.train, run.dir).evaluate(learner, data, state["step"])
         out = {"step": state["step"], "open_loop": result.as_dict(), "latent_usage": usage, **terms}
-        atomic_write_text(run.dir / "eval.json", json.dumps(out, indent=2))
         ol = out["open_loop"]
-        say(f"{run.dir} at step {state['step']}: {result.sequences} test sequences, "
-            f"{ev.context} context frames, {ev.horizon} steps open loop")  # fmt: skip
-        say(
-            f"  image MSE {ol['image_mse_mean']:.5f} vs copy-last-frame {ol['copy_last_mse_mean']:.5f} "
-            f"({versus(ol['image_mse_mean'], ol['copy_last_mse_mean'])}); last step "
-            f"{ol['image_mse'][-1]:.5f} vs {ol['copy_last_mse'][-1]:.5f}"
-        )
-        say(
-            f"  reward MAE {ol['reward_mae_mean']:.4f} (mean-reward baseline "
-            f"{ol['reward_mean_mae_mean']:.4f}); discount MAE {ol['discount_mae_mean']:.4f}"
-        )
         perp = torch.tensor(usage["perplexity"])
-        say(
+        lines = [
+            f"{run.dir} at step {state['step']}: {result.sequences} test sequences, "
+            f"{ev.context} context frames, {ev.horizon} steps open loop",
+            f"  image MSE {ol['image_mse_mean']:.5f} vs copy-last-frame "
+            f"{ol['copy_last_mse_mean']:.5f} ({versus(ol['image_mse_mean'], ol['copy_last_mse_mean'])}); "
+            f"last step {ol['image_mse'][-1]:.5f} vs {ol['copy_last_mse'][-1]:.5f}",
+            f"  reward MAE {ol['reward_mae_mean']:.4f} (mean-reward baseline "
+            f"{ol['reward_mean_mae_mean']:.4f}); discount MAE {ol['discount_mae_mean']:.4f}",
             f"  latent usage: perplexity per group {perp.min():.1f}-{perp.max():.1f} (median "
             f"{perp.median():.1f}) of {usage['classes']}; test KL "
-            f"{terms.get('test/kl', float('nan')):.2f} nats"
-        )
-        say(f"wrote {run.dir / 'eval.json'}")
-        return out
+            f"{terms.get('test/kl', float('nan')):.2f} nats",
+        ]
+        return out, lines
 
-    def report(self, run: Run, options: WorldModelEvalOptions, say=print) -> Path:
-        from elbokit.report import curves, write_html
+    def draw(self, run, result, data, learner, state, out, options):
+        from elbokit.report import curves
         from elbokit.report import world_model as figures
 
-        if not (run.dir / "eval.json").exists():
-            self.evaluate(run, options, say)
-        result = json.loads((run.dir / "eval.json").read_text())
         cfg, ev = run.config, run.config.evaluate
-        data = run.data()
-        learner, state = run.learner(data)
         _, seqs = open_loop(
             learner.model, data, context=ev.context, horizon=ev.horizon,
             sequences=ev.eval_sequences, seed=options.seed, keep=6, gamma=cfg.objective.gamma,
         )  # fmt: skip
-        out = run.dir / "report"
         ol = result["open_loop"]
         obj = cfg.objective
         terms = (("image", "image NLL (nats)"), ("image_mse", "image MSE per pixel"),
@@ -213,8 +198,4 @@ class WorldModelRecipe(Recipe):
             "test KL(posterior || prior)": f"{result.get('test/kl', float('nan')):.2f} nats",
             "latent usage (perplexity per group)": f"min {perp.min():.1f}, median {perp.median():.1f}, max {perp.max():.1f} of {result['latent_usage']['classes']}",
         }  # fmt: skip
-        page = write_html(
-            out / "report.html", f"elbokit world model: {run.dir.name}", numbers, pngs, run.saved()
-        )
-        say(f"wrote {page} and {len(pngs)} figures in {out}")
-        return page
+        return f"elbokit world model: {run.dir.name}", numbers, pngs

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from elbokit.files import atomic_write_text
+from elbokit.files import atomic_write_text, read_json
 
 __all__ = [
     "CheckpointError",
@@ -97,15 +97,9 @@ def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict) -
 
 
 def read_state(run_dir: Path) -> dict:
+    """state.json: the step, epoch, batch and the checkpoint folder it names."""
     path = Path(run_dir) / "state.json"
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist: {run_dir} has no checkpoint to resume from")
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(
-            f"{path} is not valid JSON ({e}): the run's state is corrupt"
-        ) from None
+    state = read_json(path, f"{run_dir} has no checkpoint to resume from", CheckpointError)
     if not isinstance(state, dict) or not isinstance(state.get("checkpoint"), str):
         raise CheckpointError(f"{path} does not name a checkpoint: the run's state is corrupt")
     return state
