@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,13 +48,18 @@ class KLPlotConfig(Section):
 SPEC_HELP = "distributions: " + "; ".join(f.doc for f in FAMILIES.values())
 
 
+def _number(v: float):
+    """A float for strict JSON: inf and nan (which JSON cannot hold) as the strings "inf",
+    "-inf" and "nan", which float() reads back."""
+    return v if math.isfinite(v) else str(v)
+
+
 def _record(e: KLEstimate) -> dict:
-    value = e.value.item()
-    rec = {"nats": value, "bits": e.bits.item(), "method": e.describe()}
+    rec = {"nats": _number(e.value.item()), "bits": _number(e.bits.item()), "method": e.describe()}
     if e.method == "mc":
-        rec["stderr_nats"] = e.stderr.item()
+        rec["stderr_nats"] = _number(e.stderr.item())
     if e.method == "quadrature":
-        rec["abserr_nats"] = e.abserr.item()
+        rec["abserr_nats"] = _number(e.abserr.item())
     return rec
 
 
@@ -72,7 +78,7 @@ def run_kl(cfg: KLConfig) -> int:
         out = {"p": cfg.p, "q": cfg.q, "kl_pq": _record(forward), "kl_qp": _record(reverse)}
         if checks:
             out["quadrature_pq"], out["quadrature_qp"] = map(_record, checks)
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
         return 0
     print(f"p = {cfg.p}\nq = {cfg.q}")
     print(f"KL(p || q) = {forward}")

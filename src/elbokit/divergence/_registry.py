@@ -17,6 +17,8 @@ import torch
 from torch.distributions import Distribution
 from torch.distributions import kl as _torch_kl
 
+from elbokit.divergence.result import infinite, mismatched_supports
+
 KLFn = Callable[[Distribution, Distribution], torch.Tensor]
 
 _REGISTRY: dict[tuple[type, type], KLFn] = {}
@@ -130,7 +132,7 @@ def kl(p: Distribution, q: Distribution) -> torch.Tensor:
 
     p and q broadcast against each other; the result has their broadcast batch shape (event
     dimensions are summed). Where p puts mass that q does not (mismatched supports) the value is
-    ``inf``, never NaN.
+    ``inf``, never NaN; so for every pair of a discrete and a continuous distribution.
 
     Raises:
         NoClosedFormError: no closed form for the pair; the message names ``estimate_kl`` (Monte
@@ -147,6 +149,8 @@ def kl(p: Distribution, q: Distribution) -> torch.Tensor:
             f"p has event shape {tuple(p.event_shape)} but q has event shape "
             f"{tuple(q.event_shape)}; KL(p || q) needs the same event shape"
         )
+    if mismatched_supports(p, q):  # a discrete and a continuous one: inf, not "no closed form"
+        return infinite(p, q)
     fn = _dispatch(type(p), type(q))
     if fn is None:
         raise _no_closed_form(p, q)

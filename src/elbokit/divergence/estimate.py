@@ -20,7 +20,7 @@ from elbokit.divergence.quadrature import kl_quadrature
 # KLEstimate, broadcast_pair and LN2 live in ``result`` (shared with ``quadrature``); they stay
 # importable from here as they were before the move.
 from elbokit.divergence.result import LN2 as LN2
-from elbokit.divergence.result import KLEstimate, broadcast_pair
+from elbokit.divergence.result import KLEstimate, broadcast_pair, infinite, mismatched_supports
 
 __all__ = ["METHODS", "KLEstimate", "broadcast_pair", "estimate_kl", "kl_monte_carlo"]
 
@@ -83,6 +83,9 @@ def kl_monte_carlo(
         raise ValueError(
             f"p has event shape {tuple(p.event_shape)} but q has {tuple(q.event_shape)}"
         )
+    if mismatched_supports(p, q):
+        value = infinite(p, q)
+        return KLEstimate(value, "support", torch.zeros_like(value))
     p, q = broadcast_pair(p, q)
     device = _device_of(p)
     # Moments of r - shift, with shift the first chunk's mean: no cancellation in the variance
@@ -159,6 +162,9 @@ def estimate_kl(
         raise ValueError(f"method={method!r}; expected one of {', '.join(map(repr, METHODS))}")
     if method == "quadrature":
         return kl_quadrature(p, q)
+    if mismatched_supports(p, q):  # inf whatever the method: said so, never sampled
+        value = infinite(p, q)
+        return KLEstimate(value, "support", torch.zeros_like(value))
     if method == "closed" or (method == "auto" and has_closed_form(p, q)):
         try:
             value = kl(p, q)

@@ -20,7 +20,7 @@ import torch
 from scipy import integrate
 from torch.distributions import Distribution, MixtureSameFamily
 
-from elbokit.divergence.result import KLEstimate, broadcast_pair
+from elbokit.divergence.result import KLEstimate, broadcast_pair, infinite, mismatched_supports
 
 __all__ = ["kl_quadrature"]
 
@@ -143,6 +143,9 @@ def kl_quadrature(
         ValueError: p or q is not univariate (event shape ()), is discrete, or cannot be rebuilt
             per batch element from its parameters (pass scalar distributions then).
     """
+    if mismatched_supports(p, q):  # a density against a probability: inf, whatever the values
+        value = infinite(p, q).double()
+        return KLEstimate(value, "support", torch.zeros_like(value))
     for name, d in (("p", p), ("q", q)):
         if d.event_shape != torch.Size():
             raise ValueError(

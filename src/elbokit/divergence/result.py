@@ -16,10 +16,15 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution
 
-__all__ = ["LN2", "KLEstimate", "broadcast_pair"]
+__all__ = ["LN2", "KLEstimate", "broadcast_pair", "mismatched_supports"]
 
 LN2 = math.log(2.0)  # nats per bit: KL in bits = KL in nats / ln 2
-_NAMES = {"closed": "closed form", "mc": "Monte Carlo", "quadrature": "quadrature"}
+_NAMES = {
+    "closed": "closed form",
+    "mc": "Monte Carlo",
+    "quadrature": "quadrature",
+    "support": "infinite: one is discrete and the other continuous, so p has mass where q has none",
+}
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,8 @@ class KLEstimate:
 
     Attributes:
         value: KL(p || q), shape = broadcast batch shape of p and q.
-        method: "closed", "mc" or "quadrature".
+        method: "closed", "mc", "quadrature", or "support" (inf because one distribution is
+            discrete and the other continuous; see ``mismatched_supports``).
         stderr: the Monte Carlo standard error of ``value`` (same shape); zeros for a closed
             form; None for quadrature, whose error is ``abserr``.
         num_samples: Monte Carlo sample count, else None.
@@ -64,7 +70,7 @@ class KLEstimate:
         if self.value.numel() != 1:
             return f"KL = {self.value.tolist()} nats ({self.describe()})"
         v = self.value.item()
-        if self.method == "closed":
+        if self.method in ("closed", "support"):
             return f"{v:.6g} nats = {v / LN2:.6g} bits ({self.describe()})"
         e = self.uncertainty.item()
         return f"{v:.6g} +- {e:.2g} nats = {v / LN2:.6g} +- {e / LN2:.2g} bits ({self.describe()})"
@@ -87,3 +93,40 @@ def broadcast_pair(p: Distribution, q: Distribution) -> tuple[Distribution, Dist
     p = p.expand(shape) if p.batch_shape != shape else p
     q = q.expand(shape) if q.batch_shape != shape else q
     return p, q
+
+
+def _is_discrete(d: Distribution) -> bool | None:
+    try:
+        return bool(d.support.is_discrete)
+    except (NotImplementedError, AttributeError):
+        return None
+
+
+def mismatched_supports(p: Distribution, q: Distribution) -> str | None:
+    """Why KL(p || q) is infinite whatever the parameters, or None.
+
+    A discrete distribution and a continuous one have no common dominating measure: a discrete
+    p puts mass on points where the continuous q has none (q's measure of a point is 0), and a
+    continuous p puts mass on sets that a discrete q gives 0. Either way KL(p || q) = inf, for
+    every method; a Monte Carlo estimate would instead compare a probability with a density and
+    print a finite, meaningless number.
+    """
+    dp, dq = _is_discrete(p), _is_discrete(q)
+    if dp is None or dq is None or dp == dq:
+        return None
+    kinds = {True: "discrete", False: "continuous"}
+    return (
+        f"p = {type(p).__name__} is {kinds[dp]} and q = {type(q).__name__} is {kinds[dq]}: no "
+        "common dominating measure, so KL(p || q) = inf"
+    )
+
+
+def infinite(p: Distribution, q: Distribution) -> torch.Tensor:
+    """inf of the broadcast batch shape of p and q, in their floating dtype."""
+    shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    dtype = next(
+        (t.dtype for d in (p, q) for t in d.__dict__.values()
+         if isinstance(t, torch.Tensor) and t.is_floating_point()),
+        torch.get_default_dtype(),
+    )  # fmt: skip
+    return torch.full(shape, math.inf, dtype=dtype)
