@@ -69,6 +69,7 @@ def test_every_kind_has_unique_flags_and_help_for_every_option():
             cfg = recipe.preset(preset)
             assert all(leaf.field.metadata["help"] for leaf in leaves(cfg))  # and no collision
         assert recipe.help and "default" in recipe.presets
+        assert set(recipe.preset_notes) <= set(recipe.presets)
 
 
 def test_the_cli_names_the_closest_option_and_rejects_bad_values_before_any_folder(
@@ -79,9 +80,9 @@ def test_the_cli_names_the_closest_option_and_rejects_bad_values_before_any_fold
     err = capsys.readouterr().err
     assert "unknown option --lr-typo; did you mean --lr?" in err
     assert main(["train", "vae", "--beta", "nan", "--out", str(out)]) == 2
-    assert "beta = nan: expected a finite number" in capsys.readouterr().err
+    assert "--beta nan: expected a finite number" in capsys.readouterr().err
     assert main(["train", "vae", "--batch-size", "0", "--out", str(out)]) == 2
-    assert "batch_size = 0: expected a value >= 1" in capsys.readouterr().err
+    assert "--batch-size 0: expected a value >= 1" in capsys.readouterr().err
     assert main(["train", "vae", "--lat", "3", "--out", str(out)]) == 2  # no abbreviations
     assert "unknown option --lat" in capsys.readouterr().err
     assert main(["train", "vea"]) == 2

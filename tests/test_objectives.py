@@ -123,7 +123,7 @@ def test_per_unit_terms_and_analytic_method_are_reported():
 
 
 def test_errors_name_the_value():
-    with pytest.raises(ValueError, match="beta must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="beta must be finite and >= 0, got -1"):
         ELBO(beta=-1.0)
     with pytest.raises(ValueError, match="free_bits_mode='dims'"):
         ELBO(free_bits_mode="dims")

@@ -262,7 +262,7 @@ def test_recipes_train_evaluate_and_report_without_the_cli(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads((tmp_path / "run" / "eval.json").read_text())["k"] == 20
+    assert json.loads((tmp_path / "run" / "eval-n180-k20.json").read_text())["k"] == 20
 
 
 def test_no_kind_branches_in_the_cli():

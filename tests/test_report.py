@@ -326,4 +326,4 @@ def test_beta_sweep_trades_rate_for_distortion(tmp_path, capsys):
     assert matplotlib.image.imread(out / "rate_distortion.png").shape[0] > 300
     assert (out / "beta-0.25" / "state.json").exists()  # each point is an ordinary run
     assert main(["sweep", "beta", "--values", "-1", "--out", str(tmp_path / "bad")]) == 2
-    assert "betas must be >= 0" in capsys.readouterr().err
+    assert "betas must be finite and >= 0" in capsys.readouterr().err

@@ -9,5 +9,5 @@ re-exported here.
 from elbokit.divergence import *  # noqa: F403
 from elbokit.divergence import __all__ as _divergence_all
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [*_divergence_all, "__version__"]

@@ -47,7 +47,20 @@ _MISSING = dataclasses.MISSING
 
 
 class ConfigError(ValueError):
-    """A config value or key that is not valid; the message names it and what was expected."""
+    """A config value or key that is not valid; the message names it and what was expected.
+
+    For a value that failed its check, ``field`` is its dotted path (``train.batch_size``),
+    ``value`` the value and ``detail`` what was expected, so the CLI can name the flag instead.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, value=None, detail: str = ""):
+        super().__init__(message)
+        self.field, self.value, self.detail = field, value, detail
+
+
+def _bad(name: str, value, detail: str) -> ConfigError:
+    shown = value if isinstance(value, float) else repr(value)
+    return ConfigError(f"{name} = {shown}: {detail}", field=name, value=value, detail=detail)
 
 
 def opt(
@@ -124,27 +137,25 @@ def _check_scalar(name: str, value, hint, meta: Mapping) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(
-                f"{name} = {value!r}: expected one of {', '.join(map(repr, args))}"
-                + _suggest(value, args)
-            )
+            raise _bad(name, value, f"expected one of {', '.join(map(repr, args))}"
+                       + _suggest(value, args))  # fmt: skip
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{name} = {value!r}: expected true or false")
+            raise _bad(name, value, "expected true or false")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} = {value!r}: expected an integer")
+            raise _bad(name, value, "expected an integer")
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} = {value!r}: expected a number")
+            raise _bad(name, value, "expected a number")
         value = float(value)
         if meta.get("finite", True) and not math.isfinite(value):
-            raise ConfigError(f"{name} = {value}: expected a finite number")
+            raise _bad(name, value, "expected a finite number")
     elif hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name} = {value!r}: expected a string")
+            raise _bad(name, value, "expected a string")
     else:
         raise TypeError(f"config field {name!r} has unsupported type {hint!r}")
     ge, gt, le, lt = meta.get("bounds", (None,) * 4)
@@ -155,14 +166,12 @@ def _check_scalar(name: str, value, hint, meta: Mapping) -> Any:
         (lt, lambda v, b: v < b, "<"),
     ):
         if bound is not None and not (isinstance(value, (int, float)) and ok(value, bound)):
-            raise ConfigError(f"{name} = {value!r}: expected a value {word} {bound:g}")
+            raise _bad(name, value, f"expected a value {word} {bound:g}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         names = list(choices)
-        raise ConfigError(
-            f"{name} = {value!r}: expected one of {', '.join(map(str, names))}"
-            + _suggest(value, names)
-        )
+        raise _bad(name, value, f"expected one of {', '.join(map(str, names))}"
+                   + _suggest(value, names))  # fmt: skip
     return value
 
 
@@ -174,14 +183,17 @@ def _check_value(name: str, value, hint, meta: Mapping) -> Any:
         if isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, tuple):
-            raise ConfigError(f"{name} = {value!r}: expected a list of values")
+            raise _bad(name, value, "expected a list of values")
         if len(args) == 2 and args[1] is Ellipsis:
             elem = [args[0]] * len(value)
             if not value and meta.get("nonempty", True):
-                raise ConfigError(f"{name} is empty: expected at least one value")
+                raise ConfigError(
+                    f"{name} is empty: expected at least one value", field=name, value=value,
+                    detail="expected at least one value",
+                )  # fmt: skip
         else:
             if len(value) != len(args):
-                raise ConfigError(f"{name} = {list(value)}: expected {len(args)} values")
+                raise _bad(name, list(value), f"expected {len(args)} values")
             elem = list(args)
         return tuple(
             _check_scalar(f"{name}[{i}]", v, h, meta)
@@ -326,7 +338,11 @@ def _from_dict(cls, values, base, where, prefix, paths):
     try:
         return dataclasses.replace(base, **changes)
     except ConfigError as e:
-        raise ConfigError(f"{where}: {prefix}{e}") from None
+        field = f"{prefix}{e.field}" if e.field and not e.field.startswith(prefix) else e.field
+        raise ConfigError(
+            f"{where}: {prefix}{e}" if not str(e).startswith(where) else str(e),
+            field=field, value=e.value, detail=e.detail,
+        ) from None  # fmt: skip
 
 
 def _unknown_key(key, prefix, names, where, paths) -> str:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import sys
 
-from elbokit.cli._args import Parser, UsageError, add_config_arguments, given, parse
+from elbokit.cli._args import Parser, UsageError, add_config_arguments, given, merged, parse
 from elbokit.cli.spec import SpecError
-from elbokit.config import ConfigError, merge
+from elbokit.config import ConfigError
 from elbokit.data import DataError
 from elbokit.train.checkpoint import CheckpointError
 from elbokit.train.learner import TrainingDiverged
@@ -31,7 +31,7 @@ def _config_command(words: tuple[str, ...], cls, run, description: str, epilog=N
         parser = Parser(prog="elbokit " + " ".join(words), description=description, epilog=epilog)
         default = _default(cls)
         by_dest = add_config_arguments(parser, default)
-        return run(merge(default, given(parse(parser, argv), by_dest)))
+        return run(merged(default, parse(parser, argv), by_dest, parser.prog))
 
     return command
 
@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from elbokit import __version__
+
+        print(f"elbokit {__version__}")
+        return 0
     try:
         for words, run, _ in _commands():
             if tuple(argv[: len(words)]) == words:
@@ -104,9 +109,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elbokit: training diverged: {e}", file=sys.stderr)
         return 3
     except (UsageError, ConfigError, ValueError, ImportError, NotImplementedError, DataError,
-            CheckpointError) as e:  # fmt: skip
-        print(f"elbokit: {e}", file=sys.stderr)
+            CheckpointError, OSError) as e:  # fmt: skip
+        text = str(e) if isinstance(e, OSError) is False else _os_error(e)
+        print(text if text.startswith("elbokit") else f"elbokit: {text}", file=sys.stderr)
         return 2
+
+
+def _os_error(e: OSError) -> str:
+    """A file system error in one line: what failed, on which path."""
+    path = e.filename or "a path"
+    if isinstance(e, FileExistsError) or isinstance(e, NotADirectoryError):
+        return f"cannot write under {path}: it is a file, not a folder"
+    if isinstance(e, PermissionError):
+        return f"cannot write {path}: permission denied"
+    if isinstance(e, FileNotFoundError):
+        return f"cannot create {path}: its parent folder does not exist or cannot hold it"
+    return f"cannot use {path}: {e.strerror or e}"
 
 
 __all__ = ["Parser", "add_config_arguments", "given", "main", "parse"]

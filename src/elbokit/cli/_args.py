@@ -13,9 +13,9 @@ import argparse
 import typing
 from collections.abc import Mapping
 
-from elbokit.config import Leaf, Section, closest, leaves, nest
+from elbokit.config import ConfigError, Leaf, Section, closest, leaves, merge, nest
 
-__all__ = ["Parser", "UsageError", "add_config_arguments", "given", "parse"]
+__all__ = ["Parser", "UsageError", "add_config_arguments", "as_flags", "given", "merged", "parse"]
 
 
 class UsageError(ValueError):
@@ -139,3 +139,24 @@ def flags_of(overrides: Mapping, by_dest: Mapping[str, Leaf]) -> list[str]:
         else:
             out.append("--" + leaf.flag)
     return out
+
+
+def as_flags(error: ConfigError, by_dest: Mapping[str, Leaf], prog: str) -> Exception:
+    """A value that failed its check, told in the words the user typed: ``--batch-size 0:
+    expected a value >= 1`` rather than the config path; other errors as they are."""
+    if error.field is None:
+        return error
+    leaf = by_dest.get(error.field.split("[")[0])
+    if leaf is None:
+        return error
+    value = error.value
+    shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    return UsageError(f"{prog}: --{leaf.flag} {shown}: {error.detail}")
+
+
+def merged(config: Section, ns, by_dest: Mapping[str, Leaf], prog: str) -> Section:
+    """``config`` with the options typed on the command line laid over it."""
+    try:
+        return merge(config, given(ns, by_dest), where=prog)
+    except ConfigError as e:
+        raise as_flags(e, by_dest, prog) from None

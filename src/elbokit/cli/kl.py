@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -24,7 +25,7 @@ class KLConfig(Section):
         "auto", "auto: closed form where one exists, else Monte Carlo (said which)"
     )
     samples: int = opt(100_000, "Monte Carlo sample count", ge=2)
-    seed: int = opt(0, "Monte Carlo seed")
+    seed: int = opt(0, "Monte Carlo seed", ge=0)
     check: bool = opt(False, "also integrate numerically (univariate pairs) as a reference")
     json: bool = opt(False, "print one JSON object instead of text")
 
@@ -39,6 +40,10 @@ class KLPlotConfig(Section):
     sigma_max: float = opt(5.0, "largest sigma on the axis")
 
     def validate(self):
+        from elbokit.report.kl_figure import FORMATS
+
+        if Path(self.out).suffix.lower() not in FORMATS:
+            raise ConfigError(f"--out {self.out}: expected a file ending in {', '.join(FORMATS)}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ConfigError(
                 f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}"

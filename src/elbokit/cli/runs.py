@@ -4,11 +4,23 @@ recipe registry: options generated from the kind's config, nothing here knows a 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from elbokit import recipes
-from elbokit.cli._args import Parser, UsageError, add_config_arguments, flags_of, given, parse
-from elbokit.config import leaves, merge
+from elbokit.cli._args import (
+    Parser,
+    UsageError,
+    add_config_arguments,
+    as_flags,
+    flags_of,
+    given,
+    merged,
+    parse,
+)
+from elbokit.config import ConfigError, leaves
 from elbokit.recipes._runs import read_saved
+from elbokit.recipes.run import default_run_dir
+from elbokit.train.checkpoint import read_state
 
 
 def kinds_usage() -> str:
@@ -26,9 +38,10 @@ def _train_parser(recipe) -> tuple[Parser, dict]:
     )  # fmt: skip
     by_dest = add_config_arguments(parser, recipe.default())
     run = parser.add_argument_group("run")
+    notes = "; ".join(f"{k}: {v}" for k, v in recipe.preset_notes.items())
     run.add_argument(
         "--preset", choices=list(recipe.presets), default="default",
-        help="named settings the other options override (default: default)",
+        help=f"named settings the other options override (default: default){'. ' + notes if notes else ''}",
     )  # fmt: skip
     run.add_argument("--out", default="", metavar="DIR",
                      help=f"run directory (default: {recipe.default_out(recipe.default())}-TIME)")  # fmt: skip
@@ -38,9 +51,11 @@ def _train_parser(recipe) -> tuple[Parser, dict]:
 
 
 def train_command(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        raise UsageError(f"elbokit train: which kind of run?\n\n{kinds_usage()}")
+    if argv[0] in ("-h", "--help"):
         print(kinds_usage())
-        return 0 if argv else 2
+        return 0
     if argv[0].startswith("-"):
         if argv[0] == "--resume" and len(argv) > 1:  # the kind is the run's
             argv = [read_saved(argv[1])["kind"], *argv]
@@ -65,21 +80,30 @@ def train_command(argv: list[str]) -> int:
         return _interruptible(
             lambda: recipes.train(recipe, resume=ns.resume, resume_changes=overrides), ns.resume
         )
-    config = recipe.preset(ns.preset, overrides)
-    out = ns.out or ""
+    try:
+        config = recipe.preset(ns.preset, overrides)
+    except ConfigError as e:
+        raise as_flags(e, by_dest, parser.prog) from None
+    out = str(ns.out or default_run_dir(recipe, config))
     return _interruptible(lambda: recipes.train(recipe, config, out=out), out)
 
 
 def _interruptible(fn, run: str) -> int:
+    """Run ``fn``; on Ctrl-C, one line saying what was kept and how to go on, exit status 130."""
     try:
         fn()
     except KeyboardInterrupt:
-        where = f" {run}" if run else ""
-        print(
-            f"\nelbokit: interrupted; the run keeps its last checkpoint: continue it with "
-            f"elbokit train --resume{where or ' RUN'}",
-            file=sys.stderr,
-        )
+        run_dir = Path(run)
+        if (run_dir / "state.json").exists():
+            step = read_state(run_dir).get("step")
+            what = (f"the last checkpoint (step {step}) is kept: continue with elbokit train "
+                    f"--resume {run}")  # fmt: skip
+        elif (run_dir / "config.json").exists():
+            what = (f"no checkpoint was written yet: elbokit train --resume {run} starts it "
+                    "again from step 0")  # fmt: skip
+        else:
+            what = "nothing was written"
+        print(f"\nelbokit: interrupted; {what}", file=sys.stderr)
         return 130
     return 0
 
@@ -115,7 +139,7 @@ def eval_command(argv: list[str]) -> int:
     run, parser, by_dest = _run_parser("eval", argv, "evaluate a trained run; writes RUN/eval.json")
     if run is None:
         return 0
-    options = merge(run.recipe.eval_options(), given(parse(parser, argv), by_dest))
+    options = merged(run.recipe.eval_options(), parse(parser, argv), by_dest, parser.prog)
     run.recipe.evaluate(run, options)
     return 0
 
@@ -127,7 +151,7 @@ def report_command(argv: list[str]) -> int:
     )  # fmt: skip
     if run is None:
         return 0
-    options = merge(run.recipe.eval_options(), given(parse(parser, argv), by_dest))
+    options = merged(run.recipe.eval_options(), parse(parser, argv), by_dest, parser.prog)
     run.recipe.report(run, options)
     return 0
 

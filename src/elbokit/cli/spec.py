@@ -85,6 +85,8 @@ FAMILIES: dict[str, _Family] = {
     "mixture": _Family(None, ("weights",), doc="mixture([weights], spec, spec, ...): one family"),
 }
 
+MAX_DEPTH = 50  # lists and mixtures nest a few levels; deeper is a mistake, not a spec
+
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf\b)"
     r"|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<punct>[()\[\],=]))"
@@ -136,7 +138,7 @@ class _Parser:
         self.i += 1
         return t
 
-    def spec(self) -> _Call:
+    def spec(self, depth: int = 0) -> _Call:
         name = self.take("name", what="a distribution name such as normal")
         if name.text.lower() not in FAMILIES:
             known = ", ".join(FAMILIES)
@@ -149,12 +151,12 @@ class _Parser:
             while True:
                 key = None
                 t = self.peek()
-                nxt = self.toks[self.i + 1]
+                nxt = self.toks[min(self.i + 1, len(self.toks) - 1)]  # "end" repeats at the end
                 if t.token_type == "name" and nxt.token_type == "punct" and nxt.text == "=":
                     key = t.text
                     self.i += 2
                 # (keyword, value, where the value starts, where the keyword starts)
-                args.append((key, *self.located_value(), t.pos))
+                args.append((key, *self.located_value(depth), t.pos))
                 if self.peek().token_type == "punct" and self.peek().text == ",":
                     self.i += 1
                     continue
@@ -162,12 +164,14 @@ class _Parser:
         self.take("punct", ")", what="',' or ')'")
         return _Call(name.text.lower(), name.pos, tuple(args))
 
-    def located_value(self):
+    def located_value(self, depth: int = 0):
         pos = self.peek().pos
-        return self.value(), pos
+        return self.value(depth + 1), pos
 
-    def value(self):
+    def value(self, depth: int = 0):
         t = self.peek()
+        if depth > MAX_DEPTH:
+            raise SpecError(f"nested more than {MAX_DEPTH} levels deep", self.text, t.pos)
         if t.token_type == "num":
             self.i += 1
             return float(t.text)
@@ -176,7 +180,7 @@ class _Parser:
             items = []
             if not (self.peek().token_type == "punct" and self.peek().text == "]"):
                 while True:
-                    items.append(self.value())
+                    items.append(self.value(depth + 1))
                     if self.peek().token_type == "punct" and self.peek().text == ",":
                         self.i += 1
                         continue
@@ -184,7 +188,7 @@ class _Parser:
             self.take("punct", "]", what="',' or ']'")
             return items
         if t.token_type == "name":
-            return self.spec()
+            return self.spec(depth + 1)
         found = "end of spec" if t.token_type == "end" else repr(t.text)
         raise SpecError(
             f"expected a number, a [list] or a distribution, found {found}", self.text, t.pos
@@ -195,9 +199,12 @@ def _tensor(value, text: str, pos: int) -> torch.Tensor:
     if isinstance(value, _Call):
         raise SpecError("expected a number or a list here, not a distribution", text, pos)
     try:
-        return torch.tensor(value, dtype=torch.float64)
+        t = torch.tensor(value, dtype=torch.float64)
     except (ValueError, TypeError):
         raise SpecError("a nested list must be rectangular", text, pos) from None
+    if t.numel() == 0:
+        raise SpecError("an empty list: expected at least one value", text, pos)
+    return t
 
 
 def _check_sums_to_one(name: str, probs: torch.Tensor, text: str, pos: int) -> None:
@@ -301,7 +308,10 @@ def _build_mixture(call: _Call, text: str) -> td.Distribution:
             raise SpecError("expected a component distribution such as normal(0, 1)", text, pos)
         if value.name in ("mixture", "categorical", "mvn", "lowrank", "diagnormal"):
             raise SpecError(f"mixture components must be univariate; got {value.name}", text, pos)
-        built.append((value, _build(value, text)))
+        component = _build(value, text)
+        if component.batch_shape != torch.Size():
+            raise SpecError("mixture components take single numbers, not lists", text, pos)
+        built.append((value, component))
     first = built[0][0].name
     for c, _ in built:
         if c.name != first:
@@ -314,8 +324,11 @@ def _build_mixture(call: _Call, text: str) -> td.Distribution:
         for k in params
         if all(k in d.__dict__ for _, d in built)
     }
-    component = type(built[0][1])(**stacked, validate_args=True)
-    return td.MixtureSameFamily(td.Categorical(probs=weights), component, validate_args=True)
+    try:
+        component = type(built[0][1])(**stacked, validate_args=True)
+        return td.MixtureSameFamily(td.Categorical(probs=weights), component, validate_args=True)
+    except (ValueError, RuntimeError) as e:
+        raise SpecError(f"mixture: {e}", text, call.pos) from None
 
 
 def parse_spec(text: str) -> td.Distribution:

@@ -8,19 +8,25 @@ OUT/rate_distortion.png and the numbers OUT/sweep.json.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
 from elbokit import recipes
-from elbokit.cli._args import Parser, UsageError, add_config_arguments, given, parse
-from elbokit.config import merge
+from elbokit.cli._args import Parser, UsageError, add_config_arguments, as_flags, given, parse
+from elbokit.config import ConfigError, merge
 from elbokit.files import atomic_write_text
 from elbokit.report.metrics import last_with, read_metrics
 
 
 def sweep_command(argv: list[str]) -> int:
     if not argv or argv[0] != "beta":
-        raise UsageError("elbokit sweep: the one sweep is 'elbokit sweep beta --values ...'")
+        usage = "usage: elbokit sweep beta --values B [B ...] [options of elbokit train vae]"
+        if argv and argv[0] in ("-h", "--help"):
+            print(f"{usage}\n\none VAE per beta, then the rate-distortion curve (see elbokit "
+                  "sweep beta --help)")  # fmt: skip
+            return 0
+        raise UsageError(f"elbokit sweep: the one sweep is over beta\n{usage}")
     recipe = recipes.get_recipe("vae")
     parser = Parser(prog="elbokit sweep beta",
                     description="one VAE per beta, then the rate-distortion curve")  # fmt: skip
@@ -32,18 +38,33 @@ def sweep_command(argv: list[str]) -> int:
     parser.add_argument("--out", default="", metavar="DIR",
                         help="folder of the runs (default: runs/sweep-beta-DATA-TIME)")  # fmt: skip
     ns = parse(parser, argv[1:])
-    base = recipe.preset(ns.preset, given(ns, by_dest))
+    if "beta" in given(ns, by_dest).get("objective", {}):
+        raise UsageError("elbokit sweep beta: --beta is what the sweep varies; give --values only")
+    try:
+        base = recipe.preset(ns.preset, given(ns, by_dest))
+    except ConfigError as e:
+        raise as_flags(e, by_dest, parser.prog) from None
     return run_sweep_beta(base, tuple(ns.values), ns.out)
 
 
 def run_sweep_beta(base, values: tuple[float, ...], out: str = "") -> int:
     if not values:
         raise UsageError("--values needs at least one beta, e.g. --values 0.5 1 2 4")
-    if any(not v >= 0 for v in values):
-        raise UsageError(f"betas must be >= 0, got {list(values)}")
+    if any(not (v >= 0 and math.isfinite(v)) for v in values):
+        raise UsageError(f"betas must be finite and >= 0, got {list(values)}")
+    if len({f"{v:g}" for v in values}) != len(values):
+        raise UsageError(f"--values {' '.join(map(str, values))}: each beta once, please")
     folder = Path(
         out or f"runs/sweep-beta-{Path(base.data.source).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    taken = [
+        folder / f"beta-{v:g}" for v in values if (folder / f"beta-{v:g}" / "state.json").exists()
+    ]
+    if taken:
+        raise UsageError(
+            f"{', '.join(map(str, taken))} already hold runs: pick another --out, or resume one "
+            "with elbokit train --resume RUN"
+        )
     points = []
     for beta in values:
         run = folder / f"beta-{beta:g}"

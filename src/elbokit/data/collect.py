@@ -54,7 +54,7 @@ class CollectConfig(Section):
     """``elbokit collect``: the settings, the seed, where the episodes go."""
 
     collect: CollectSettings = opt(default_factory=CollectSettings, help="what to collect")
-    seed: int = opt(0, "seeds the environment and the policy")
+    seed: int = opt(0, "seeds the environment and the policy", ge=0)
     out: str = opt("data/episodes", "folder for the episode files")
     progress: bool = opt(True, "progress bar")
 
@@ -124,6 +124,15 @@ def collect_episodes(
 
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r}; expected one of {', '.join(POLICIES)}")
+    gym = _gym()
+    if env_id not in gym.registry:
+        from elbokit.config import closest
+
+        hint = closest(env_id, list(gym.registry))
+        raise ValueError(
+            f"gymnasium has no environment {env_id!r}"
+            + (f"; did you mean {hint!r}?" if hint else "")
+        )
     if policy == "scripted" and env_id not in SCRIPTED:
         raise ValueError(
             f"no scripted policy for {env_id}; it exists for {', '.join(SCRIPTED)}: use --policy random"
@@ -140,7 +149,6 @@ def collect_episodes(
             f"{folder} already holds {len(existing)} episode files; collect into another --out "
             "(episodes of two collections would mix)"
         )
-    gym = _gym()
     try:
         env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_steps)
     except gym.error.Error as e:

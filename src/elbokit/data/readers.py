@@ -110,6 +110,8 @@ def read_npz(
     """An .npz with data under 'x' (or 'images', or its only array) and optional labels 'y';
     with ``images``, the data is checked and normalized as images."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz file (an .npz is a zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -127,7 +129,7 @@ def read_npz(
         x = normalize_pixels(as_images(x, f"{path}[{key}]"), f"{path}[{key}]")
     elif not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
         raise DataError(f"{path}[{key}]: {x.dtype} of shape {x.shape}; expected numbers (N, D)")
-    y = arrays.get("y", arrays.get("labels"))
+    y = None if key in ("y", "labels") else arrays.get("y", arrays.get("labels"))
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
     return x, (None if y is None else np.asarray(y).astype(np.int64))

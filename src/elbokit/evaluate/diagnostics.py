@@ -26,6 +26,19 @@ class Diagnostics:
     mutual_information: float  # nats
     kl: float  # E_x[KL(q(z|x) || p(z))], nats
     n: int
+    mutual_information_stderr: float = 0.0  # Monte Carlo standard error of the estimate
+
+    def mutual_information_note(self) -> str:
+        """What an estimate outside [0, log N] means, in words ('' when inside)."""
+        bound = math.log(self.n)
+        se = self.mutual_information_stderr
+        if self.mutual_information > bound:
+            return (f"above its bound log N = {bound:.2f}: the estimator needs N well above "
+                    f"exp(I); read it as at least {bound:.2f}")  # fmt: skip
+        if self.mutual_information < 0:
+            return (f"negative: estimator noise (+- {se:.2f}) around a value near 0; I(x; z) "
+                    "itself is >= 0")  # fmt: skip
+        return ""
 
     def as_dict(self) -> dict:
         return {
@@ -34,6 +47,7 @@ class Diagnostics:
             "active_units": self.active_units,
             "unit_activity": self.unit_activity.tolist(),
             "mutual_information": self.mutual_information,
+            "mutual_information_stderr": self.mutual_information_stderr,
             "examples": self.n,
         }
 
@@ -57,7 +71,7 @@ def diagnose(
     latent = model.latent
     kl_units = torch.cat([latent.kl_units(p) for p in params.split(batch_size)]).double()
     activity = latent.unit_activity(params) if len(params) > 1 else torch.zeros(latent.units)
-    mi = _mutual_information(latent, params, kl_units.sum(-1).mean().item(), batch_size, generator)
+    mi, mi_se = _mutual_information(latent, params, kl_units.sum(-1), batch_size, generator)
     return Diagnostics(
         kl_per_unit=kl_units.mean(0).float(),
         active_units=int((activity > threshold).sum()),
@@ -65,12 +79,15 @@ def diagnose(
         mutual_information=mi,
         kl=kl_units.sum(-1).mean().item(),
         n=len(x),
+        mutual_information_stderr=mi_se,
     )
 
 
-def _mutual_information(latent, params, mean_kl: float, batch_size: int, generator) -> float:
-    """E_x KL(q(z|x)||p(z)) - KL(q(z)||p(z)), the second by one z_i ~ q(z|x_i) per example and
-    log q(z_i) = logsumexp_j log q(z_i | x_j) - log N over all N examples."""
+def _mutual_information(latent, params, kl: torch.Tensor, batch_size: int, generator):
+    """(estimate, standard error) of E_x KL(q(z|x)||p(z)) - KL(q(z)||p(z)), the second by one
+    z_i ~ q(z|x_i) per example and log q(z_i) = logsumexp_j log q(z_i | x_j) - log N over all N
+    examples. The estimate is the mean over i of KL_i - log q(z_i) + log p(z_i); its standard
+    error is their standard deviation / sqrt(N) (treating the N terms as independent)."""
     n = len(params)
     z = latent.rsample(params, generator=generator)  # (N, z)
     log_agg = []
@@ -79,5 +96,6 @@ def _mutual_information(latent, params, mean_kl: float, batch_size: int, generat
         lq = torch.stack([latent.log_q(params, zi.expand(n, -1)) for zi in zb])  # (b, N)
         log_agg.append(torch.logsumexp(lq.double(), 1) - math.log(n))
     log_qz = torch.cat(log_agg)
-    kl_agg = (log_qz - latent.log_prior(z).double()).mean().item()
-    return mean_kl - kl_agg
+    terms = kl.double() - (log_qz - latent.log_prior(z).double())
+    se = (terms.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+    return terms.mean().item(), se

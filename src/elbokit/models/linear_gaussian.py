@@ -165,6 +165,13 @@ class LinearGaussian(LatentVariableModel):
         """Batch means in nats of the three exact quantities of log p(x) = ELBO + KL(q || p(z|x)):
         ``exact/elbo`` (closed-form expectation and KL), ``exact/log_px`` and
         ``exact/kl_posterior``, each computed on its own."""
+        scale = self.W.detach().abs().max() ** 2 * self.W.shape[1] + self.sigma.detach() ** 2
+        if not (torch.isfinite(scale) and all(torch.isfinite(p).all() for p in self.parameters())):
+            # parameters that diverged, or a covariance W W^T + sigma^2 I that overflows: NaN
+            # terms, which the trainer names with the step, rather than torch's complaint about
+            # a covariance that is not positive definite
+            nan = x.new_tensor(math.nan)
+            return {"exact/elbo": nan, "exact/log_px": nan, "exact/kl_posterior": nan}
         elbo = self.expected_log_likelihood(x) - self.latent.kl(self.encode(x))
         return {
             "exact/elbo": elbo.mean(),

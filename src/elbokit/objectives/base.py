@@ -25,6 +25,7 @@ unscaled) and the setting ``kl_scale`` = 1/N.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -63,10 +64,10 @@ class Objective:
     per_unit: bool = False
 
     def __post_init__(self):
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if self.free_bits < 0:
-            raise ValueError(f"free_bits must be >= 0 nats, got {self.free_bits}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):  # NaN fails every comparison
+            raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
+        if not (self.free_bits >= 0 and math.isfinite(self.free_bits)):
+            raise ValueError(f"free_bits must be finite and >= 0 nats, got {self.free_bits}")
         if self.free_bits_mode not in ("per_dim", "mean"):
             raise ValueError(
                 f"free_bits_mode={self.free_bits_mode!r}; expected 'per_dim' or 'mean'"

@@ -20,10 +20,13 @@ from elbokit.files import atomic_write_text, read_json
 from elbokit.train.checkpoint import CheckpointError
 
 FORMAT = 2
+# what a run writes into its folder: another folder holding only these is one a run started in
+RUN_FILES = frozenset({"config.json", "state.json", "metrics.jsonl", "eval.json", "checkpoints",
+                       "report", "tensorboard", "episodes"})  # fmt: skip
 
 
 def new_run_dir(out: str, default: str) -> Path:
-    """``out``, or ``default``-TIME; an error if it already holds a run."""
+    """``out``, or ``default``-TIME; an error if it already holds a run or other files."""
     run_dir = Path(out or f"{default}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (run_dir / "state.json").exists():
         raise ValueError(
@@ -31,6 +34,14 @@ def new_run_dir(out: str, default: str) -> Path:
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} is a file, not a folder")
+    if run_dir.is_dir():
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ValueError(
+                f"--out {run_dir} already holds other files ({shown}); a run writes into a new "
+                "or empty folder (or one a run left before its first checkpoint)"
+            )
     return run_dir
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -84,6 +85,7 @@ class Recipe:
     config: type[Section]
     eval_options: type[Section]
     presets: ClassVar[dict[str, dict]] = {"default": {}}
+    preset_notes: ClassVar[dict[str, str]] = {}  # a few words per preset, for --help
 
     # ------------------------------------------------------------------ configs and presets
     def default(self) -> Section:
@@ -146,6 +148,8 @@ class Recipe:
             ValueError: a result that is NaN or inf (weights that are not finite); nothing is
                 written.
         """
+        if not os.access(run.dir, os.W_OK):  # before the work, not after it
+            raise ValueError(f"cannot write {run.dir / 'eval.json'}: the folder is read-only")
         result, lines = self.measure(run, options)
         bad = _non_finite(result)
         if bad:
@@ -153,11 +157,28 @@ class Recipe:
                 f"{run.dir}: the evaluation gave {', '.join(bad)}: the checkpoint's weights are "
                 "not finite or the model is broken; eval.json was not written"
             )
-        atomic_write_text(run.dir / "eval.json", json.dumps(result, indent=2, allow_nan=False))
+        target = run.dir / "eval.json"
+        if target.exists():
+            try:
+                before = self.thoroughness(read_json(target, ""))
+            except (ValueError, KeyError, TypeError):  # a damaged or older eval.json: replace it
+                before = {}
+            now = self.thoroughness(result)
+            if before and any(now[k] < before[k] for k in now):
+                # a quicker look must not replace a more thorough evaluation the report uses
+                target = run.dir / f"eval-{'-'.join(f'{k}{v}' for k, v in now.items())}.json"
+                lines.append(f"  (kept eval.json, a more thorough evaluation: {before}; this one "
+                             f"goes beside it)")  # fmt: skip
+        atomic_write_text(target, json.dumps(result, indent=2, allow_nan=False))
         for line in lines:
             say(line)
-        say(f"wrote {run.dir / 'eval.json'}")
+        say(f"wrote {target}")
         return result
+
+    def thoroughness(self, result: dict) -> dict[str, int]:
+        """How thorough an evaluation was ({"n": examples, "k": samples}): a new result smaller
+        in any of them is written beside eval.json (eval-n100-k50.json), not over it."""
+        return {}
 
     def report(self, run: Run, options: Section, say=print) -> Path:
         """The figures and RUN/report/report.html (evaluating first when eval.json is missing)."""

@@ -89,7 +89,7 @@ class LinearGaussianRunConfig(Section):
 @dataclass(frozen=True)
 class LinearGaussianEvalOptions(Section):
     k: int = opt(1000, "importance samples per test example for the check", ge=1)
-    seed: int = opt(0, "seed of the importance samples")
+    seed: int = opt(0, "seed of the importance samples", ge=0)
 
 
 def _exact(model, x):
@@ -101,6 +101,10 @@ class LinearGaussianRecipe(Recipe):
     help = "probabilistic PCA by its ELBO, with log p(x) and the KL to the posterior exact"
     config = LinearGaussianRunConfig
     eval_options = LinearGaussianEvalOptions
+    preset_notes: ClassVar[dict[str, str]] = {
+        "default": "2,000 vectors in 20-D from a 4-latent model, 40 epochs: seconds",
+        "debug": "400 vectors in 8-D from a 2-latent model, 3 epochs",
+    }
     presets: ClassVar[dict[str, dict]] = {
         "default": {},
         "debug": {
@@ -190,6 +194,9 @@ class LinearGaussianRecipe(Recipe):
             + f"; sigma {model.sigma.item():.4f} (maximum likelihood {s:.4f})",
         ]
         return result, lines
+
+    def thoroughness(self, result):
+        return {"n": result["examples"], "k": result["is_k"]}
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves

@@ -11,6 +11,7 @@ layer over these three functions, and tests use them directly.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from elbokit.train.distributed import setup, teardown
 from elbokit.train.loop import Trainer
 from elbokit.train.settings import choose_threads, resolve_precision
 
-__all__ = ["check_device", "evaluate", "open_run", "report", "train"]
+__all__ = ["check_device", "default_run_dir", "evaluate", "open_run", "report", "train"]
 
 
 def _quiet(*args, **kwargs):
@@ -35,6 +36,11 @@ def _recipe(kind: str | Recipe) -> Recipe:
     from elbokit.recipes import get_recipe
 
     return kind if isinstance(kind, Recipe) else get_recipe(kind)
+
+
+def default_run_dir(kind: str | Recipe, config: Section) -> Path:
+    """Where a run goes when no --out is given: runs/KIND-DATA-TIME."""
+    return Path(f"{_recipe(kind).default_out(config)}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def check_device(device: str) -> None:
@@ -108,7 +114,7 @@ def train(
         run_dir = run.dir
     else:
         config = recipe.default() if config is None else config
-        run_dir = new_run_dir(str(out), recipe.default_out(config))
+        run_dir = new_run_dir(str(out or default_run_dir(recipe, config)), "")
     recipe.check(config)
     if not resume:
         _clear_partial(run_dir)
@@ -118,8 +124,14 @@ def train(
     threads, threads_why = choose_threads(tcfg.threads)
     world = setup(tcfg.device)  # under torchrun: rank 0 alone writes and prints
     say = say if world.main else _quiet
+    created = not run_dir.exists()
     try:
-        built = recipe.build(config, run_dir, world=world, say=say)
+        try:
+            built = recipe.build(config, run_dir, world=world, say=say)
+        except Exception:
+            if created and world.main:  # rejected before training: leave no orphan folder
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         resolved = dataclasses.replace(
             built.config, train=dataclasses.replace(built.config.train, precision=precision)
         )
@@ -148,8 +160,6 @@ def train(
 def _clear_partial(run_dir: Path) -> None:
     """What a run that never reached its first checkpoint left (its folder has no state.json):
     its metrics would otherwise be appended to by the new start."""
-    import shutil
-
     if (run_dir / "state.json").exists():
         return
     for name in ("metrics.jsonl", "eval.json"):

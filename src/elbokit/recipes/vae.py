@@ -56,7 +56,7 @@ class VAERunConfig(Section):
 class VAEEvalOptions(Section):
     k: int = opt(1000, "importance samples per test image", ge=1)
     limit: int = opt(0, "evaluate only the first N test images (0: all)", ge=0)
-    seed: int = opt(0, "seed of the importance samples and binarization")
+    seed: int = opt(0, "seed of the importance samples and binarization", ge=0)
     precision: str = opt(
         "fp32", "bf16: decoder under autocast (refused where bf16 is emulated)", choices=PRECISIONS
     )
@@ -68,6 +68,10 @@ class VAERecipe(Recipe):
     help = "a VAE on images (mnist5k by default); --preset debug runs in seconds"
     config = VAERunConfig
     eval_options = VAEEvalOptions
+    preset_notes: ClassVar[dict[str, str]] = {
+        "default": "mnist5k, MLP 784-512-512-(32 Gaussian), 30 epochs",
+        "debug": "scikit-learn's 8x8 digits, tiny nets, 2 epochs: seconds",
+    }
     presets: ClassVar[dict[str, dict]] = {
         "default": {},
         "debug": {
@@ -130,7 +134,10 @@ class VAERecipe(Recipe):
         torch.manual_seed(options.seed + 2)  # the one-sample ELBO's noise
         with torch.no_grad():
             model.eval()
-            elbo = ELBO()(model, x).terms["elbo"].item()
+            elbos = ELBO()(model, x).per_example["elbo"]
+        elbo = elbos.mean().item()
+        gaps = ll.value.double() - elbos.double().to(ll.value.device)
+        gap_se = (gaps.std() / math.sqrt(len(gaps))).item() if len(gaps) > 1 else float("nan")
         diag = diagnose(
             model, x, generator=torch.Generator(options.device).manual_seed(options.seed + 3)
         )
@@ -143,6 +150,7 @@ class VAERecipe(Recipe):
             "log_likelihood_stderr": ll.mean_stderr,
             "elbo": elbo,
             "elbo_gap": ll.mean - elbo,
+            "elbo_gap_stderr": gap_se,
             **({"bits_per_dim": ll.bits_per_dim(dims)} if model.likelihood.discrete else {}),
             "seconds": seconds,
             **diag.as_dict(),
@@ -152,11 +160,18 @@ class VAERecipe(Recipe):
             f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
             f"{seconds:.1f} s)",
             *([f"  {ll.bits_per_dim(dims):.3f} bits/dim"] if model.likelihood.discrete else []),
-            f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} nats",
-            f"  KL {diag.kl:.2f} nats; I(x; z) ~ {diag.mutual_information:.2f} nats; "
-            f"active units {diag.active_units} of {len(diag.kl_per_unit)}",
-        ]
+            f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} +- {gap_se:.2f} "
+            "nats" + (" (negative: the one-sample ELBO's noise; the gap is >= 0 in expectation)"
+                      if ll.mean < elbo else ""),
+            f"  KL {diag.kl:.2f} nats; I(x; z) ~ {diag.mutual_information:.2f} +- "
+            f"{diag.mutual_information_stderr:.2f} nats"
+            + (f" ({note})" if (note := diag.mutual_information_note()) else "")
+            + f"; active units {diag.active_units} of {len(diag.kl_per_unit)}",
+        ]  # fmt: skip
         return result, lines
+
+    def thoroughness(self, result):
+        return {"n": result["examples"], "k": result["k"]}
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves, vae
@@ -180,10 +195,10 @@ class VAERecipe(Recipe):
             "trained": f"{state['step']} steps",
             "test ELBO": f"{result['elbo']:.2f} nats",
             f"test log p(x), importance sampled (k = {result['k']})": f"{result['log_likelihood']:.2f} +- {result['log_likelihood_stderr']:.2f} nats",
-            "ELBO gap, log p(x) - ELBO": f"{result['elbo_gap']:.2f} nats",
+            "ELBO gap, log p(x) - ELBO": f"{result['elbo_gap']:.2f} +- {result.get('elbo_gap_stderr', float('nan')):.2f} nats",
             **({"bits per dimension": f"{result['bits_per_dim']:.3f}"} if "bits_per_dim" in result else {}),
             "KL(q(z|x) || p(z))": f"{result['kl']:.2f} nats",
-            "mutual information I(x; z)": f"{result['mutual_information']:.2f} nats (at most log N = {math.log(result['examples']):.2f})",
+            "mutual information I(x; z)": f"{result['mutual_information']:.2f} +- {result.get('mutual_information_stderr', float('nan')):.2f} nats (an estimate; the true value is at most log N = {math.log(result['examples']):.2f}, the estimate can exceed it when N is not well above exp(I))",
             "active units": f"{result['active_units']} of {len(result['kl_per_unit'])}",
         }  # fmt: skip
         return f"elbokit report: {run.dir.name}", numbers, pngs

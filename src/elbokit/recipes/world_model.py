@@ -50,7 +50,7 @@ class WorldModelRunConfig(Section):
 
 @dataclass(frozen=True)
 class WorldModelEvalOptions(Section):
-    seed: int = opt(0, "seed of the imagined samples")
+    seed: int = opt(0, "seed of the imagined samples", ge=0)
 
 
 class WorldModelRecipe(Recipe):
@@ -58,6 +58,11 @@ class WorldModelRecipe(Recipe):
     help = "a DreamerV2-style world model on episodes; --preset debug runs in seconds"
     config = WorldModelRunConfig
     eval_options = WorldModelEvalOptions
+    preset_notes: ClassVar[dict[str, str]] = {
+        "default": "the same as small",
+        "small": "100 CartPole episodes at 64x64, RSSM 200 + 32x32, 100 epochs: ~15 min",
+        "debug": "6 short episodes at 32x32, a tiny RSSM, 2 epochs: seconds",
+    }
     presets: ClassVar[dict[str, dict]] = {
         "default": {},
         "small": {},

@@ -12,6 +12,8 @@ from elbokit.divergence import normal_kl
 from elbokit.files import atomic_path
 from elbokit.report._mpl import pyplot
 
+FORMATS = (".png", ".svg", ".pdf")
+
 
 def plot_gaussian_kl(
     path: str | os.PathLike,
@@ -21,7 +23,7 @@ def plot_gaussian_kl(
     sigma_max: float = 5.0,
     points: int = 400,
 ) -> Path:
-    """Write a two-panel PNG and return its path.
+    """Write a two-panel figure (PNG, SVG or PDF by the suffix of ``path``); return its path.
 
     Left: KL(N(mu, sigma^2) || N(0, 1)) against sigma (log axis) for each mu, the minimum
     KL = 0 marked at mu = 0, sigma = 1. Right: both directions for mu = 0, KL(N(0, sigma^2) ||
@@ -35,6 +37,10 @@ def plot_gaussian_kl(
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
     if points < 2:
         raise ValueError(f"points={points}; need at least 2")
+    if not all(math.isfinite(m) for m in mus):
+        raise ValueError(f"mus = {list(mus)}: expected finite means")
+    if Path(path).suffix.lower() not in FORMATS:
+        raise ValueError(f"--out {path}: expected a file ending in {', '.join(FORMATS)}")
     plt = pyplot()
     sigma = torch.logspace(
         math.log10(sigma_min), math.log10(sigma_max), points, dtype=torch.float64
@@ -55,10 +61,12 @@ def plot_gaussian_kl(
         label="minimum: KL = 0 at $\\mu$ = 0, $\\sigma$ = 1",
     )
     axes = {"xscale": "log", "ylabel": "KL (nats)", "ylim": (-0.2, 5.5)}
+    # every curve's minimum, mu^2 / 2 at sigma = 1, inside the axis with room for its shape
+    top = max(5.5, 1.5 * max((m * m / 2 for m in mus), default=0.0) + 2.0)
     left.set(
         xlabel="$\\sigma$ (the posterior's standard deviation)",
         title="KL( N($\\mu$, $\\sigma^2$) || N(0, 1) ): the VAE's KL term per dimension",
-        **axes,
+        **{**axes, "ylim": (-0.2, top)},
     )
     left.legend(loc="upper center")
     forward = normal_kl(torch.zeros_like(sigma), sigma, zero, one).numpy()
@@ -75,7 +83,7 @@ def plot_gaussian_kl(
     right.legend(loc="upper center")
     out = Path(path)
     try:
-        with atomic_path(out, suffix=".png") as tmp:
+        with atomic_path(out) as tmp:  # the format follows the suffix: .png, .svg or .pdf
             fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)

@@ -74,15 +74,22 @@ def make_adam(params, lr: float) -> torch.optim.Optimizer:
 def check_gradients(named_params: Iterable[tuple[str, nn.Parameter]], clip: float = 0.0):
     """The global gradient norm of the parameters that have a gradient, after scaling them so it
     is at most ``clip`` (``clip`` > 0); the norm is computed once for both. Returns
-    (norm before clipping, the name of a parameter with a non-finite gradient or None)."""
+    (norm before clipping, what is wrong with the gradient in words, or None)."""
     named = [(n, p) for n, p in named_params if p.grad is not None]
     if not named:
         return 0.0, None
     grads = [p.grad for _, p in named]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     if not torch.isfinite(norm):
-        bad = next(n for n, p in named if not torch.isfinite(p.grad).all())
-        return float(norm), bad
+        bad = next((n for n, p in named if not torch.isfinite(p.grad).all()), None)
+        if bad is not None:
+            return float(norm), f"the gradient of {bad!r} is not finite"
+        # every element finite, their norm beyond the float range: diverged all the same
+        largest = max(named, key=lambda item: float(item[1].grad.abs().max()))[0]
+        return float(norm), (
+            f"the gradient's norm overflows to inf (every element is finite; the largest are "
+            f"in {largest!r})"
+        )
     if clip > 0 and norm > clip:
         torch._foreach_mul_(grads, clip / float(norm))
     return float(norm), None
@@ -137,11 +144,9 @@ class StepContext:
         return dict(zip(names, values, strict=True))
 
     def check_gradients(self, step: int, named_params) -> float:
-        norm, bad = check_gradients(named_params, self.grad_clip)
-        if bad is not None:
-            raise TrainingDiverged(
-                f"step {step}: the gradient of {bad!r} is not finite; {self.where()}"
-            )
+        norm, problem = check_gradients(named_params, self.grad_clip)
+        if problem is not None:
+            raise TrainingDiverged(f"step {step}: {problem}; {self.where()}")
         return norm
 
 

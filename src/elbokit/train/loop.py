@@ -18,6 +18,7 @@ floats (``elbokit.train.settings``). Under torchrun the step is data-parallel ov
 from __future__ import annotations
 
 import gc
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from elbokit.config import ConfigError, Section, opt
+from elbokit.files import atomic_write_text
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
 from elbokit.train.distributed import setup
@@ -39,7 +41,7 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "step_seed"]
 class TrainConfig(Section):
     epochs: int = opt(30, "passes over the training set (a stream: blocks of steps)", ge=1)
     batch_size: int = opt(100, "examples per step", ge=1)
-    seed: int = opt(0, "seeds initialization, split, order and sampling")
+    seed: int = opt(0, "seeds initialization, split, order and sampling", ge=0)
     checkpoint_every: int = opt(500, "steps between checkpoints (and at the end)", ge=1)
     log_every: int = opt(50, "steps between metrics.jsonl lines", ge=1)
     eval_every: int = opt(1, "epochs between test evaluations (and at the end)", ge=1)
@@ -69,6 +71,21 @@ class TrainConfig(Section):
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """The seed of torch's generator at a training step on a rank (step -1: evaluation)."""
     return mix(seed, 0x5EED, step) if rank == 0 else mix(seed, 0x5EED, step, rank)
+
+
+def _drop_lines_after(path: Path, step: int) -> None:
+    """Keep the metrics.jsonl lines up to the checkpoint a run resumes from: the steps after it
+    are trained again, and their lines would otherwise appear twice (and a torn last line)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line torn by the interrupt
+            continue
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
 def _seed_step(device: torch.device, seed: int) -> None:
@@ -139,6 +156,8 @@ class Trainer:
             learner.restore(snap, str(self.run_dir / state["checkpoint"]))
             step, epoch, start = state["step"], state["epoch"], state["batch"]
             self.last_saved = step
+            if world.main:
+                _drop_lines_after(self.run_dir / "metrics.jsonl", step)
         per_epoch = data.num_batches("train", cfg.batch_size)
         writer = RunWriter(self.run_dir, world.main, cfg.progress, cfg.epochs * per_epoch, step)
         window: dict[str, float] = {}
