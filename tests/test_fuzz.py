@@ -352,3 +352,52 @@ def _trained(run):
 
 def test_zipfile_is_imported_for_the_npz_reader():
     assert zipfile.BadZipFile  # read_npz catches it: a .npz is a zip
+
+
+EVAL_FLAGS = st.sampled_from(["--k", "--limit", "--seed", "--precision", "--device", "--kk", "-k"])
+EVAL_VALUES = st.sampled_from(["0", "-1", "1", "2", "abc", "nan", "1e400", "", "cuda", "gpu",
+                               "bf16", "fp16", "cuda:7", "3.5"])  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(st.lists(st.tuples(EVAL_FLAGS, EVAL_VALUES), max_size=3), st.booleans())
+def test_eval_and_report_options_end_in_a_value_or_one_clean_line(
+    tmp_path_factory, capsys, pairs, report
+):
+    run = tmp_path_factory.mktemp("evalrun")
+    _trained(run)
+    argv = ["report" if report else "eval", str(run)]
+    for flag, value in pairs:
+        argv += [flag, value]
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert code in (0, 2), err
+    if code == 2:
+        assert err.startswith("elbokit") and "Traceback" not in err and err.count("\n") <= 3, err
+
+
+LG_FLAGS = st.sampled_from(["--data", "--latent-dim", "--dim", "--project", "--true-latent-dim",
+                            "--noise", "--examples", "--test-fraction", "--reconstruction",
+                            "--objective", "--lr", "--sigma", "--no-learn-sigma", "--batch-size"])  # fmt: skip
+LG_VALUES = st.sampled_from(["synthetic", "digits", "iris", "nowhere", "/tmp", "0", "1", "2", "8",
+                             "100", "-1", "0.5", "nan", "closed", "iwae", "1e-9", "1e9"])  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(st.lists(st.tuples(LG_FLAGS, LG_VALUES), max_size=3))
+def test_linear_gaussian_runs_train_or_stop_with_one_line(tmp_path_factory, capsys, pairs):
+    """Options that pass the parser reach the data and the model: they train (a debug run, a
+    second) or stop with a named error, a divergence included."""
+    out = tmp_path_factory.mktemp("lgfuzz") / "run"
+    argv = ["train", "linear-gaussian", "--preset", "debug", "--no-progress", "--eval-k", "0"]
+    for flag, value in pairs:
+        argv += [flag] if flag == "--no-learn-sigma" else [flag, value]
+    code = main([*argv, "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert code in (0, 2, 3), err
+    if code:
+        assert err.startswith("elbokit") and "Traceback" not in err and err.count("\n") <= 3, err
+    if code == 2:
+        assert not out.exists()  # rejected before training: no folder left behind
