@@ -15,6 +15,7 @@ No nn.Module and no training here: usable from any training loop.
 # Importing the closed-form modules registers their pairs.
 from elbokit.divergence import categorical as _categorical
 from elbokit.divergence import gaussian as _gaussian
+from elbokit.divergence import scale_families as _scale_families
 from elbokit.divergence._registry import NoClosedFormError, has_closed_form, kl, register_kl
 from elbokit.divergence.categorical import bernoulli_kl, categorical_kl
 from elbokit.divergence.discrete import kl_discrete
@@ -29,7 +30,7 @@ from elbokit.divergence.properties import (
 )
 from elbokit.divergence.quadrature import kl_quadrature
 
-del _categorical, _gaussian
+del _categorical, _gaussian, _scale_families
 
 __all__ = [
     "METHODS",
