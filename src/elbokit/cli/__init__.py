@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown command {argv[0]!r}" + (f"; did you mean {hint!r}?" if hint else "")
             + f"\n\n{_usage()}"
         )  # fmt: skip
+    except (
+        KeyboardInterrupt
+    ):  # train says what it kept (cli/runs.py); elsewhere nothing is half-written
+        print("\nelbokit: interrupted; nothing was written", file=sys.stderr)
+        return 130
     except SpecError as e:
         print(f"elbokit: bad distribution spec: {e}", file=sys.stderr)
         return 2
