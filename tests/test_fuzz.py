@@ -401,3 +401,26 @@ def test_linear_gaussian_runs_train_or_stop_with_one_line(tmp_path_factory, caps
         assert err.startswith("elbokit") and "Traceback" not in err and err.count("\n") <= 3, err
     if code == 2:
         assert not out.exists()  # rejected before training: no folder left behind
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from([".png", ".jpg", ".pgm", ".txt"]), BYTES,
+                          st.booleans()), min_size=1, max_size=4))  # fmt: skip
+def test_a_folder_of_damaged_or_odd_images_is_a_data_error(tmp_path_factory, files):
+    """Garbled image files, real images of different sizes or modes, files that are not images."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("imgs")
+    for i, (suffix, raw, real) in enumerate(files):
+        path = folder / f"im{i}{suffix}"
+        if real and suffix != ".txt":
+            size = 8 + (len(raw) % 3) * 4  # sizes that may differ between files
+            mode = "RGB" if len(raw) % 2 else "L"
+            Image.new(mode, (size, size), color=len(raw) % 255).save(path)
+        else:
+            path.write_bytes(raw)
+    try:
+        data = load_data(folder)
+    except DataError:
+        return
+    assert data.train.ndim == 4 and len(data.train) + len(data.test) >= 2
