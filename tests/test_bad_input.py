@@ -32,7 +32,7 @@ def run(capsys, *argv):
         (["train", "vae", "--hidden", "64", "0"], "--hidden 0: expected a value >= 1"),
         (["train", "vae", "--seed", "-1"], "--seed -1: expected a value >= 0"),
         (["train", "vae", "--test-fraction", "1.5"], "--test-fraction 1.5: expected a value < 1"),
-        (["train", "vae", "--device", "gpu"], "device = 'gpu': expected cpu, cuda or cuda:N"),
+        (["train", "vae", "--device", "gpu"], "--device gpu: expected cpu, cuda or cuda:N"),
         (["train", "vae", "--laten-dim", "3"], "did you mean --latent-dim?"),
         (["train"], "kinds:"),
         (["eval"], "which run?"),
@@ -59,6 +59,16 @@ def test_mistakes_end_in_one_clean_line(tmp_path, capsys, monkeypatch, argv, mes
     assert code == 2 and message in err, err
     assert "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_eval_names_a_device_that_does_not_exist(tmp_path, capsys):
+    vae = recipes.get_recipe("vae")
+    cfg = vae.preset("debug", {"train": {"progress": False}, "evaluate": {"eval_k": 0}})
+    run_dir = recipes.train(vae, cfg, out=tmp_path / "run", say=QUIET)
+    for device, message in (("gpu", "--device gpu: expected cpu, cuda or cuda:N"),
+                            ("cuda:x", "--device cuda:x: expected cpu, cuda or cuda:N")):  # fmt: skip
+        code, _, err = run(capsys, "eval", str(run_dir), "--device", device)
+        assert code == 2 and message in err, err
 
 
 def test_deep_nesting_is_refused_without_a_recursion_error(capsys):

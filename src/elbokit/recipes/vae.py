@@ -30,7 +30,7 @@ from elbokit.recipes.base import Built, Recipe, Run, derive
 from elbokit.recipes.run import check_device
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
-from elbokit.train.settings import PRECISIONS, resolve_precision
+from elbokit.train.settings import PRECISIONS, check_device_name, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,9 @@ class VAEEvalOptions(Section):
         "fp32", "bf16: decoder under autocast (refused where bf16 is emulated)", choices=PRECISIONS
     )
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
+
+    def validate(self):
+        check_device_name(self.device)
 
 
 class VAERecipe(Recipe):

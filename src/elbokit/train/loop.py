@@ -25,13 +25,19 @@ from pathlib import Path
 
 import torch
 
-from elbokit.config import ConfigError, Section, opt
+from elbokit.config import Section, opt
 from elbokit.files import atomic_write_text
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
 from elbokit.train.distributed import setup
 from elbokit.train.learner import Learner, StepContext, TrainingDiverged, to_device
-from elbokit.train.settings import PRECISIONS, choose_threads, resolve_precision, run_settings
+from elbokit.train.settings import (
+    PRECISIONS,
+    check_device_name,
+    choose_threads,
+    resolve_precision,
+    run_settings,
+)
 from elbokit.train.writers import RunWriter
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "step_seed"]
@@ -62,10 +68,7 @@ class TrainConfig(Section):
     )
 
     def validate(self):
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ConfigError(f"device = {self.device!r}: expected cpu, cuda or cuda:N") from None
+        check_device_name(self.device)
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:

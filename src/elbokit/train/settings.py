@@ -83,6 +83,22 @@ def cpu_info() -> CpuInfo:
     return CpuInfo(model, torch.backends.cpu.get_cpu_capability(), bf16, cores)
 
 
+def check_device_name(device: str) -> None:
+    """ConfigError unless ``device`` names a torch device type elbokit runs on (whether this
+    machine has it is checked when a run starts, so a saved run still opens elsewhere)."""
+    from elbokit.config import ConfigError
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"device = {device!r}: expected cpu, cuda or cuda:N", field="device", value=device,
+            detail="expected cpu, cuda or cuda:N",
+        )  # fmt: skip
+
+
 def describe_machine() -> str:
     """One line for every benchmark's header: the CPU (model, capability, bf16 instructions),
     torch's version and threads, and the OpenMP wait policy."""
