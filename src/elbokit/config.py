@@ -78,6 +78,7 @@ def opt(
     derived: bool = False,
     positional: bool = False,
     on_resume: bool = False,
+    nonempty: bool = True,
 ) -> Any:
     """A config field with its help line and checks.
 
@@ -92,6 +93,7 @@ def opt(
         positional: a positional command-line argument.
         on_resume: may be given again with ``--resume`` (it does not change the result, like
             ``--no-progress``).
+        nonempty: a tuple needs at least one value (unless False).
     """
     if not help:
         raise TypeError("every config field needs a help line")
@@ -104,6 +106,7 @@ def opt(
         "derived": derived,
         "positional": positional,
         "on_resume": on_resume,
+        "nonempty": nonempty,
     }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)

@@ -2,6 +2,7 @@
 
     elbokit train KIND [--preset debug] [...]    train a run of a kind (elbokit train --help)
     elbokit train --resume RUN                   continue an interrupted run
+    elbokit fit coin --heads 7 --tosses 10       the same as train, for the exact models
     elbokit eval RUN                             the kind's evaluation (RUN/eval.json)
     elbokit report RUN                           figures and a one-page report.html
     elbokit sweep beta --values 0.5 1 2 4        rate-distortion curve over beta (VAE)
@@ -16,6 +17,7 @@ a spec with a caret) and exit with status 2; a run that diverges exits with 3.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from elbokit.cli._args import Parser, UsageError, add_config_arguments, given, merged, parse
@@ -54,6 +56,8 @@ def _commands():
     # (words, runner of the remaining argv, description); longest match first
     return (
         (("train",), train_command, "train a run of a kind: elbokit train --help lists the kinds"),
+        (("fit",), functools.partial(train_command, verb="fit"),
+         "the same as train (for the exact models: elbokit fit coin)"),
         (("eval",), eval_command, "evaluate a trained run as its kind does (RUN/eval.json)"),
         (("report",), report_command, "figures and a one-page HTML report of a run"),
         (("sweep",), sweep_command, "sweep beta: one VAE per beta, then the rate-distortion curve"),

@@ -31,10 +31,10 @@ def kinds_usage() -> str:
     return "\n".join(lines)
 
 
-def _train_parser(recipe) -> tuple[Parser, dict]:
+def _train_parser(recipe, verb: str = "train") -> tuple[Parser, dict]:
     parser = Parser(
-        prog=f"elbokit train {recipe.name}", description=recipe.help,
-        usage=f"elbokit train {recipe.name} [--preset NAME] [options] [--out DIR] | --resume RUN",
+        prog=f"elbokit {verb} {recipe.name}", description=recipe.help,
+        usage=f"elbokit {verb} {recipe.name} [--preset NAME] [options] [--out DIR] | --resume RUN",
     )  # fmt: skip
     by_dest = add_config_arguments(parser, recipe.default())
     run = parser.add_argument_group("run")
@@ -50,7 +50,7 @@ def _train_parser(recipe) -> tuple[Parser, dict]:
     return parser, by_dest
 
 
-def train_command(argv: list[str]) -> int:
+def train_command(argv: list[str], verb: str = "train") -> int:
     if not argv:
         raise UsageError(f"elbokit train: which kind of run?\n\n{kinds_usage()}")
     if argv[0] in ("-h", "--help"):
@@ -64,7 +64,7 @@ def train_command(argv: list[str]) -> int:
                 f"elbokit train: expected a kind first, got {argv[0]}\n\n{kinds_usage()}"
             )
     recipe = recipes.get_recipe(argv[0])
-    parser, by_dest = _train_parser(recipe)
+    parser, by_dest = _train_parser(recipe, verb)
     ns = parse(parser, argv[1:])
     overrides = given(ns, by_dest)
     if ns.resume:

@@ -12,13 +12,21 @@ report), one line in ``RECIPES``, and its tests. The CLI's ``elbokit train KIND`
 
 from elbokit.config import ConfigError, closest
 from elbokit.recipes.base import Built, Recipe, Run
+from elbokit.recipes.conjugate import CoinRecipe, NormalMeanRecipe
 from elbokit.recipes.linear_gaussian import LinearGaussianRecipe
 from elbokit.recipes.run import evaluate, open_run, report, train
 from elbokit.recipes.vae import VAERecipe
 from elbokit.recipes.world_model import WorldModelRecipe
 
 RECIPES: dict[str, Recipe] = {
-    r.name: r for r in (VAERecipe(), WorldModelRecipe(), LinearGaussianRecipe())
+    r.name: r
+    for r in (
+        VAERecipe(),
+        WorldModelRecipe(),
+        LinearGaussianRecipe(),
+        CoinRecipe(),
+        NormalMeanRecipe(),
+    )
 }
 
 
