@@ -311,16 +311,10 @@ def from_dict(cls: type, values: Mapping, *, base: Section | None = None, where:
             another section), a section given as a value, or a value that fails its check.
     """
     base = cls() if base is None else base
-    return _from_dict(cls, values, base, where, "", _all_paths(base))
+    return _from_dict(cls, values, base, where, "", base)
 
 
-def _all_paths(config: Section) -> dict[str, str]:
-    return {leaf.path[-1]: leaf.dotted for leaf in leaves(config)} | {
-        leaf.dotted: leaf.dotted for leaf in leaves(config)
-    }
-
-
-def _from_dict(cls, values, base, where, prefix, paths):
+def _from_dict(cls, values, base, where, prefix, root):
     if not isinstance(values, Mapping):
         raise ConfigError(
             f"{where}: {prefix.rstrip('.') or 'the config'} must be an object of keys, got {values!r}"
@@ -330,25 +324,27 @@ def _from_dict(cls, values, base, where, prefix, paths):
     changes = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(_unknown_key(key, prefix, list(fields), where, paths))
+            raise ConfigError(_unknown_key(key, prefix, list(fields), where, root))
         hint = hints[key]
         if _is_section_type(hint):
             changes[key] = _from_dict(
-                hint, value, getattr(base, key), where, f"{prefix}{key}.", paths
+                hint, value, getattr(base, key), where, f"{prefix}{key}.", root
             )
         else:
             changes[key] = value
     try:
         return dataclasses.replace(base, **changes)
     except ConfigError as e:
-        field = f"{prefix}{e.field}" if e.field and not e.field.startswith(prefix) else e.field
         raise ConfigError(
-            f"{where}: {prefix}{e}" if not str(e).startswith(where) else str(e),
-            field=field, value=e.value, detail=e.detail,
+            f"{where}: {prefix}{e}", field=e.field and f"{prefix}{e.field}", value=e.value,
+            detail=e.detail,
         ) from None  # fmt: skip
 
 
-def _unknown_key(key, prefix, names, where, paths) -> str:
+def _unknown_key(key, prefix, names, where, root: Section) -> str:
+    """The message for an unknown key: the closest name in its section, else the section that
+    holds a field of that name, else the closest name anywhere (``root``: the whole config)."""
+    paths = {leaf.path[-1]: leaf.dotted for leaf in leaves(root)}
     here = closest(str(key), names, cutoff=0.5)
     msg = f"{where}: unknown key {prefix}{key}"
     if here:
@@ -356,7 +352,7 @@ def _unknown_key(key, prefix, names, where, paths) -> str:
     elsewhere = paths.get(str(key))
     if elsewhere:
         return f"{msg}; {key} belongs in {elsewhere}"
-    anywhere = closest(str(key), [p for p in paths if "." not in p])
+    anywhere = closest(str(key), list(paths))
     if anywhere:
         return f"{msg}; did you mean {paths[anywhere]}?"
     return f"{msg}; expected one of {', '.join(names)}"

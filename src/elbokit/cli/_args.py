@@ -127,20 +127,6 @@ def given(ns: argparse.Namespace, by_dest: Mapping[str, Leaf]) -> dict:
     return nest(flat)
 
 
-def flags_of(overrides: Mapping, by_dest: Mapping[str, Leaf]) -> list[str]:
-    """The ``--flag`` names of nested overrides (for messages)."""
-    out = []
-    for leaf in by_dest.values():
-        d = overrides
-        for key in leaf.path:
-            if not isinstance(d, Mapping) or key not in d:
-                break
-            d = d[key]
-        else:
-            out.append("--" + leaf.flag)
-    return out
-
-
 def as_flags(error: ConfigError, by_dest: Mapping[str, Leaf], prog: str) -> Exception:
     """A value that failed its check, told in the words the user typed: ``--batch-size 0:
     expected a value >= 1`` rather than the config path; other errors as they are."""

@@ -11,13 +11,11 @@ from elbokit.cli._args import (
     Parser,
     UsageError,
     add_config_arguments,
-    as_flags,
-    flags_of,
     given,
     merged,
     parse,
 )
-from elbokit.config import ConfigError, leaves
+from elbokit.config import leaves
 from elbokit.recipes._runs import read_saved
 from elbokit.recipes.run import default_run_dir
 from elbokit.train.checkpoint import read_state
@@ -66,24 +64,22 @@ def train_command(argv: list[str], verb: str = "train") -> int:
     recipe = recipes.get_recipe(argv[0])
     parser, by_dest = _train_parser(recipe, verb)
     ns = parse(parser, argv[1:])
-    overrides = given(ns, by_dest)
     if ns.resume:
-        allowed = {d: leaf for d, leaf in by_dest.items() if leaf.field.metadata.get("on_resume")}
-        fixed = [f for f in flags_of(overrides, by_dest) if f not in flags_of(overrides, allowed)]
+        allowed = [leaf for leaf in by_dest.values() if leaf.field.metadata.get("on_resume")]
+        fixed = [f"--{leaf.flag}" for dest, leaf in by_dest.items()
+                 if hasattr(ns, dest) and leaf not in allowed]  # fmt: skip
         fixed += ["--out"] if ns.out else []
         fixed += ["--preset"] if ns.preset != "default" else []
         if fixed:
             raise UsageError(
                 f"--resume continues {ns.resume} with its saved config; drop {', '.join(fixed)} "
-                f"(only {', '.join('--[no-]' + leaf.flag for leaf in allowed.values())} may change)"
+                f"(only {', '.join('--[no-]' + leaf.flag for leaf in allowed)} may change)"
             )
         return _interruptible(
-            lambda: recipes.train(recipe, resume=ns.resume, resume_changes=overrides), ns.resume
+            lambda: recipes.train(recipe, resume=ns.resume, resume_changes=given(ns, by_dest)),
+            ns.resume,
         )
-    try:
-        config = recipe.preset(ns.preset, overrides)
-    except ConfigError as e:
-        raise as_flags(e, by_dest, parser.prog) from None
+    config = merged(recipe.preset(ns.preset), ns, by_dest, parser.prog)
     out = str(ns.out or default_run_dir(recipe, config))
     return _interruptible(lambda: recipes.train(recipe, config, out=out), out)
 

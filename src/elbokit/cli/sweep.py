@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from elbokit import recipes
-from elbokit.cli._args import Parser, UsageError, add_config_arguments, as_flags, given, parse
-from elbokit.config import ConfigError, merge
+from elbokit.cli._args import Parser, UsageError, add_config_arguments, given, merged, parse
+from elbokit.config import merge
 from elbokit.files import atomic_write_text
 from elbokit.report.metrics import last_with, read_metrics
 
@@ -40,10 +40,7 @@ def sweep_command(argv: list[str]) -> int:
     ns = parse(parser, argv[1:])
     if "beta" in given(ns, by_dest).get("objective", {}):
         raise UsageError("elbokit sweep beta: --beta is what the sweep varies; give --values only")
-    try:
-        base = recipe.preset(ns.preset, given(ns, by_dest))
-    except ConfigError as e:
-        raise as_flags(e, by_dest, parser.prog) from None
+    base = merged(recipe.preset(ns.preset), ns, by_dest, parser.prog)
     return run_sweep_beta(base, tuple(ns.values), ns.out)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from elbokit.config import Section, opt
-from elbokit.data._order import batch_indices
+from elbokit.data._order import batch_indices, split_order
 from elbokit.data.readers import (
     DataError,
     as_images,
@@ -99,13 +99,7 @@ class ImageData:
 
 
 def _seeded_split(x: np.ndarray, y, test_fraction: float, seed: int, name: str):
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction={test_fraction}; expected a value in (0, 1)")
-    n_test = max(1, round(len(x) * test_fraction))
-    if n_test >= len(x):
-        raise DataError(f"{name}: {len(x)} images are too few to hold out {n_test} for testing")
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).numpy()
-    test, train = order[:n_test], order[n_test:]
+    train, test = split_order(len(x), test_fraction, seed, name, "images")
     return (x[train], None if y is None else y[train]), (x[test], None if y is None else y[test])
 
 

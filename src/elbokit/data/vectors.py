@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from elbokit.config import ConfigError, Section, opt
-from elbokit.data._order import batch_indices
+from elbokit.data._order import batch_indices, split_order
 from elbokit.data.readers import DataError, read_npz
 from elbokit.seeding import mix
 
@@ -77,11 +77,8 @@ class VectorData:
 
 
 def _split(x: np.ndarray, test_fraction: float, seed: int, name: str):
-    n_test = max(1, round(len(x) * test_fraction))
-    if n_test >= len(x) - 1:
-        raise DataError(f"{name}: {len(x)} examples are too few to hold out {n_test} for testing")
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(mix(seed, 0x5E7)))
-    return x[order[n_test:].numpy()], x[order[:n_test].numpy()]
+    train, test = split_order(len(x), test_fraction, mix(seed, 0x5E7), name, min_train=2)
+    return x[train], x[test]
 
 
 def load_vectors(

@@ -178,7 +178,19 @@ class BetaQ(nn.Module):
 _GH_NODES, _GH_WEIGHTS = (torch.from_numpy(v) for v in np.polynomial.hermite_e.hermegauss(120))
 
 
-class LogitNormalQ(nn.Module):
+class _Gaussian(nn.Module):
+    """The parameters of a Normal(m, exp(log_s)^2), float64."""
+
+    def __init__(self, m: float = 0.0, s: float = 1.0):
+        super().__init__()
+        self.m = nn.Parameter(torch.tensor(m, dtype=torch.float64))
+        self.log_s = nn.Parameter(torch.tensor(math.log(s), dtype=torch.float64))
+
+    def gaussian(self) -> Normal:
+        return Normal(self.m, self.log_s.exp())
+
+
+class LogitNormalQ(_Gaussian):
     """q: logit(theta) = z ~ Normal(m, exp(log_s)^2). The posterior of a coin is a Beta, which no
     logit-normal equals, so the best ELBO stays below the evidence by KL(q || posterior) > 0.
 
@@ -187,18 +199,10 @@ class LogitNormalQ(nn.Module):
 
     name = "logit-normal"
 
-    def __init__(self, m: float = 0.0, s: float = 1.0):
-        super().__init__()
-        self.m = nn.Parameter(torch.tensor(m, dtype=torch.float64))
-        self.log_s = nn.Parameter(torch.tensor(math.log(s), dtype=torch.float64))
-
-    def z_distribution(self) -> Normal:
-        return Normal(self.m, self.log_s.exp())
-
     def log_density(self, theta: torch.Tensor) -> torch.Tensor:
         """log q(theta) of the bias itself (the change of variables from z = logit theta)."""
         z = torch.log(theta) - torch.log1p(-theta)
-        return self.z_distribution().log_prob(z) - torch.log(theta) - torch.log1p(-theta)
+        return self.gaussian().log_prob(z) - torch.log(theta) - torch.log1p(-theta)
 
     def elbo(self, model: BetaBernoulli) -> torch.Tensor:
         z = self.m + self.log_s.exp() * _GH_NODES
@@ -218,7 +222,7 @@ class LogitNormalQ(nn.Module):
             + log_prior
             + log_theta + log_1m  # log |d theta / d z| = log s(z) + log s(-z)
         )  # fmt: skip
-        return (w * integrand).sum() + self.z_distribution().entropy()
+        return (w * integrand).sum() + self.gaussian().entropy()
 
     def kl_to(self, posterior: Beta) -> float:
         """KL(q || posterior) by adaptive quadrature in z = logit theta (scipy), independent of
@@ -238,19 +242,14 @@ class LogitNormalQ(nn.Module):
         return value
 
 
-class NormalQ(nn.Module):
+class NormalQ(_Gaussian):
     """q(mu) = Normal(m, exp(log_s)^2); its ELBO for a NormalMean is in closed form:
     E_q log N(x_i; mu, sigma^2) = -log(sigma sqrt(2 pi)) - ((x_i - m)^2 + s^2) / (2 sigma^2)."""
 
     name = "normal"
 
-    def __init__(self, m: float = 0.0, s: float = 1.0):
-        super().__init__()
-        self.m = nn.Parameter(torch.tensor(m, dtype=torch.float64))
-        self.log_s = nn.Parameter(torch.tensor(math.log(s), dtype=torch.float64))
-
     def distribution(self) -> Normal:
-        return Normal(self.m, self.log_s.exp())
+        return self.gaussian()
 
     def elbo(self, model: NormalMean) -> torch.Tensor:
         x, s2 = model.data, self.log_s.exp() ** 2

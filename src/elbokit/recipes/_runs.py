@@ -11,7 +11,6 @@ holds its flag; one that no section holds is an error that says how to redo the 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from elbokit import __version__
@@ -25,9 +24,9 @@ RUN_FILES = frozenset({"config.json", "state.json", "metrics.jsonl", "eval.json"
                        "report", "tensorboard", "episodes"})  # fmt: skip
 
 
-def new_run_dir(out: str, default: str) -> Path:
-    """``out``, or ``default``-TIME; an error if it already holds a run or other files."""
-    run_dir = Path(out or f"{default}-{time.strftime('%Y%m%d-%H%M%S')}")
+def new_run_dir(out: str | Path) -> Path:
+    """``out`` as the folder of a new run; an error if it already holds a run or other files."""
+    run_dir = Path(out)
     if (run_dir / "state.json").exists():
         raise ValueError(
             f"{run_dir} already holds a run: --resume {run_dir} continues it, --out picks another folder"

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from elbokit.config import ConfigError, Section, closest, merge
 from elbokit.files import atomic_write_text, read_json
+from elbokit.recipes._runs import read_saved
 from elbokit.train.checkpoint import load_checkpoint, load_module
 from elbokit.train.learner import Learner, StepContext
 
@@ -59,7 +60,7 @@ class Run:
 
     def saved(self) -> dict:
         """config.json as written (for the report's configuration table)."""
-        return json.loads((self.dir / "config.json").read_text())
+        return read_saved(self.dir)
 
     def data(self):
         """The run's data, split exactly as it was for training."""
@@ -113,10 +114,6 @@ class Recipe:
     def default_out(self, cfg: Section) -> str:
         """The run directory's name without the time stamp (runs/vae-mnist5k)."""
         return f"runs/{self.name}"
-
-    def check(self, cfg: Section) -> None:
-        """Checks across sections that need no data; raise ConfigError (before anything is
-        written)."""
 
     def data(self, cfg: Section, run_dir: Path):
         raise NotImplementedError

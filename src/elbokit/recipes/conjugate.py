@@ -68,7 +68,6 @@ class NoOptions(Section):
 
 class _Conjugate(Recipe):
     eval_options = NoOptions
-    family_name: ClassVar[str] = ""
     parameter: ClassVar[str] = "theta"
 
     def model(self, cfg):
@@ -83,7 +82,7 @@ class _Conjugate(Recipe):
     def learner(self, cfg, data) -> NewtonLearner:
         model = self.model(cfg)
         q = FAMILIES[self.family(cfg)]()
-        posterior, evidence = model.posterior(), self._evidence(model)
+        posterior, evidence = model.posterior(), model.log_evidence()
 
         def diagnostics():
             with torch.no_grad():
@@ -93,9 +92,6 @@ class _Conjugate(Recipe):
                     **({"kl_posterior": q.kl_to(posterior)} if closed else {})}  # fmt: skip
 
         return NewtonLearner(q, lambda: q.elbo(model), diagnostics=diagnostics)
-
-    def _evidence(self, model) -> float:
-        return model.log_evidence()
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
         if world.size > 1:
@@ -115,7 +111,7 @@ class _Conjugate(Recipe):
         posterior = model.posterior()
         with torch.no_grad():
             elbo = q.elbo(model).item()
-        evidence = self._evidence(model)
+        evidence = model.log_evidence()
         kl_q = q.kl_to(posterior)
         result = {
             "step": state["step"],

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from elbokit.config import ConfigError, Section
+from elbokit.config import ConfigError, Section, from_dict, merge
 from elbokit.recipes._runs import config_of, new_run_dir, read_saved, write_config
 from elbokit.recipes.base import Recipe, Run
 from elbokit.train.checkpoint import read_state
 from elbokit.train.distributed import setup, teardown
 from elbokit.train.loop import Trainer
-from elbokit.train.settings import choose_threads, resolve_precision
+from elbokit.train.settings import check_device_name, choose_threads, resolve_precision
 
 __all__ = ["check_device", "default_run_dir", "evaluate", "open_run", "report", "train"]
 
@@ -45,6 +45,7 @@ def default_run_dir(kind: str | Recipe, config: Section) -> Path:
 
 def check_device(device: str) -> None:
     """Fail before anything is written when the device does not exist on this machine."""
+    check_device_name(device)
     d = torch.device(device)
     if d.type == "cuda":
         if not torch.cuda.is_available():
@@ -55,8 +56,6 @@ def check_device(device: str) -> None:
             raise ConfigError(
                 f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
             )
-    elif d.type != "cpu":
-        raise ConfigError(f"device = {device!r}: expected cpu or cuda[:N]")
 
 
 def open_run(run_dir: str | Path) -> Run:
@@ -108,14 +107,11 @@ def train(
             read_state(run.dir)  # a corrupt state fails here, before any work
         config = run.config
         if resume_changes:
-            from elbokit.config import merge
-
             config = merge(config, resume_changes)
         run_dir = run.dir
     else:
         config = recipe.default() if config is None else config
-        run_dir = new_run_dir(str(out or default_run_dir(recipe, config)), "")
-    recipe.check(config)
+        run_dir = new_run_dir(out or default_run_dir(recipe, config))
     if not resume:
         _clear_partial(run_dir)
     tcfg = config.train
@@ -183,6 +179,4 @@ def report(run_dir: str | Path, options: Section | dict | None = None, say=print
 def _options(recipe: Recipe, options) -> Section:
     if isinstance(options, Section):
         return options
-    from elbokit.config import from_dict
-
     return from_dict(recipe.eval_options, options or {}, where="eval options")

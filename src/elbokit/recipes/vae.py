@@ -88,13 +88,6 @@ class VAERecipe(Recipe):
     def default_out(self, cfg):
         return f"runs/vae-{Path(cfg.data.source).name}"
 
-    def check(self, cfg):
-        if cfg.model.likelihood == "discretized-logistic" and cfg.data.binarize != "none":
-            raise ConfigError(
-                "the discretized-logistic likelihood needs 8-bit grey values: use --binarize none "
-                f"with 8-bit data (binarize is {cfg.data.binarize!r})"
-            )
-
     def data(self, cfg, run_dir=None):
         return cfg.data.load(cfg.train.seed)
 

@@ -106,27 +106,34 @@ def read_state(run_dir: Path) -> dict:
 
 
 def load_checkpoint(
-    run_dir: Path, tensor_groups: Iterable[str], json_groups: Iterable[str] = ()
+    run_dir: Path,
+    tensor_groups: Iterable[str],
+    json_groups: Iterable[str] = (),
+    optional: Iterable[str] = (),
 ) -> tuple[Snapshot, dict]:
     """The named groups of the checkpoint that state.json names, and the state itself.
+    ``optional`` groups (a learner's ``extra``) are read where their files exist.
 
     Raises:
-        CheckpointError: state.json or a group's file is missing, corrupt or truncated.
+        CheckpointError: state.json or a required group's file is missing, corrupt or truncated.
     """
     state = read_state(Path(run_dir))
     folder = Path(run_dir) / state["checkpoint"]
     snap = Snapshot()
+    for group in optional:
+        if (folder / f"{group}.safetensors").exists():
+            snap.tensors[group] = _load(folder / f"{group}.safetensors")
+        if (folder / f"{group}.json").exists():
+            snap.meta[group] = _load_json(folder / f"{group}.json")
     for group in tensor_groups:
         snap.tensors[group] = _load(folder / f"{group}.safetensors")
     for group in json_groups:
-        path = folder / f"{group}.json"
-        if not path.exists():
-            raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
-        try:
-            snap.meta[group] = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{path} is corrupt ({e})") from None
+        snap.meta[group] = _load_json(folder / f"{group}.json")
     return snap, state
+
+
+def _load_json(path: Path) -> dict:
+    return read_json(path, "the checkpoint is incomplete", CheckpointError)
 
 
 def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:

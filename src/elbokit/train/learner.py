@@ -262,15 +262,6 @@ class Learner:
         if "extra" in snap.tensors or "extra" in snap.meta:
             self.load_extra_state(snap.tensors.get("extra", {}), snap.meta.get("extra", {}))
 
-    def json_groups(self) -> list[str]:
-        groups = list(self.optimizers)
-        _, meta = self.extra_state()
-        return groups + (["extra"] if meta else [])
-
-    def extra_tensor_groups(self) -> list[str]:
-        tensors, _ = self.extra_state()
-        return ["extra"] if tensors else []
-
     def progress_terms(self, terms: dict[str, float]) -> dict[str, float]:
         """The terms shown beside the progress bar: those without a '/' in their name."""
         return {k: v for k, v in terms.items() if "/" not in k}

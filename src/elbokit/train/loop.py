@@ -108,7 +108,7 @@ class _TrainerContext(StepContext):
     def where(self) -> str:
         last = self.trainer.last_saved
         if last is None:
-            return "no checkpoint was written yet"
+            return super().where()
         return f"the last good checkpoint (step {last}) is kept in {self.trainer.run_dir}"
 
 
@@ -152,9 +152,7 @@ class Trainer:
         self.last_saved = None
         if resume:
             snap, state = load_checkpoint(
-                self.run_dir,
-                learner.tensor_groups() + learner.extra_tensor_groups(),
-                learner.json_groups(),
+                self.run_dir, learner.tensor_groups(), list(learner.optimizers), ("extra",)
             )
             learner.restore(snap, str(self.run_dir / state["checkpoint"]))
             step, epoch, start = state["step"], state["epoch"], state["batch"]

@@ -63,18 +63,15 @@ class CpuInfo:
 
 def cpu_info() -> CpuInfo:
     """The CPU's model name, torch's capability, its bf16 instruction flags and usable cores."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = None, set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in (
-                "",
-                platform.machine(),
-                platform.processor(),
-            ):
+            if key.strip() == "model name" and model is None:  # the first CPU's
                 model = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
+    model = model or platform.processor() or platform.machine()
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -167,7 +164,7 @@ def resolve_precision(requested: str, device: str | torch.device = "cpu") -> tup
         f"({ratio:.2f}x) on {cpu_info()}"
     )
     if requested == "bf16":
-        if ratio < BF16_MIN_RATIO:
+        if not bf16_is_native(rates):
             raise PrecisionError(
                 f"--precision bf16: this CPU does not run bf16 natively: {measured}; a bf16 run "
                 f"would be slower than fp32, up to hundreds of times. Use --precision fp32 "
