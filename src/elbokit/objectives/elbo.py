@@ -66,7 +66,12 @@ class ELBO(Objective):
         return ObjectiveOutput(loss, terms, kl_method, per_example, {"kl_weight": weight})
 
     def from_global_kl(
-        self, recon_ll: torch.Tensor, kl: torch.Tensor, dataset_size: int, step: int = 0
+        self,
+        recon_ll: torch.Tensor,
+        kl: torch.Tensor,
+        dataset_size: int,
+        step: int = 0,
+        kl_method: str = "analytic",
     ) -> ObjectiveOutput:
         """The loss of a minibatch when the KL has no batch dimension (a KL over weights).
 
@@ -78,7 +83,8 @@ class ELBO(Objective):
         and the losses of the minibatches of an epoch (equal sizes) average to -ELBO(D)/N.
         ``kl`` is a scalar or per unit (U,), nats; terms: ``elbo`` (per example, the bound
         divided by N), ``recon``, ``kl`` (the whole KL), and the settings ``kl_weight`` and
-        ``kl_scale`` = 1/N.
+        ``kl_scale`` = 1/N. ``kl_method`` says how ``kl`` was obtained ("analytic", or
+        "sampled": a one-sample estimate such as log q(w) - log p(w)).
 
         Raises:
             ValueError: recon_ll not (B,), kl with a batch dimension, dataset_size < 1.
@@ -100,7 +106,7 @@ class ELBO(Objective):
             "kl": total.detach(),
         }
         settings = {"kl_weight": weight, "kl_scale": 1.0 / dataset_size}
-        return ObjectiveOutput(loss, terms, "analytic", {}, settings)
+        return ObjectiveOutput(loss, terms, kl_method, {}, settings)
 
     def __call__(self, model, x, step=0) -> ObjectiveOutput:
         params = model.encode(x)

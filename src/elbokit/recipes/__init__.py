@@ -12,6 +12,7 @@ report), one line in ``RECIPES``, and its tests. The CLI's ``elbokit train KIND`
 
 from elbokit.config import ConfigError, closest
 from elbokit.recipes.base import Built, Recipe, Run
+from elbokit.recipes.bnn import BNNRecipe
 from elbokit.recipes.conjugate import CoinRecipe, NormalMeanRecipe
 from elbokit.recipes.linear_gaussian import LinearGaussianRecipe
 from elbokit.recipes.run import evaluate, open_run, report, train
@@ -26,6 +27,7 @@ RECIPES: dict[str, Recipe] = {
         LinearGaussianRecipe(),
         CoinRecipe(),
         NormalMeanRecipe(),
+        BNNRecipe(),
     )
 }
 

@@ -1,0 +1,313 @@
+"""Bayes by backprop: networks whose weights have a mean-field Gaussian posterior q(w).
+
+Each weight w_j has q(w_j) = N(mu_j, sigma_j^2) with sigma_j = softplus(rho_j); the network is
+trained by the ELBO over its weights (Blundell et al. 2015),
+
+    ELBO = sum_i E_q[log p(y_i | x_i, w)] - KL(q(w) || p(w)),
+
+with the KL summed over every weight and bias of every layer. Priors (``PRIORS``):
+
+    gaussian        p(w) = N(0, sigma^2): the KL in closed form (the divergence core's)
+    scale-mixture   p(w) = pi N(0, sigma1^2) + (1 - pi) N(0, sigma2^2) (Blundell et al.): no
+                    closed form, so a one-sample Monte Carlo estimate log q(w) - log p(w) at a
+                    reparameterized draw w ~ q; ``kl`` returns its method, "sampled", and
+                    ``kl_estimate`` the value with its standard error
+
+Sampling in the forward pass (``sampling``):
+
+    local     the local reparameterization trick (Kingma, Salimans & Welling 2015): the
+              pre-activations are Gaussian given the input, b_m = x mu^T, b_v = x^2 (sigma^2)^T,
+              and are drawn per example, b = b_m + sqrt(b_v) eps: independent weights per
+              example at the cost of a second matrix multiply (convolutions alike)
+    weights   one draw of every weight per forward pass, shared by the batch (Blundell et al.)
+    mean      the posterior means: a deterministic network
+
+``network`` builds the same architecture from Bayesian, plain or dropout layers, so the
+deterministic and MC-dropout baselines are the Bayesian network's size exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
+
+from elbokit.config import ConfigError, Section, opt
+
+__all__ = [
+    "PRIORS",
+    "SAMPLING",
+    "BNNConfig",
+    "BayesConv2d",
+    "BayesLinear",
+    "Predictor",
+    "WeightPrior",
+    "kl_to_prior",
+    "network",
+]
+
+SAMPLING = ("local", "weights", "mean")
+SIGMA_FLOOR = 1e-8  # softplus underflows to 0 for rho < -100 or so
+
+
+@dataclass(frozen=True)
+class WeightPrior:
+    """p(w) for every weight; ``closed``: whether KL(N(mu, s^2) || p) has a closed form."""
+
+    name: str
+    sigma: float = 1.0
+    pi: float = 0.5
+    sigma2: float = math.exp(-6)
+
+    @property
+    def closed(self) -> bool:
+        return self.name == "gaussian"
+
+    def distribution(self, like: torch.Tensor) -> Distribution:
+        t = lambda v: torch.tensor(v, dtype=like.dtype, device=like.device)  # noqa: E731
+        if self.name == "gaussian":
+            return Normal(t(0.0), t(self.sigma))
+        mix = Categorical(probs=torch.stack([t(self.pi), t(1.0 - self.pi)]))
+        return MixtureSameFamily(
+            mix, Normal(t([0.0, 0.0]), torch.stack([t(self.sigma), t(self.sigma2)]))
+        )
+
+    def describe(self) -> str:
+        if self.name == "gaussian":
+            return f"N(0, {self.sigma:g}^2), KL in closed form"
+        return (f"{self.pi:g} N(0, {self.sigma:g}^2) + {1 - self.pi:g} N(0, {self.sigma2:.3g}^2), "
+                "KL by a one-sample Monte Carlo estimate per step (no closed form)")  # fmt: skip
+
+
+PRIORS = ("gaussian", "scale-mixture")
+
+
+class _Bayes(nn.Module):
+    """Means and rho of a weight tensor and a bias; subclasses say how they are applied."""
+
+    def __init__(
+        self, weight_shape: tuple[int, ...], fan_in: int, init_sigma: float, sampling: str
+    ):
+        super().__init__()
+        if sampling not in SAMPLING:
+            raise ValueError(f"sampling = {sampling!r}; expected one of {', '.join(SAMPLING)}")
+        bound = 1.0 / math.sqrt(fan_in)
+        rho = math.log(math.expm1(init_sigma))  # softplus^-1
+        self.weight_mu = nn.Parameter(torch.empty(weight_shape).uniform_(-bound, bound))
+        self.weight_rho = nn.Parameter(torch.full(weight_shape, rho))
+        self.bias_mu = nn.Parameter(torch.zeros(weight_shape[0]))
+        self.bias_rho = nn.Parameter(torch.full((weight_shape[0],), rho))
+        self.sampling = sampling
+
+    def posteriors(self) -> list[Normal]:
+        """q of the weights and of the biases."""
+        return [
+            Normal(self.weight_mu, F.softplus(self.weight_rho) + SIGMA_FLOOR),
+            Normal(self.bias_mu, F.softplus(self.bias_rho) + SIGMA_FLOOR),
+        ]
+
+    def _map(self, x, weight, bias):
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qw, qb = self.posteriors()
+        if self.sampling == "mean":
+            return self._map(x, qw.loc, qb.loc)
+        if self.sampling == "weights":
+            return self._map(x, qw.rsample(), qb.rsample())
+        mean = self._map(x, qw.loc, qb.loc)
+        var = self._map(x * x, qw.scale.square(), qb.scale.square())
+        return mean + var.clamp_min(0).sqrt() * torch.randn_like(mean)
+
+
+class BayesLinear(_Bayes):
+    """y = x W^T + b with W, b ~ q; x (B, in) -> (B, out)."""
+
+    def __init__(self, n_in: int, n_out: int, *, init_sigma: float = 1e-3, sampling: str = "local"):
+        super().__init__((n_out, n_in), n_in, init_sigma, sampling)
+
+    def _map(self, x, weight, bias):
+        return F.linear(x, weight, bias)
+
+
+class BayesConv2d(_Bayes):
+    """A 2-D convolution (stride 1, 'same' padding) with W, b ~ q; (B, C, H, W) -> (B, out, H, W)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3, *, init_sigma: float = 1e-3,
+                 sampling: str = "local"):  # fmt: skip
+        super().__init__(
+            (c_out, c_in, kernel, kernel), c_in * kernel * kernel, init_sigma, sampling
+        )
+        self.padding = kernel // 2
+
+    def _map(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, padding=self.padding)
+
+
+def bayes_layers(module: nn.Module) -> list[_Bayes]:
+    return [m for m in module.modules() if isinstance(m, _Bayes)]
+
+
+def kl_to_prior(module: nn.Module, prior: WeightPrior) -> tuple[torch.Tensor, str]:
+    """KL(q(w) || p(w)) summed over every Bayesian weight and bias of ``module``, in nats, and
+    how: "analytic" (closed form) or "sampled" (log q(w) - log p(w) at one draw w ~ q, an
+    unbiased estimate whose gradient is reparameterized)."""
+    from elbokit.divergence import kl
+
+    total, p = None, None
+    for layer in bayes_layers(module):
+        for q in layer.posteriors():
+            p = prior.distribution(q.loc) if p is None else p
+            if prior.closed:
+                part = kl(q, p).sum()
+            else:
+                w = q.rsample()
+                part = (q.log_prob(w) - p.log_prob(w)).sum()
+            total = part if total is None else total + part
+    if total is None:
+        raise ValueError(f"{type(module).__name__} has no Bayesian layers")
+    return total, "analytic" if prior.closed else "sampled"
+
+
+def kl_estimate(module: nn.Module, prior: WeightPrior, samples: int = 64, seed: int = 0):
+    """KL(q(w) || p(w)) over every weight, with how it was obtained and its standard error:
+    (value, "closed", 0.0) or (value, "mc", se) from ``samples`` draws per weight (the
+    divergence core's estimator, per weight, summed; se = sqrt(sum of per-weight se^2))."""
+    from elbokit.divergence import estimate_kl
+
+    value, var, method = 0.0, 0.0, "closed"
+    with torch.no_grad():
+        for layer in bayes_layers(module):
+            for q in layer.posteriors():
+                est = estimate_kl(q, prior.distribution(q.loc), method="auto",
+                                  num_samples=samples, seed=seed)  # fmt: skip
+                value += float(est.value.sum())
+                var += float(est.stderr.double().square().sum())
+                method = est.method
+    return value, method, math.sqrt(var)
+
+
+@dataclass(frozen=True)
+class BNNConfig(Section):
+    arch: str = opt("mlp", "mlp, or conv (images: two 3x3 convolutions, pooling, then the mlp)",
+                    choices=("mlp", "conv"))  # fmt: skip
+    hidden: tuple[int, ...] = opt(
+        (50,), "hidden units of each fully connected layer", nonempty=True
+    )
+    channels: int = opt(16, "conv: channels of the first convolution (the second has twice)", ge=1)
+    prior: str = opt("gaussian", "the prior over weights", choices=PRIORS)
+    prior_sigma: float = opt(1.0, "gaussian: its sigma; scale-mixture: sigma1", gt=0)
+    prior_pi: float = opt(0.5, "scale-mixture: weight of the wide component", gt=0, lt=1)
+    prior_sigma2: float = opt(math.exp(-6), "scale-mixture: sigma2, the narrow component", gt=0)
+    sampling: str = opt("local", "local reparameterization, one weight draw per batch, or the means",
+                        choices=SAMPLING)  # fmt: skip
+    init_sigma: float = opt(1e-3, "initial posterior sigma of every weight", gt=0)
+    dropout: float = opt(0.05, "the MC-dropout baseline's dropout rate", gt=0, lt=1)
+    baselines: bool = opt(
+        True, "also train a deterministic and an MC-dropout network of the same size"
+    )
+
+    def validate(self):
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden = {self.hidden}: expected positive sizes")
+        if self.prior == "scale-mixture" and not self.prior_sigma2 < self.prior_sigma:
+            raise ConfigError(
+                f"prior_sigma2 = {self.prior_sigma2:g}: the narrow component must be narrower "
+                f"than prior_sigma = {self.prior_sigma:g}"
+            )
+
+    def weight_prior(self) -> WeightPrior:
+        return WeightPrior(self.prior, self.prior_sigma, self.prior_pi, self.prior_sigma2)
+
+
+def network(cfg: BNNConfig, input_shape: tuple[int, ...], outputs: int, kind: str) -> nn.Module:
+    """The architecture of ``cfg`` from layers of one ``kind``: "bayes" (``BayesLinear``,
+    ``BayesConv2d``), "plain" (nn.Linear, nn.Conv2d) or "dropout" (plain, with dropout before
+    every fully connected layer after the first). Input (B, *input_shape) -> (B, outputs)."""
+    if kind not in ("bayes", "plain", "dropout"):
+        raise ValueError(f"kind = {kind!r}; expected bayes, plain or dropout")
+
+    def linear(i, o):
+        if kind == "bayes":
+            return BayesLinear(i, o, init_sigma=cfg.init_sigma, sampling=cfg.sampling)
+        return nn.Linear(i, o)
+
+    def conv(i, o):
+        if kind == "bayes":
+            return BayesConv2d(i, o, init_sigma=cfg.init_sigma, sampling=cfg.sampling)
+        return nn.Conv2d(i, o, 3, padding=1)
+
+    layers: list[nn.Module] = []
+    if cfg.arch == "conv":
+        if len(input_shape) != 3 or min(input_shape[1:]) < 4:
+            raise ConfigError(
+                f"arch = conv needs images (C, H, W) of at least 4x4; the inputs are {input_shape}"
+            )
+        c = cfg.channels
+        layers += [conv(input_shape[0], c), nn.ReLU(), nn.MaxPool2d(2),
+                   conv(c, 2 * c), nn.ReLU(), nn.MaxPool2d(2)]  # fmt: skip
+        width = 2 * c * (input_shape[1] // 4) * (input_shape[2] // 4)
+    else:
+        width = math.prod(input_shape)
+    layers.append(nn.Flatten())
+    for i, h in enumerate(cfg.hidden):
+        if kind == "dropout" and (i > 0 or cfg.arch == "conv"):
+            layers.append(nn.Dropout(cfg.dropout))
+        layers += [linear(width, h), nn.ReLU()]
+        width = h
+    if kind == "dropout":
+        layers.append(nn.Dropout(cfg.dropout))
+    layers.append(linear(width, outputs))
+    return nn.Sequential(*layers)
+
+
+class Predictor(nn.Module):
+    """A network and its likelihood p(y | x, w): a Gaussian with a learned noise sigma (one
+    point-estimated parameter, no prior) for regression, a categorical on the logits for
+    classification. ``kind`` as in ``network``."""
+
+    def __init__(self, cfg: BNNConfig, input_shape, outputs: int, task: str, kind: str):
+        super().__init__()
+        if task not in ("regression", "classification"):
+            raise ValueError(f"task = {task!r}; expected regression or classification")
+        self.task, self.kind = task, kind
+        self.net = network(cfg, tuple(input_shape), outputs, kind)
+        if task == "regression":
+            self.log_noise = nn.Parameter(torch.tensor(math.log(0.5)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out[:, 0] if self.task == "regression" else out
+
+    def noise(self) -> torch.Tensor:
+        return self.log_noise.exp()
+
+    def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log p(y_i | x_i, w) per example (B,), nats."""
+        if self.task == "regression":
+            return Normal(out, self.noise()).log_prob(y)
+        return -F.cross_entropy(out, y, reduction="none")
+
+    @torch.no_grad()
+    def sample_outputs(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """(samples, B, ...) outputs: weight draws (Bayesian: each a whole function, one draw
+        of the weights for every input, where training may draw pre-activations per example;
+        the marginals are the same), dropout masks (MC dropout), or the one deterministic output."""
+        if self.kind == "plain":
+            self.eval()
+            return self(x).unsqueeze(0)
+        self.train(self.kind == "dropout")  # dropout masks on; Bayesian layers sample either way
+        layers = bayes_layers(self)
+        modes = [layer.sampling for layer in layers]
+        for layer in layers:  # whole functions: one weight draw for every input of a draw
+            layer.sampling = "weights" if layer.sampling == "local" else layer.sampling
+        try:
+            return torch.stack([self(x) for _ in range(samples)])
+        finally:
+            for layer, mode in zip(layers, modes, strict=True):
+                layer.sampling = mode
+            self.eval()
