@@ -103,24 +103,28 @@ class _Bayes(nn.Module):
         self.bias_rho = nn.Parameter(torch.full((weight_shape[0],), rho))
         self.sampling = sampling
 
+    def moments(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(mean, sigma) of the weights and of the biases under q."""
+        return [
+            (self.weight_mu, F.softplus(self.weight_rho) + SIGMA_FLOOR),
+            (self.bias_mu, F.softplus(self.bias_rho) + SIGMA_FLOOR),
+        ]
+
     def posteriors(self) -> list[Normal]:
         """q of the weights and of the biases."""
-        return [
-            Normal(self.weight_mu, F.softplus(self.weight_rho) + SIGMA_FLOOR),
-            Normal(self.bias_mu, F.softplus(self.bias_rho) + SIGMA_FLOOR),
-        ]
+        return [Normal(m, s, validate_args=False) for m, s in self.moments()]
 
     def _map(self, x, weight, bias):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        qw, qb = self.posteriors()
+        (wm, ws), (bm, bs) = self.moments()
         if self.sampling == "mean":
-            return self._map(x, qw.loc, qb.loc)
+            return self._map(x, wm, bm)
         if self.sampling == "weights":
-            return self._map(x, qw.rsample(), qb.rsample())
-        mean = self._map(x, qw.loc, qb.loc)
-        var = self._map(x * x, qw.scale.square(), qb.scale.square())
+            return self._map(x, wm + ws * torch.randn_like(ws), bm + bs * torch.randn_like(bs))
+        mean = self._map(x, wm, bm)
+        var = self._map(x * x, ws.square(), bs.square())
         return mean + var.clamp_min(0).sqrt() * torch.randn_like(mean)
 
 
@@ -156,17 +160,17 @@ def kl_to_prior(module: nn.Module, prior: WeightPrior) -> tuple[torch.Tensor, st
     """KL(q(w) || p(w)) summed over every Bayesian weight and bias of ``module``, in nats, and
     how: "analytic" (closed form) or "sampled" (log q(w) - log p(w) at one draw w ~ q, an
     unbiased estimate whose gradient is reparameterized)."""
-    from elbokit.divergence import kl
-
     total, p = None, None
     for layer in bayes_layers(module):
-        for q in layer.posteriors():
-            p = prior.distribution(q.loc) if p is None else p
-            if prior.closed:
-                part = kl(q, p).sum()
+        for mu, sigma in layer.moments():
+            if prior.closed:  # log(s_p / s) + (s^2 + mu^2) / (2 s_p^2) - 1/2, summed
+                part = (sigma.square().sum() + mu.square().sum()) / (2 * prior.sigma**2) - sigma.log().sum()
+                part = part + mu.numel() * (math.log(prior.sigma) - 0.5)
             else:
-                w = q.rsample()
-                part = (q.log_prob(w) - p.log_prob(w)).sum()
+                p = prior.distribution(mu) if p is None else p
+                w = mu + sigma * torch.randn_like(sigma)
+                log_q = Normal(mu, sigma, validate_args=False).log_prob(w).sum()
+                part = log_q - p.log_prob(w).sum()
             total = part if total is None else total + part
     if total is None:
         raise ValueError(f"{type(module).__name__} has no Bayesian layers")

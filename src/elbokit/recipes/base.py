@@ -67,16 +67,21 @@ class Run:
         return self.recipe.data(self.config, self.dir)
 
     def learner(self, data=None, device: str = "cpu") -> tuple[Learner, dict]:
-        """The learner with the weights of the latest checkpoint (modules only; no optimizer
-        state) on ``device``, and the state.json it came from."""
+        """The learner with the weights of the latest checkpoint (modules and the learner's
+        extra state, such as closed-form variational parameters; no optimizer state) on
+        ``device``, and the state.json it came from."""
         data = self.data() if data is None else data
         learner = self.recipe.learner(self.config, data)
         learner.setup(StepContext(device))
-        snap, state = load_checkpoint(self.dir, learner.tensor_groups(with_optimizers=False))
+        snap, state = load_checkpoint(
+            self.dir, learner.tensor_groups(with_optimizers=False), optional=("extra",)
+        )
         folder = self.dir / state["checkpoint"]
         for name, module in learner.modules.items():
             load_module(module, snap.tensors[name], str(folder / f"{name}.safetensors"))
             module.eval()
+        if "extra" in snap.tensors or "extra" in snap.meta:
+            learner.load_extra_state(snap.tensors.get("extra", {}), snap.meta.get("extra", {}))
         return learner, state
 
 

