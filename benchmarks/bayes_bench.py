@@ -118,8 +118,12 @@ class Blitz(Contender):
     def __init__(self, scaled: bool):
         from blitz.modules import BayesianLinear
 
-        kw = dict(prior_sigma_1=PRIOR_SIGMA, prior_pi=1.0)  # the same N(0, 1) prior (KL by sampling)
-        self.seq = nn.Sequential(BayesianLinear(784, 200, **kw), nn.ReLU(), BayesianLinear(200, 10, **kw))
+        kw = dict(
+            prior_sigma_1=PRIOR_SIGMA, prior_pi=1.0
+        )  # the same N(0, 1) prior (KL by sampling)
+        self.seq = nn.Sequential(
+            BayesianLinear(784, 200, **kw), nn.ReLU(), BayesianLinear(200, 10, **kw)
+        )
         self.net = self.seq
         self.scaled = scaled
         self.name = "blitz, weight 1/N" if scaled else "blitz (its defaults)"
@@ -164,24 +168,36 @@ def run_bnn(c: Contender, data, epochs, seed=0):
 def bnn(args) -> int:
     data = _mnist5k()
     args.epochs = args.epochs or 30
-    makers = [lambda: Ours("local"), lambda: Ours("weights"), lambda: BayesianTorch(False), lambda: BayesianTorch(True)]
+    makers = [
+        lambda: Ours("local"),
+        lambda: Ours("weights"),
+        lambda: BayesianTorch(False),
+        lambda: BayesianTorch(True),
+    ]
     try:
         import blitz  # noqa: F401
 
         makers += [lambda: Blitz(False), lambda: Blitz(True)]
     except ImportError:
-        print("blitz is not installed: pip install blitz-bayesian-pytorch (--no-deps) to include it")
+        print(
+            "blitz is not installed: pip install blitz-bayesian-pytorch (--no-deps) to include it"
+        )
     rows = []
     for make in makers:
         torch.manual_seed(0)
         c = make()
         r = run_bnn(c, data, args.epochs)
         rows.append((c.name, r))
-        print(f"  {c.name}: {r['steps_per_s']:.0f} steps/s, test NLL {r['nll']:.4f}, ECE {r['ece']:.4f}", flush=True)
+        print(
+            f"  {c.name}: {r['steps_per_s']:.0f} steps/s, test NLL {r['nll']:.4f}, ECE {r['ece']:.4f}",
+            flush=True,
+        )
     target = dict(rows)["bayesian-torch (its examples)"]["nll"]
     print(f"\nmnist5k, MLP 784-200-10, prior N(0, 1), {args.epochs} epochs of batches of 100, Adam 1e-3; "
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"{'':<32} {'steps/s':>8} {'test NLL':>9} {'ECE':>7} {'accuracy':>9} {'s to NLL ' + format(target, '.3f'):>16}")
+    print(
+        f"{'':<32} {'steps/s':>8} {'test NLL':>9} {'ECE':>7} {'accuracy':>9} {'s to NLL ' + format(target, '.3f'):>16}"
+    )
     base_time = None
     for name, r in rows:
         reach = next((t for t, nll in r["curve"] if nll <= target), None)
@@ -189,10 +205,14 @@ def bnn(args) -> int:
             base_time = reach
         rows_time = "never" if reach is None else f"{reach:.1f}"
         r["reach"] = reach
-        print(f"{name:<32} {r['steps_per_s']:8.0f} {r['nll']:9.4f} {r['ece']:7.4f} {r['accuracy']:9.4f} {rows_time:>16}")
+        print(
+            f"{name:<32} {r['steps_per_s']:8.0f} {r['nll']:9.4f} {r['ece']:7.4f} {r['accuracy']:9.4f} {rows_time:>16}"
+        )
     for name, r in rows:
         if r["reach"] is not None and base_time:
-            print(f"  {name}: reaches bayesian-torch's final test NLL {base_time / r['reach']:.2f}x as fast")
+            print(
+                f"  {name}: reaches bayesian-torch's final test NLL {base_time / r['reach']:.2f}x as fast"
+            )
     return 0
 
 
@@ -210,7 +230,11 @@ def uci(args) -> int:
     per = {}
     with tempfile.TemporaryDirectory() as d:
         for split in range(args.splits):
-            train = {"progress": False, "threads": args.threads, **({"epochs": args.epochs} if args.epochs else {})}
+            train = {
+                "progress": False,
+                "threads": args.threads,
+                **({"epochs": args.epochs} if args.epochs else {}),
+            }
             cfg = bnn_recipe.preset("diabetes", {"data": {"split": split}, "train": train})
             out = Path(d) / f"split{split}"
             recipes.train(bnn_recipe, cfg, out=out, say=lambda *a: None)
@@ -220,9 +244,15 @@ def uci(args) -> int:
                     per.setdefault((net, k), []).append(r[net][k])
             print(f"  split {split}: BBB log-lik {r['bnn']['log_likelihood']:.3f}, RMSE {r['bnn']['rmse']:.2f}, "
                   f"coverage {r['bnn']['coverage_95']:.3f}", flush=True)  # fmt: skip
-    print(f"\ndiabetes, {args.splits} random 90/10 splits, {cfg.train.epochs} epochs (mean +- standard error over splits)")
+    print(
+        f"\ndiabetes, {args.splits} random 90/10 splits, {cfg.train.epochs} epochs (mean +- standard error over splits)"
+    )
     print(f"{'':<22} {'test log-lik':>18} {'RMSE':>16} {'95% coverage':>16}")
-    for net, label in (("bnn", "Bayes by backprop"), ("det", "deterministic (MAP)"), ("dropout", "MC dropout")):
+    for net, label in (
+        ("bnn", "Bayes by backprop"),
+        ("det", "deterministic (MAP)"),
+        ("dropout", "MC dropout"),
+    ):
         cells = []
         for k in ("log_likelihood", "rmse", "coverage_95"):
             v = np.array(per[(net, k)])
@@ -245,7 +275,6 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    np.random.seed(0)
     print(describe_machine())
     return {"bnn": bnn, "uci": uci, "gmm": gmm}[args.what](args)
 

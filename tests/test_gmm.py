@@ -619,3 +619,90 @@ def test_seeded_and_independent_of_global_rng():
     state = torch.random.get_rng_state()
     BayesianGMM(4).fit_svi(x, batch_size=50, steps=10, seed=3)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+# ---------------------------------------------------------------------------------------------
+# the ``gmm`` kind of run: elbokit fit gmm
+
+
+def _gmm_cfg(**overrides):
+    from elbokit import recipes
+
+    base = {"train": {"progress": False}}
+    for section, values in overrides.items():
+        base.setdefault(section, {}).update(values)
+    return recipes.get_recipe("gmm").preset("debug", base)
+
+
+def test_fit_gmm_matches_the_library_fit_and_sklearn_and_resumes_exactly(tmp_path):
+    from elbokit import recipes
+
+    gmm, quiet = recipes.get_recipe("gmm"), lambda *a: None
+    cfg = _gmm_cfg(train={"epochs": 300, "checkpoint_every": 7}, evaluate={"report": False})
+    a = recipes.train(gmm, cfg, out=tmp_path / "a", say=quiet)
+    b = recipes.train(gmm, cfg, out=tmp_path / "b", stop_at=20, say=quiet)
+    recipes.train(gmm, resume=b, say=quiet)
+    result = recipes.evaluate(a, say=quiet)
+    assert recipes.evaluate(b, say=quiet)["elbo"] == result["elbo"]  # resumed: the same fit
+    # one CAVI iteration per step gives the library's own fit, iteration for iteration
+    x, labels = four_gaussians(200, seed=0)
+    ref = BayesianGMM(10).fit(x, max_iter=300, tol=1e-8, init="kmeans", seed=0)
+    assert result["iterations"] == ref.n_iter and result["converged"] == ref.converged
+    assert result["elbo"] == pytest.approx(ref.elbo(x), rel=1e-12)
+    assert result["ari"] == pytest.approx(adjusted_rand_score(labels, ref.predict(x)), abs=1e-12)
+    assert result["elbo"] >= result["sklearn"]["elbo"] - 1e-6 * abs(result["elbo"])
+    assert math.isclose(math.fsum(result["elbo_terms"].values()), result["elbo"], rel_tol=1e-12)
+    recipes.report(a, say=quiet)
+    for png in ("clusters.png", "elbo.png", "weights.png"):
+        assert (a / "report" / png).stat().st_size > 5_000
+
+
+def test_fit_gmm_by_svi_and_the_known_variance_model_from_the_command_line(tmp_path):
+    from elbokit.cli import main
+
+    out = tmp_path / "svi"
+    assert main(["fit", "gmm", "--inference", "svi", "--examples", "4000", "--components", "5",
+                 "--epochs", "5", "--batch-size", "200", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    import json
+
+    svi = json.loads((out / "eval.json").read_text())
+    assert svi["inference"] == "svi" and svi["iterations"] == 5 * 20
+    cavi = BayesianGMM(5).fit(*four_gaussians(4000, seed=0)[:1], max_iter=2000)
+    assert svi["elbo"] >= cavi.elbo(four_gaussians(4000, seed=0)[0]) * 1.01  # within 1% (negative)
+    kv = tmp_path / "kv"
+    assert main(["fit", "gmm", "--model", "known-variance", "--weights", "uniform", "--components", "4",
+                 "--preset", "debug", "--out", str(kv), "--no-progress"]) == 0  # fmt: skip
+    r = json.loads((kv / "eval.json").read_text())
+    assert r["model"] == "known-variance" and "sklearn" not in r and r["ari"] > 0.95
+
+
+def test_points_from_files_and_bad_points_fail_before_fitting(tmp_path, capsys):
+    from elbokit.cli import main
+    from elbokit.data.clusters import load_points
+    from elbokit.data.readers import DataError
+
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "a,b,label\n" + "".join(f"{i % 7},{(i * 3) % 5},{'xy'[i % 2]}\n" for i in range(30))
+    )
+    p = load_points(good)
+    assert p.x.shape == (30, 2) and p.labels.tolist()[:3] == [0, 1, 0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,x\n")
+    with pytest.raises(DataError, match=r"line 3, column 'b' is 'x'; expected a number"):
+        load_points(bad)
+    npz = tmp_path / "nan.npz"
+    x = np.ones((10, 3))
+    x[6, 1] = np.nan
+    np.savez(npz, x=x)
+    with pytest.raises(DataError, match=r"row 6, column 1 is nan"):
+        load_points(npz)
+    np.savez(npz, x=np.ones((1, 3)))
+    with pytest.raises(DataError, match="1 point; a mixture needs at least 2"):
+        load_points(npz)
+    np.savez(npz, x=np.ones((3, 5)))
+    with pytest.raises(DataError, match="3 points in 5 dimensions"):
+        load_points(npz)
+    assert main(["fit", "gmm", "--data", str(bad), "--out", str(tmp_path / "run")]) == 2
+    assert "line 3, column 'b'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

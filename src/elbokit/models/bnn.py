@@ -164,7 +164,9 @@ def kl_to_prior(module: nn.Module, prior: WeightPrior) -> tuple[torch.Tensor, st
     for layer in bayes_layers(module):
         for mu, sigma in layer.moments():
             if prior.closed:  # log(s_p / s) + (s^2 + mu^2) / (2 s_p^2) - 1/2, summed
-                part = (sigma.square().sum() + mu.square().sum()) / (2 * prior.sigma**2) - sigma.log().sum()
+                part = (sigma.square().sum() + mu.square().sum()) / (
+                    2 * prior.sigma**2
+                ) - sigma.log().sum()
                 part = part + mu.numel() * (math.log(prior.sigma) - 0.5)
             else:
                 p = prior.distribution(mu) if p is None else p

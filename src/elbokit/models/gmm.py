@@ -116,16 +116,22 @@ def _check_responsibilities(r: torch.Tensor, n: int, k: int, name: str) -> torch
 
 
 def _kmeans_responsibilities(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
-    """Hard (n, K) responsibilities from k-means++ seeding and a few Lloyd steps."""
+    """Hard (n, K) responsibilities from greedy k-means++ seeding (each new centre the best of
+    2 + ln K candidates drawn by D^2, as Arthur & Vassilvitskii suggest and scikit-learn does;
+    plain D^2 seeding put two seeds in one of four separated clusters often enough to matter)
+    and a few Lloyd steps."""
     n = x.shape[0]
+    trials = 2 + int(math.log(k))
     centres = x[torch.randint(n, (1,), generator=g)]
     d2 = ((x - centres[0]) ** 2).sum(1)
     for _ in range(1, k):
         # D^2 seeding; where every point is already a centre, pick uniformly
         w = d2 if d2.sum() > 0 else torch.ones_like(d2)
-        new = x[torch.multinomial(w, 1, generator=g)]
-        centres = torch.cat([centres, new])
-        d2 = torch.minimum(d2, ((x - new[0]) ** 2).sum(1))
+        candidates = x[torch.multinomial(w, trials, replacement=True, generator=g)]  # (t, D)
+        each = torch.minimum(d2[None], ((x[None] - candidates[:, None]) ** 2).sum(-1))  # (t, n)
+        best = int(each.sum(1).argmin())
+        centres = torch.cat([centres, candidates[best : best + 1]])
+        d2 = each[best]
     labels = None
     for _ in range(_KMEANS_STEPS):
         new_labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
@@ -325,10 +331,7 @@ class _MixtureVI:
         self.history, self.history_steps = [], []
         self.converged = False
         for it in range(1, max_iter + 1):
-            self._update(self._stats(x, r))
-            log_r, log_lik = self._log_responsibilities(x)
-            r = log_r.exp()
-            value = math.fsum(self._terms(r, log_lik, log_r).values())
+            r, value = self._iterate(x, r)
             self.history.append(value)
             self.history_steps.append(it)
             self.n_iter = it
@@ -401,8 +404,7 @@ class _MixtureVI:
         per_epoch = -(-n // batch)
         if steps is None:
             steps = max(1, math.ceil(epochs * per_epoch))
-        stats = self._stats(x, r)
-        self._update(stats)
+        stats = self._svi_begin(x, r)
         g = torch.Generator().manual_seed(mix(seed, 1))  # a stream apart from the init's
         self.history, self.history_steps = [], []
         order = torch.empty(0, dtype=torch.long)
@@ -411,18 +413,59 @@ class _MixtureVI:
             if b == 0:
                 order = torch.randperm(n, generator=g)
             idx = order[b * batch : (b + 1) * batch]
-            xb = x[idx]
-            rb = self._log_responsibilities(xb)[0].exp()
-            batch_stats = self._stats(xb, rb)
-            rho = (t + tau) ** -kappa
-            scale = rho * n / len(idx)
-            stats = {key: (1 - rho) * s + scale * batch_stats[key] for key, s in stats.items()}
-            self._update(stats)
+            stats = self._svi_step(stats, x[idx], n, (t + tau) ** -kappa)
             if t == steps or (eval_every is not None and t % eval_every == 0):
                 self.history.append(self.elbo(x))
                 self.history_steps.append(t)
         self.n_iter, self.converged = steps, False
         return self
+
+    def cavi_iteration(
+        self, x: torch.Tensor, resp: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, float]:
+        """One CAVI iteration, for running CAVI a step at a time: the global factors from q(z) =
+        ``resp`` (default: the optimal q(z) given the current global factors), then the optimal
+        q(z) given them. Returns (the new q(z) (n, K), the ELBO after the iteration); pass that
+        q(z) back as ``resp`` next time to save recomputing it."""
+        x = self._data(x, min_points=2)
+        r = self.responsibilities(x) if resp is None else resp
+        return self._iterate(x, _check_responsibilities(r, x.shape[0], self.n_components, "resp"))
+
+    def _iterate(self, x, r):
+        self._update(self._stats(x, r))
+        log_r, log_lik = self._log_responsibilities(x)
+        r = log_r.exp()
+        return r, math.fsum(self._terms(r, log_lik, log_r).values())
+
+    def svi_begin(
+        self, x: torch.Tensor, *, init="kmeans", seed: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """The statistics s an SVI run starts from (those of the initial q(z) on all of x; the
+        global factors are set from them); for running SVI a step at a time with ``svi_step``."""
+        x, r = self._start(x, init, seed)
+        return self._svi_begin(x, r)
+
+    def svi_step(
+        self, stats: dict[str, torch.Tensor], batch: torch.Tensor, n: int, rho: float
+    ) -> dict[str, torch.Tensor]:
+        """One natural-gradient step (see ``fit_svi``) on a minibatch of a data set of n points,
+        of size 0 < rho <= 1; returns the new statistics (the global factors are set from them)."""
+        if not 0 < rho <= 1:
+            raise ValueError(f"rho = {rho!r}: expected 0 < rho <= 1")
+        return self._svi_step(stats, self._data(batch), n, rho)
+
+    def _svi_begin(self, x, r):
+        stats = self._stats(x, r)
+        self._update(stats)
+        return stats
+
+    def _svi_step(self, stats, xb, n, rho):
+        rb = self._log_responsibilities(xb)[0].exp()
+        batch_stats = self._stats(xb, rb)
+        scale = rho * n / len(xb)
+        stats = {key: (1 - rho) * s + scale * batch_stats[key] for key, s in stats.items()}
+        self._update(stats)
+        return stats
 
     # -- summaries ------------------------------------------------------------------------------
 
