@@ -13,6 +13,7 @@ The ELBO is checked three ways that do not use the module's own formulas:
 """
 
 import itertools
+import json
 import math
 import warnings
 
@@ -648,6 +649,9 @@ def test_fit_gmm_matches_the_library_fit_and_sklearn_and_resumes_exactly(tmp_pat
     x, labels = four_gaussians(200, seed=0)
     ref = BayesianGMM(10).fit(x, max_iter=300, tol=1e-8, init="kmeans", seed=0)
     assert result["iterations"] == ref.n_iter and result["converged"] == ref.converged
+    # converged long before the 300 steps it was given: the trainer stopped there and saved
+    assert ref.converged and ref.n_iter < 300
+    assert json.loads((a / "state.json").read_text())["step"] == ref.n_iter
     assert result["elbo"] == pytest.approx(ref.elbo(x), rel=1e-12)
     assert result["ari"] == pytest.approx(adjusted_rand_score(labels, ref.predict(x)), abs=1e-12)
     assert result["elbo"] >= result["sklearn"]["elbo"] - 1e-6 * abs(result["elbo"])

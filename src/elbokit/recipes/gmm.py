@@ -119,7 +119,7 @@ class GMMEvalOptions(Section):
 
 def _train_defaults() -> TrainConfig:
     # cavi: one iteration per "epoch", at most 2,000 (k-means splits the four clusters over ten
-    # components; merging them back takes ~1,300 iterations); free once converged
+    # components; merging them back takes ~1,300 iterations); the run stops once converged
     return TrainConfig(
         epochs=2000, batch_size=256, log_every=1, checkpoint_every=200, eval_every=100
     )
@@ -156,6 +156,10 @@ class MixtureLearner(Learner):
         self.last: float | None = None  # the ELBO after the last iteration
         self.converged = False
         self.iterations = 0  # CAVI iterations that changed something (or SVI steps)
+
+    @property
+    def finished(self) -> bool:
+        return self.converged  # CAVI only; an SVI run takes the steps it was given
 
     def train_step(self, batch, step: int) -> dict[str, float]:
         cfg, inf = self.cfg, self.cfg.inference

@@ -204,6 +204,13 @@ class Learner:
         if tensors or meta:
             raise CheckpointError(f"{type(self).__name__} keeps no extra state, but one was saved")
 
+    @property
+    def finished(self) -> bool:
+        """True once further steps would change nothing (a converged coordinate ascent): the
+        trainer then evaluates, saves and stops before its epochs run out. Every process must
+        agree; the default never finishes."""
+        return False
+
     def close(self) -> None:
         """Drop what holds the process group (DDP wrappers) before it is destroyed."""
 

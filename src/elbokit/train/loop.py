@@ -194,6 +194,13 @@ class Trainer:
                             self._save(world, learner, step, epoch, start)
                         if stop_at is not None and step >= stop_at:
                             return test_metrics
+                        if learner.finished:
+                            break
+                    if learner.finished:  # converged: evaluate where it stands, save, stop
+                        if world.main:
+                            test_metrics = self.evaluate(learner, data, step)
+                            writer.log(step, epoch, test_metrics)
+                        break
                     epoch, start = epoch + 1, 0
                     if world.main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                         test_metrics = self.evaluate(learner, data, step)
