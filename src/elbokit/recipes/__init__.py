@@ -14,6 +14,7 @@ from elbokit.config import ConfigError, closest
 from elbokit.recipes.base import Built, Recipe, Run
 from elbokit.recipes.bnn import BNNRecipe
 from elbokit.recipes.conjugate import CoinRecipe, NormalMeanRecipe
+from elbokit.recipes.diffusion import DiffusionRecipe
 from elbokit.recipes.gmm import GMMRecipe
 from elbokit.recipes.linear_gaussian import LinearGaussianRecipe
 from elbokit.recipes.run import evaluate, open_run, report, train
@@ -30,6 +31,7 @@ RECIPES: dict[str, Recipe] = {
         NormalMeanRecipe(),
         GMMRecipe(),
         BNNRecipe(),
+        DiffusionRecipe(),
     )
 }
 

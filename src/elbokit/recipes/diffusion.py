@@ -1,0 +1,287 @@
+"""The ``diffusion`` kind: a DDPM on 8-bit images, judged by its whole variational bound.
+
+    elbokit train diffusion                          mnist5k, small U-Net, T = 1000, L_simple
+    elbokit train diffusion --preset debug           digits, a tiny U-Net, T = 50: seconds
+    elbokit train diffusion --schedule cosine --loss hybrid --variance learned
+    elbokit eval RUN [--limit 0] [--mc 0]            the bound over every t (and a quick MC one)
+    elbokit report RUN [--vae VAE_RUN]               samples, the chain, the bound by t
+
+Its evaluation: the bound L = L_T + sum_t L_{t-1} + L_0 over every timestep of every test image
+(batched over images and timesteps), in nats and bits/dim, with its decomposition by t, and an
+unbiased Monte Carlo estimate over t with its standard error. With ``--vae RUN`` (a VAE trained
+with ``--binarize none --likelihood discretized-logistic`` on the same data), the report sets
+the VAE's importance-sampled bits/dim beside the bound, on the same test images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from elbokit.config import ConfigError, Section, opt
+from elbokit.data import ImageDataConfig
+from elbokit.files import read_json
+from elbokit.models.diffusion import Diffusion, DiffusionConfig
+from elbokit.objectives.base import ObjectiveOutput
+from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.run import check_device
+from elbokit.train.learner import AdamConfig, ObjectiveLearner
+from elbokit.train.loop import TrainConfig
+from elbokit.train.settings import check_device_name
+
+
+class DiffusionObjective:
+    """The model's training loss on a batch of images in [0, 1] (mapped to [-1, 1]); terms:
+    ``mse`` (epsilon, per element), ``vlb_t`` (L_{t-1} at the sampled t, nats) and ``bound``
+    (L_T + T L_{t-1}, a one-sample unbiased estimate of the whole bound, bits/dim)."""
+
+    def __call__(self, model: Diffusion, x: torch.Tensor, step: int = 0) -> ObjectiveOutput:
+        loss, terms = model.loss(2 * x - 1)
+        return ObjectiveOutput(loss, terms)
+
+
+@dataclass(frozen=True)
+class DiffusionAfterTraining(Section):
+    limit: int = opt(100, "then compute the bound over every t for this many test images and "
+                     "write the report (0: all; -1: neither)", ge=-1, flag="eval-images")  # fmt: skip
+
+
+def _images() -> ImageDataConfig:
+    return ImageDataConfig(binarize="none")
+
+
+def _model() -> DiffusionConfig:
+    return DiffusionConfig()
+
+
+def _train() -> TrainConfig:
+    return TrainConfig(epochs=40, batch_size=64, log_every=20, checkpoint_every=500, eval_every=5)
+
+
+@dataclass(frozen=True)
+class DiffusionRunConfig(Section):
+    data: ImageDataConfig = opt(default_factory=_images, help="the images (8-bit: binarize none)")
+    model: DiffusionConfig = opt(default_factory=_model, help="the diffusion and its denoiser")
+    optim: AdamConfig = opt(default_factory=lambda: AdamConfig(lr=1e-3), help="the optimizer")
+    train: TrainConfig = opt(default_factory=_train, help="the training loop")
+    evaluate: DiffusionAfterTraining = opt(
+        default_factory=DiffusionAfterTraining, help="after training"
+    )
+
+
+@dataclass(frozen=True)
+class DiffusionEvalOptions(Section):
+    limit: int = opt(100, "test images scored (0: all); the first ones, the same every time", ge=0)
+    exact: bool = opt(True, "the bound over every t of every image (else only the MC estimate)")
+    mc: int = opt(
+        0, "also a Monte Carlo estimate over this many uniform t per image (0: none)", ge=0
+    )
+    batch: int = opt(1024, "(image, t) pairs per network call", ge=1)
+    seed: int = opt(0, "seed of the noise x_t ~ q(x_t | x_0)", ge=0)
+    vae: str = opt("", "a VAE run on the same data (discretized likelihood), set beside it")
+    samples: int = opt(64, "report: samples drawn (all T steps each)", ge=1)
+    device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
+
+    def validate(self):
+        check_device_name(self.device)
+        if not self.exact and not self.mc:
+            raise ConfigError("nothing to compute: --no-exact needs --mc N (N >= 2)")
+        if self.mc == 1:
+            raise ConfigError("mc = 1 has no standard error; use --mc 2 or more")
+
+
+class DiffusionRecipe(Recipe):
+    name = "diffusion"
+    help = "a DDPM on 8-bit images, judged by its whole variational bound in bits/dim"
+    config = DiffusionRunConfig
+    eval_options = DiffusionEvalOptions
+    preset_notes: ClassVar[dict[str, str]] = {
+        "default": "mnist5k 8-bit, U-Net 16-32-32 channels, T = 1000 linear, L_simple, 40 epochs",
+        "debug": "digits 8x8, a tiny U-Net, T = 50, 2 epochs: seconds",
+    }
+    presets: ClassVar[dict[str, dict]] = {
+        "default": {"model": {"channels": 16, "mults": (1, 2, 2)}},
+        "debug": {
+            "data": {"source": "digits"},
+            "model": {"channels": 8, "mults": (1, 2), "steps": 50},
+            "train": {"epochs": 2, "batch_size": 50, "checkpoint_every": 20, "eval_every": 1},
+            "evaluate": {"limit": 20},
+        },
+    }
+
+    def default_out(self, cfg):
+        return f"runs/diffusion-{Path(cfg.data.source).name}"
+
+    def data(self, cfg, run_dir=None):
+        return cfg.data.load(cfg.train.seed)
+
+    def learner(self, cfg, data) -> ObjectiveLearner:
+        return ObjectiveLearner(Diffusion(cfg.model), DiffusionObjective(), cfg.optim)
+
+    def build(self, cfg, run_dir, *, world, say) -> Built:
+        data = self.data(cfg)
+        if not data.eight_bit:
+            raise ConfigError(
+                f"a diffusion's bound here is for 8-bit images: {data.name} is "
+                f"{'binarized (use --binarize none)' if data.binarize != 'none' else 'not 8-bit'}"
+            )
+        cfg = derive(cfg, model={"data_shape": tuple(data.shape)})
+        torch.manual_seed(cfg.train.seed)
+        learner = self.learner(cfg, data)
+        m = cfg.model
+        n = sum(p.numel() for p in learner.model.parameters())
+        lines = [
+            f"data: {data.name}, {len(data.train)} train / {len(data.test)} test 8-bit images "
+            f"of shape {data.shape}",
+            f"model: DDPM, T = {m.steps} ({m.schedule} schedule), variance {m.variance}, loss "
+            f"{m.loss}, {m.net} denoiser with {n:,} parameters",
+        ]
+        return Built(cfg, data, learner, lines)
+
+    def after_training(self, cfg):
+        limit = cfg.evaluate.limit
+        return None if limit < 0 else DiffusionEvalOptions(limit=limit)
+
+    def measure(self, run: Run, options: DiffusionEvalOptions) -> tuple[dict, list[str]]:
+        check_device(options.device)
+        data = run.data()
+        learner, state = run.learner(data, options.device)
+        model: Diffusion = learner.model
+        x = 2 * data.as_float(data.test[: options.limit or None]).to(options.device) - 1
+        dims, bits = model.dims, model.dims * math.log(2)
+        result = {"step": state["step"], "examples": len(x), "steps": model.steps,
+                  "dims": dims, "clip_x0": model.cfg.clip_x0}  # fmt: skip
+        lines = [f"{run.dir} at step {state['step']}: {len(x)} test images, T = {model.steps}"]
+        if options.exact:
+            g = torch.Generator(options.device).manual_seed(options.seed)
+            t0 = time.perf_counter()
+            prior, per_t = model.bound(x, batch=options.batch, generator=g)
+            seconds = time.perf_counter() - t0
+            total = prior.double() + per_t.double().sum(1)
+            se = total.std() / math.sqrt(len(total)) if len(total) > 1 else torch.tensor(math.nan)
+            curve = per_t.double().mean(0)
+            result.update({
+                "bound_nats": total.mean().item(),
+                "bound_nats_stderr": se.item(),
+                "bits_per_dim": total.mean().item() / bits,
+                "bits_per_dim_stderr": se.item() / bits,
+                "L_T": prior.double().mean().item(),
+                "L_0": curve[0].item(),
+                "L_middle": curve[1:].sum().item(),
+                "L_t_curve": curve.tolist(),
+                "seconds": seconds,
+            })  # fmt: skip
+            lines += [
+                f"  the bound over every t: {total.mean():.2f} +- {se:.2f} nats = "
+                f"{result['bits_per_dim']:.4f} +- {result['bits_per_dim_stderr']:.4f} bits/dim "
+                f"({seconds:.1f} s; one x_t per image and t)",
+                f"  L_T {result['L_T']:.4g} nats, sum of L_(t-1) over t = 2..T "
+                f"{result['L_middle']:.2f} nats, L_0 {result['L_0']:.2f} nats"
+                + (" (x_0 predictions clipped to [-1, 1], as the model samples)" if model.cfg.clip_x0 else ""),
+            ]  # fmt: skip
+        if options.mc:
+            g = torch.Generator(options.device).manual_seed(options.seed + 1)
+            est, _ = model.bound_estimate(x, options.mc, generator=g)
+            se = (est.double().var() / len(est)).sqrt()  # over images (each its own t draws)
+            result.update({"mc_bits_per_dim": est.double().mean().item() / bits,
+                           "mc_bits_per_dim_stderr": se.item() / bits, "mc_samples": options.mc})  # fmt: skip
+            lines.append(f"  Monte Carlo over t ({options.mc} per image): "
+                         f"{result['mc_bits_per_dim']:.4f} +- {result['mc_bits_per_dim_stderr']:.4f} bits/dim")  # fmt: skip
+        if options.vae:
+            result["vae"] = _vae_beside(options.vae, run, len(x))
+            v = result["vae"]
+            lines.append(f"  the VAE {v['run']}: {v['bits_per_dim']:.4f} bits/dim by importance "
+                         f"sampling (k = {v['k']}) on its first {v['examples']} test images")  # fmt: skip
+        return result, lines
+
+    def thoroughness(self, result):
+        return {"n": result["examples"], "exact": int("bits_per_dim" in result)}
+
+    def draw(self, run, result, data, learner, state, out, options):
+        from elbokit.report import curves, diffusion
+
+        model, cfg = learner.model, run.config
+        g = torch.Generator().manual_seed(0)
+        x, chain = model.sample(options.samples, generator=g, keep=10)
+        pngs = [
+            (diffusion.samples((x + 1) / 2, out / "samples.png"), f"{options.samples} samples, every one of the T = {model.steps} steps."),
+            (diffusion.chain((chain[:, :8] + 1) / 2, out / "chain.png"), "The denoising chain, from x_T ~ N(0, I) (left) to x_0 (right), for 8 samples."),
+            (curves(run.dir / "metrics.jsonl", out / "curves.png", diffusion.CURVES), "Training curves: the epsilon MSE and a one-sample estimate of the bound."),
+        ]  # fmt: skip
+        if "L_t_curve" in result:
+            pngs.append((diffusion.decomposition(result, out / "bound_by_t.png"),
+                         "The bound by timestep: L_(t-1) averaged over the test images, with L_T and L_0."))  # fmt: skip
+        m = cfg.model
+        numbers = {
+            "data": f"{cfg.data.source}: {len(data.train)} train / {len(data.test)} test 8-bit images {tuple(data.shape)}",
+            "model": f"DDPM, T = {m.steps}, {m.schedule} schedule, variance {m.variance}, loss {m.loss}",
+            "trained": f"{state['step']} steps",
+        }  # fmt: skip
+        if "bits_per_dim" in result:
+            numbers[f"the bound over every t ({result['examples']} test images)"] = (
+                f"{result['bits_per_dim']:.4f} +- {result['bits_per_dim_stderr']:.4f} bits/dim "
+                f"({result['bound_nats']:.1f} nats)")  # fmt: skip
+            numbers["L_T / sum of L_(t-1) / L_0"] = (
+                f"{result['L_T']:.3g} / {result['L_middle']:.1f} / {result['L_0']:.1f} nats")  # fmt: skip
+        if "mc_bits_per_dim" in result:
+            numbers["Monte Carlo over t"] = (
+                f"{result['mc_bits_per_dim']:.4f} +- {result['mc_bits_per_dim_stderr']:.4f} bits/dim"
+            )
+        if "vae" in result:
+            v = result["vae"]
+            numbers[f"the VAE ({v['run']}), importance sampled, k = {v['k']}"] = (
+                f"{v['bits_per_dim']:.4f} bits/dim ({v['examples']} test images)"
+            )
+        numbers["x_0 predictions"] = (
+            "clipped to [-1, 1] (in the bound and in sampling)"
+            if m.clip_x0
+            else "not clipped (in the bound or in sampling)"
+        )
+        return f"elbokit report: {run.dir.name}", numbers, pngs
+
+
+def _vae_beside(path: str, run: Run, n: int) -> dict:
+    """The bits/dim of a VAE run on the same data and test split, from its eval.json."""
+    from elbokit import recipes
+
+    vae = recipes.open_run(path)
+    if vae.recipe.name != "vae":
+        raise ConfigError(f"--vae {path}: a {vae.recipe.name} run, not a vae run")
+    mine, theirs = run.config, vae.config
+    if (theirs.data.source, theirs.data.test_fraction, theirs.train.seed) != (
+        mine.data.source,
+        mine.data.test_fraction,
+        mine.train.seed,
+    ):
+        raise ConfigError(
+            f"--vae {path}: trained on {theirs.data.source} (test fraction "
+            f"{theirs.data.test_fraction}, seed {theirs.train.seed}), not on this run's "
+            f"{mine.data.source} ({mine.data.test_fraction}, {mine.train.seed}): not the same test images"
+        )
+    ev = vae.dir / "eval.json"
+    if not ev.exists():
+        raise ConfigError(
+            f"--vae {path}: no eval.json; run `elbokit eval {path} --limit {n}` first"
+        )
+    r = read_json(ev, "the VAE's evaluation")
+    if "bits_per_dim" not in r:
+        raise ConfigError(
+            f"--vae {path}: no bits/dim (binarized or continuous likelihood); train it with "
+            "--binarize none --likelihood discretized-logistic"
+        )
+    if r["examples"] != n:
+        raise ConfigError(
+            f"--vae {path}: its eval.json scored {r['examples']} test images, this run {n}: "
+            f"run `elbokit eval {path} --limit {n}` (or evaluate both on all)"
+        )
+    return {
+        "run": str(vae.dir),
+        "bits_per_dim": r["bits_per_dim"],
+        "k": r["k"],
+        "examples": r["examples"],
+    }

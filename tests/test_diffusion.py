@@ -1,0 +1,259 @@
+"""The diffusion model's variational bound (elbokit.models.diffusion) against independent
+references: the schedule's L_T by hand in float64, the posterior by direct Gaussian conditioning,
+the epsilon form of L_(t-1) against its KL form, the discretized Gaussian against scipy's normal
+CDF, the bound against the exact entropy of a small discrete distribution (with the Bayes-optimal
+denoiser, computed in closed form, and with a trained one), and the bound over every t against
+its Monte Carlo estimate over t. Then the ``diffusion`` kind of run end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+from torch import nn
+
+from elbokit.config import ConfigError
+from elbokit.likelihoods import discretized_gaussian_log_prob
+from elbokit.models.diffusion import Diffusion, DiffusionConfig, Schedule, make_betas
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_L_T_of_the_linear_schedule_is_below_1e_4_bits_per_dim_against_the_closed_form():
+    betas = np.linspace(1e-4, 0.02, 1000)  # Ho et al.'s schedule, by hand
+    abar = np.prod(1 - betas)
+    x = np.linspace(-1, 1, 17)[None].repeat(3, 0)  # images in [-1, 1], the extremes included
+    # KL(N(sqrt(abar) x, 1 - abar) || N(0, 1)) per pixel, float64
+    by_hand = 0.5 * (abar * x**2 + (1 - abar) - 1 - np.log(1 - abar))
+    model = Diffusion(DiffusionConfig(net="mlp", channels=8, data_shape=(17,)))
+    got = model.prior_term(torch.tensor(x, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(got, by_hand.sum(1), rtol=1e-6, atol=1e-12)
+    bits_per_dim = by_hand.sum(1) / (17 * math.log(2))
+    assert (bits_per_dim < 1e-4).all() and (bits_per_dim > 0).all()
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_the_posterior_is_the_direct_conditioning_of_the_joint(schedule):
+    sch = Schedule(make_betas(schedule, 200)).float64
+    b = make_betas(schedule, 200)
+    x0, xt = torch.tensor(0.3, dtype=torch.float64), torch.tensor(-0.8, dtype=torch.float64)
+    for t in (2, 3, 50, 137, 200):
+        abar_prev = torch.prod(1 - b[: t - 1])  # by hand, not from the schedule
+        alpha = 1 - b[t - 1]
+        # (x_{t-1}, x_t) | x_0: x_{t-1} ~ N(sqrt(abar_prev) x0, 1 - abar_prev), x_t = sqrt(alpha)
+        # x_{t-1} + sqrt(beta) e; condition x_{t-1} on x_t
+        m1, v1 = abar_prev.sqrt() * x0, 1 - abar_prev
+        m2, v2 = alpha.sqrt() * m1, alpha * v1 + b[t - 1]
+        cov = alpha.sqrt() * v1
+        mean = m1 + cov / v2 * (xt - m2)
+        var = v1 - cov**2 / v2
+        got_mean = sch["post_c0"][t - 1] * x0 + sch["post_ct"][t - 1] * xt
+        assert got_mean.item() == pytest.approx(mean.item(), rel=1e-10, abs=1e-12)
+        assert sch["post_var"][t - 1].item() == pytest.approx(var.item(), rel=1e-10)
+        assert sch["log_post_var"][t - 1].exp().item() == pytest.approx(var.item(), rel=1e-10)
+    assert sch["post_var"][0] == 0  # t = 1: x_0 is given
+
+
+class _Fixed(nn.Module):
+    """A 'network' whose output is given (for comparing two forms of one term)."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x, t):
+        return self.out
+
+
+@pytest.mark.parametrize("variance", ["fixed-large", "fixed-small"])
+def test_the_epsilon_form_of_L_t_equals_the_kl_form(variance):
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(net="mlp", channels=8, data_shape=(5,), variance=variance, steps=100)
+    model = Diffusion(cfg).double()
+    sch = model.schedule.float64
+    x0 = torch.rand(6, 5, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(6, 5, dtype=torch.float64)
+    eps_hat = torch.randn(6, 5, dtype=torch.float64)
+    model.net = _Fixed(eps_hat)
+    for ts in (2, 7, 50, 100):
+        t = torch.full((6,), ts)
+        kl_form = model.terms(x0, t, noise)["vlb"]
+        beta, abar = sch["betas"][ts - 1], sch["abar"][ts - 1]
+        var_p = beta if variance == "fixed-large" else sch["post_var"][ts - 1]
+        ratio = sch["post_var"][ts - 1] / var_p
+        eps_form = (
+            beta**2 / (2 * var_p * (1 - beta) * (1 - abar)) * (noise - eps_hat).square().sum(1)
+        )
+        eps_form = eps_form + 5 * 0.5 * (ratio - 1 - ratio.log())
+        torch.testing.assert_close(kl_form, eps_form, rtol=1e-9, atol=1e-9)
+
+
+def test_the_discretized_gaussian_against_scipy_and_summing_to_one():
+    levels = torch.linspace(-1, 1, 256, dtype=torch.float64)
+    for mean, log_scale in ((0.13, -3.0), (-0.99, -6.0), (0.5, 0.5), (3.0, -2.0), (-1.0, -9.0)):
+        lp = discretized_gaussian_log_prob(levels, torch.tensor(mean, dtype=torch.float64),
+                                           torch.tensor(log_scale, dtype=torch.float64))  # fmt: skip
+        assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-9)
+        s, v = math.exp(log_scale), levels.numpy()
+        hi = np.where(v > 1 - 1 / 255, np.inf, v + 1 / 255)
+        lo = np.where(v < -1 + 1 / 255, -np.inf, v - 1 / 255)
+        # right of the mean, through the survival function (no cancellation of two near-1 CDFs)
+        mass = np.where(lo > mean, norm.sf(lo, mean, s) - norm.sf(hi, mean, s),
+                        norm.cdf(hi, mean, s) - norm.cdf(lo, mean, s))  # fmt: skip
+        ok = mass > 1e-300
+        np.testing.assert_allclose(lp.numpy()[ok], np.log(mass[ok]), rtol=1e-7, atol=1e-10)
+    # far in a tail, where the difference of CDFs underflows, the log mass stays finite
+    far = discretized_gaussian_log_prob(torch.tensor([0.0]), torch.tensor(0.9), torch.tensor(-7.0))
+    assert torch.isfinite(far).all() and far.item() < -1e4
+
+
+# a known distribution over 2 pixels of 4 levels each: its entropy is exact
+_VALS = torch.linspace(-1, 1, 4, dtype=torch.float64)
+_GRID = torch.stack(torch.meshgrid(_VALS, _VALS, indexing="ij"), -1).reshape(-1, 2)
+_P = torch.tensor([[2.0, 0, -1, 1], [0, 1.5, 0.5, -2], [1, 1, -1, 0], [-1, 0, 2, 1]]).flatten()
+_P = _P.double().softmax(0)
+_H = -(_P * _P.log()).sum().item()
+
+
+class _BayesOptimal(nn.Module):
+    """eps_hat(x_t, t) from E[x_0 | x_t] under the true data distribution, in closed form."""
+
+    def __init__(self, schedule: Schedule):
+        super().__init__()
+        self.sch = schedule.float64
+
+    def forward(self, x, t):
+        a, b = self.sch["sqrt_abar"][t - 1][:, None], self.sch["sqrt_1m_abar"][t - 1][:, None]
+        x = x.double()
+        d = ((x[:, None] - a[:, None] * _GRID[None]) ** 2).sum(-1) / (2 * b**2)
+        x0 = torch.softmax(_P.log()[None] - d, -1) @ _GRID
+        return ((x - a * x0) / b).float()
+
+
+def _expected_bound(model, reps=10):
+    """E_data[L(x)] over the 16 points with their probabilities, and its standard error over
+    ``reps`` independent evaluations (the noise x_t ~ q is drawn anew each time)."""
+    g = torch.Generator().manual_seed(1)
+    totals = []
+    for _ in range(reps):
+        prior, per_t = model.bound(_GRID.float(), generator=g, batch=100_000)
+        totals.append((_P * (prior.double() + per_t.double().sum(1))).sum())
+    totals = torch.stack(totals)
+    return totals.mean().item(), (totals.std() / math.sqrt(reps)).item()
+
+
+def _toy(steps, variance="fixed-small", **kw):
+    cfg = DiffusionConfig(net="mlp", channels=64, blocks=2, data_shape=(2,), levels=4,
+                          steps=steps, variance=variance, **kw)  # fmt: skip
+    return Diffusion(cfg)
+
+
+def test_with_the_bayes_optimal_denoiser_the_bound_approaches_the_entropy_from_above():
+    gaps = {}
+    for steps in (100, 1000):
+        model = _toy(steps)
+        model.net = _BayesOptimal(model.schedule)
+        bound, se = _expected_bound(model)
+        assert bound >= _H - 3 * se  # an upper bound on the entropy, in expectation
+        gaps[steps] = bound - _H
+    assert gaps[1000] < 0.15 < gaps[100]  # nats; measured 0.043 +- 0.025 and 0.47 +- 0.14
+
+
+def test_a_trained_denoiser_gives_a_bound_above_the_entropy_that_falls_with_training():
+    torch.manual_seed(0)
+    model = _toy(100, variance="learned", loss="hybrid")
+    before, _ = _expected_bound(model, reps=4)
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        idx = torch.multinomial(_P, 256, replacement=True, generator=g)
+        loss, _ = model.loss(_GRID[idx].float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after, se = _expected_bound(model, reps=4)
+    assert after >= _H - 3 * se
+    assert after < _H + 0.5 * (before - _H)  # more than half the gap closed in 400 steps
+
+
+def test_the_bound_over_every_t_is_the_mean_of_its_monte_carlo_estimate():
+    torch.manual_seed(0)
+    model = _toy(20, variance="fixed-large")  # an untrained net: every term is large
+    x = _GRID[[0, 5, 10, 15]].float()
+    g = torch.Generator().manual_seed(3)
+    exact = torch.stack([sum(m.double() if m.dim() == 1 else m.double().sum(1)
+                             for m in model.bound(x, generator=g)) for _ in range(30)])  # fmt: skip
+    exact_mean, exact_se = exact.mean(0), exact.std(0) / math.sqrt(30)
+    est, se = model.bound_estimate(x, 4000, generator=g)
+    z = (est.double() - exact_mean) / (se.double().square() + exact_se.square()).sqrt()
+    assert z.abs().max() < 4, z
+
+
+def test_config_errors_name_the_bad_choice():
+    with pytest.raises(ConfigError, match="learned with loss = simple"):
+        DiffusionConfig(variance="learned", loss="simple")
+    with pytest.raises(ConfigError, match="at least 2"):
+        make_betas("linear", 1)
+    with pytest.raises(ConfigError, match="needs images"):
+        Diffusion(DiffusionConfig(net="unet", data_shape=(5,)))
+
+
+# ----------------------------------------------------------------------- the diffusion kind
+
+
+def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path):
+    from elbokit import recipes
+    from elbokit.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(["train", "diffusion", "--preset", "debug", "--no-progress", "--out", str(out)]) == 0
+    )
+    r = json.loads((out / "eval.json").read_text())
+    assert r["steps"] == 50 and r["examples"] == 20 and r["clip_x0"] is False
+    total = r["L_T"] + r["L_0"] + r["L_middle"]
+    assert total == pytest.approx(r["bound_nats"], rel=1e-9)
+    assert r["bits_per_dim"] == pytest.approx(r["bound_nats"] / (64 * math.log(2)), rel=1e-12)
+    assert 0 < r["bits_per_dim"] < 8.5  # above zero (discrete data) and near or below uniform
+    for png in ("samples.png", "chain.png", "curves.png", "bound_by_t.png"):
+        assert (out / "report" / png).stat().st_size > 3_000
+    # the Monte Carlo estimate over t agrees with the bound over every t within its error
+    run = recipes.open_run(out)
+    mc = recipes.get_recipe("diffusion").eval_options(limit=20, mc=400, exact=True)
+    res = run.recipe.evaluate(run, mc, say=lambda *a: None)
+    z = (res["mc_bits_per_dim"] - res["bits_per_dim"]) / math.hypot(
+        res["mc_bits_per_dim_stderr"], res["bits_per_dim_stderr"])  # fmt: skip
+    assert abs(z) < 4
+
+
+def test_train_diffusion_refuses_binarized_images_and_resumes_exactly(tmp_path):
+    from elbokit import recipes
+
+    kind = recipes.get_recipe("diffusion")
+    quiet = lambda *a: None  # noqa: E731
+    with pytest.raises(ConfigError, match="binarized"):
+        recipes.train(kind, kind.preset("debug", {"data": {"binarize": "static"}}),
+                      out=tmp_path / "bad", say=quiet)  # fmt: skip
+    cfg = kind.preset("debug", {"train": {"progress": False, "checkpoint_every": 7},
+                                "evaluate": {"limit": -1}})  # fmt: skip
+    a = recipes.train(kind, cfg, out=tmp_path / "a", say=quiet)
+    b = recipes.train(kind, cfg, out=tmp_path / "b", stop_at=15, say=quiet)
+    recipes.train(kind, resume=b, say=quiet)
+    from safetensors.torch import load_file
+
+    last = json.loads((a / "state.json").read_text())["checkpoint"]
+    wa = load_file(a / last / "model.safetensors")
+    wb = load_file(
+        b / json.loads((b / "state.json").read_text())["checkpoint"] / "model.safetensors"
+    )
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
