@@ -21,7 +21,7 @@ x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) and mu_theta = c0_t x0_
 sigma_t^2 is beta_t ("fixed-large"; at t = 1, beta~_2 as in Nichol and Dhariwal's code, so the
 decoder is not sharper than the data's bins), beta~_t ("fixed-small"; at t = 1, beta~_2 too: beta~_1
 is 0) or learned as log sigma_t^2 = f log beta_t + (1 - f) log beta~_t with f = (v + 1) / 2 from a
-second output channel ("learned", Nichol and Dhariwal 2021).
+second output channel ("learned", Nichol and Dhariwal 2021; at t = 1, between beta~_2 and beta_1).
 
 Timesteps are 1..T in the math and in every argument named ``t`` here; arrays of the schedule are
 indexed t - 1. The schedule is computed and kept in float64 (whatever the model is cast to) and
@@ -89,6 +89,7 @@ class Schedule(nn.Module):
             "sqrt_1m_abar": (1 - abar).sqrt(),
             "post_var": post_var,
             "log_post_var": post_var_floor.log(),
+            "log_betas": b.log(),
             "log_betas_large": torch.cat([post_var[1:2], b[1:]]).log(),
             "post_c0": b * abar_prev.sqrt() / (1 - abar),
             "post_ct": (1 - abar_prev) * alphas.sqrt() / (1 - abar),
@@ -196,9 +197,7 @@ class Diffusion(nn.Module):
         if self.learned:
             eps, v = out.chunk(2, dim=1)
             frac = (v + 1) / 2
-            log_var = frac * sch.at("log_betas_large", t, xt) + (1 - frac) * sch.at(
-                "log_post_var", t, xt
-            )
+            log_var = frac * sch.at("log_betas", t, xt) + (1 - frac) * sch.at("log_post_var", t, xt)
         else:
             eps, v = out, None
             name = "log_betas_large" if self.cfg.variance == "fixed-large" else "log_post_var"
@@ -254,19 +253,26 @@ class Diffusion(nn.Module):
 
     # --------------------------------------------------------------------------------- the bound
     @torch.no_grad()
-    def bound(self, x0, *, batch: int = 2048, generator: torch.Generator | None = None):
+    def bound(self, x0, *, batch: int = 2048, generator: torch.Generator | None = None, noise=None):
         """The whole bound of each image: (L_T (B,), L_{t-1} for t = 1..T (B, T), nats), every t
         for every image, batched over images and timesteps together (``batch`` rows per network
-        call); one x_t ~ q(x_t | x_0) per (image, t). Sum both for L."""
+        call); one x_t ~ q(x_t | x_0) per (image, t), its noise drawn from ``generator`` or taken
+        from ``noise`` (B, T, *data_shape), for comparisons. Sum both for L."""
         b, steps = len(x0), self.steps
+        if noise is not None and tuple(noise.shape) != (b, steps, *x0.shape[1:]):
+            raise ValueError(
+                f"noise has shape {tuple(noise.shape)}; expected {(b, steps, *x0.shape[1:])}"
+            )
         per_t = torch.empty(b, steps, dtype=x0.dtype, device=x0.device)
-        rows = max(1, batch)
         pairs = b * steps
-        for start in range(0, pairs, rows):
-            idx = torch.arange(start, min(pairs, start + rows), device=x0.device)
+        for start in range(0, pairs, max(1, batch)):
+            idx = torch.arange(start, min(pairs, start + batch), device=x0.device)
             i, t = idx // steps, idx % steps + 1
-            noise = torch.randn(len(idx), *x0.shape[1:], generator=generator, device=x0.device)
-            per_t[i, t - 1] = self.terms(x0[i], t, noise)["vlb"]
+            if noise is None:
+                eps = torch.randn(len(idx), *x0.shape[1:], generator=generator, device=x0.device)
+            else:
+                eps = noise[i, t - 1]
+            per_t[i, t - 1] = self.terms(x0[i], t, eps)["vlb"]
         return self.prior_term(x0), per_t
 
     @torch.no_grad()

@@ -1,0 +1,205 @@
+"""The diffusion kind against the code people use, measured in one run.
+
+    python benchmarks/diffusion_bench.py steps [--threads 2] [--steps 20] [--batch 64]
+    python benchmarks/diffusion_bench.py bound [--images 50] [--threads 2] [--batch 1024]
+
+steps: training steps per second on mnist5k 8-bit at batch 64, epsilon MSE, T = 1000, Adam,
+gradient clipping at 1:
+
+    elbokit      the trainer (``Trainer.fit``) with the default preset's U-Net (16-32-32)
+    bare         a hand-written PyTorch loop over the same U-Net, loss and batches
+    diffusers    ``UNet2DModel`` (16-32-32 channels, one block down and two up per resolution,
+                 as ours) with ``DDPMScheduler.add_noise``, the loop of diffusers' training
+                 example, when diffusers is installed (``pip install diffusers``)
+
+lucidrains' denoising-diffusion-pytorch imports torchvision at the top of its module, and PyPI's
+torchvision does not import beside the CPU build of torch this project installs; it is named and
+skipped.
+
+bound: the bound over every t for the first --images test images, T = 1000, of a freshly
+initialized default-preset model (the timing does not depend on the weights), computed (a) as
+``Diffusion.bound`` does, batched over (image, t) pairs, and (b) as improved-diffusion's
+``calc_bpd_loop`` does, one timestep at a time with the images as the batch, on the same model
+with the same noise; prints both times, the ratio and the largest difference in bits/dim.
+Each timing is the difference of two runs (warm-up, then warm-up + steps), so start-up cancels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from elbokit import recipes
+from elbokit.config import merge
+from elbokit.models.diffusion import Diffusion
+from elbokit.recipes.base import derive
+from elbokit.recipes.diffusion import DiffusionObjective
+from elbokit.train import ObjectiveLearner, Trainer
+from elbokit.train.settings import describe_machine
+
+KIND = recipes.get_recipe("diffusion")
+
+
+def _cfg(batch: int):
+    cfg = KIND.preset("default", {"model": {"loss": "simple", "variance": "fixed-large",
+                                            "schedule": "linear"},
+                                  "train": {"batch_size": batch, "progress": False}})  # fmt: skip
+    data = KIND.data(cfg)
+    return derive(cfg, model={"data_shape": tuple(data.shape)}), data
+
+
+def time_elbokit(cfg, data, warmup: int, steps: int, workdir: Path) -> float:
+    run = merge(cfg, {"train": {"epochs": 10_000, "eval_every": 10_000, "checkpoint_every": 10**9}})
+    seconds = []
+    for n in (warmup, warmup + steps):
+        torch.manual_seed(0)
+        learner = ObjectiveLearner(Diffusion(run.model), DiffusionObjective(), run.optim)
+        t0 = time.perf_counter()
+        Trainer(run.train, Path(tempfile.mkdtemp(dir=workdir))).fit(learner, data, stop_at=n)
+        seconds.append(time.perf_counter() - t0)
+    return steps / (seconds[1] - seconds[0])
+
+
+def _batches(data, batch, n):
+    out = []
+    while len(out) < n:
+        out += list(data.batches("train", batch, seed=0, epoch=len(out)))
+    return out[:n]
+
+
+def _loop(net_step, params, batches, warmup, steps, lr) -> float:
+    opt = torch.optim.Adam(params, lr=lr, fused=True)
+
+    def run(k):
+        for x in batches[:k]:
+            loss = net_step(2 * x - 1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+
+    run(warmup)
+    t0 = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - t0)
+
+
+def time_bare(cfg, data, warmup, steps) -> tuple[float, int]:
+    torch.manual_seed(0)
+    model = Diffusion(cfg.model)
+    sch = model.schedule
+
+    def step(x0):
+        t = torch.randint(1, model.steps + 1, (len(x0),))
+        noise = torch.randn_like(x0)
+        xt = sch.q_sample(x0, t, noise)
+        return F.mse_loss(model.net(xt, t), noise)
+
+    params = list(model.parameters())
+    return _loop(step, params, _batches(data, cfg.train.batch_size, warmup + steps), warmup, steps,
+                 cfg.optim.lr), sum(p.numel() for p in params)  # fmt: skip
+
+
+def time_diffusers(cfg, data, warmup, steps) -> tuple[float, int] | None:
+    try:
+        from diffusers import DDPMScheduler, UNet2DModel
+    except ImportError:
+        print("  diffusers is not installed (pip install diffusers): skipped")
+        return None
+    torch.manual_seed(0)
+    c = cfg.model.channels
+    widths = tuple(c * m for m in cfg.model.mults)
+    unet = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=widths,
+                       layers_per_block=1, down_block_types=("DownBlock2D",) * len(widths),
+                       up_block_types=("UpBlock2D",) * len(widths), norm_num_groups=8)  # fmt: skip
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+
+    def step(x0):
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (len(x0),))
+        return F.mse_loss(unet(sched.add_noise(x0, noise, t), t).sample, noise)
+
+    params = list(unet.parameters())
+    return _loop(step, params, _batches(data, cfg.train.batch_size, warmup + steps), warmup, steps,
+                 cfg.optim.lr), sum(p.numel() for p in params)  # fmt: skip
+
+
+def steps_main(args) -> int:
+    cfg, data = _cfg(args.batch)
+    print(f"mnist5k 8-bit, batch {args.batch}, T = 1000, epsilon MSE; {args.steps} timed steps "
+          f"after {args.warmup}; torch threads {torch.get_num_threads()}")  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        ours = time_elbokit(cfg, data, args.warmup, args.steps, Path(d))
+    bare, n_ours = time_bare(cfg, data, args.warmup, args.steps)
+    rows += [("elbokit (trainer)", ours, n_ours), ("bare PyTorch loop, same U-Net", bare, n_ours)]
+    theirs = time_diffusers(cfg, data, args.warmup, args.steps)
+    if theirs:
+        rows.append(("diffusers UNet2DModel + DDPMScheduler", *theirs))
+    print("  lucidrains' denoising-diffusion-pytorch: skipped (imports torchvision, which does not "
+          "import beside the CPU torch here)")  # fmt: skip
+    print(f"{'':<40} {'params':>9} {'steps/s':>8} {'elbokit / it':>13}")
+    for name, rate, n in rows:
+        print(f"{name:<40} {n:>9,} {rate:8.2f} {ours / rate:12.2f}x")
+    return 0
+
+
+def bound_main(args) -> int:
+    cfg, data = _cfg(64)
+    torch.manual_seed(0)
+    model = Diffusion(cfg.model).eval()
+    x = 2 * data.as_float(data.test[: args.images]) - 1
+    steps, bits = model.steps, model.dims * math.log(2)
+    noise = torch.randn(len(x), steps, *x.shape[1:], generator=torch.Generator().manual_seed(0))
+    print(f"the bound over T = {steps} timesteps for {len(x)} test images; torch threads "
+          f"{torch.get_num_threads()}; {len(x) * steps:,} network evaluations each way")  # fmt: skip
+
+    t0 = time.perf_counter()
+    prior, per_t = model.bound(x, batch=args.batch, noise=noise)
+    ours_s = time.perf_counter() - t0
+    ours = (prior.double() + per_t.double().sum(1)) / bits
+
+    t0 = time.perf_counter()
+    with torch.no_grad():  # calc_bpd_loop: t from T down to 1, the images as the batch
+        total = model.prior_term(x).double()
+        for t in range(steps, 0, -1):
+            tt = torch.full((len(x),), t)
+            total += model.terms(x, tt, noise[:, t - 1])["vlb"].double()
+    loop_s = time.perf_counter() - t0
+    loop = total / bits
+    print(f"  batched over (image, t), {args.batch} pairs per call: {ours_s:8.1f} s, "
+          f"{ours.mean():.5f} bits/dim")  # fmt: skip
+    print(
+        f"  one t at a time (calc_bpd_loop's order):   {loop_s:8.1f} s, {loop.mean():.5f} bits/dim"
+    )
+    print(f"  ratio loop / batched: {loop_s / ours_s:.2f}x; largest difference per image "
+          f"{(ours - loop).abs().max():.2e} bits/dim")  # fmt: skip
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=("steps", "bound"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=0, help="steps: 64; bound: 1024 pairs per call")
+    ap.add_argument("--images", type=int, default=50)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(describe_machine())
+    if args.what == "steps":
+        args.batch = args.batch or 64
+        return steps_main(args)
+    args.batch = args.batch or 1024
+    return bound_main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
