@@ -18,13 +18,7 @@ from elbokit.config import ConfigError
 from elbokit.likelihoods import discretized_gaussian_log_prob
 from elbokit.models.diffusion import Diffusion, DiffusionConfig, Schedule, make_betas
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_L_T_of_the_linear_schedule_is_below_1e_4_bits_per_dim_against_the_closed_form():

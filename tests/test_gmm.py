@@ -30,15 +30,7 @@ from elbokit.models.gmm import BayesianGMM, KnownVarianceGMM
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tensors here are small, so intra-op threads gain nothing, and on a shared 2-core
-    # machine with another busy process torch's pool waits made this file 10-20x slower
-    # (188 s against 10 s measured). One thread for this module, restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def t64(a):

@@ -213,17 +213,15 @@ class Diffusion(nn.Module):
 
     def terms(self, x0, t, noise) -> dict[str, torch.Tensor]:
         """Per example (B,), for timesteps t (B,) and the noise eps of x_t:
-        "vlb": L_{t-1} where t >= 2, L_0 where t = 1 (nats); "mse": the mean squared error of
-        eps (per element); "vlb_frozen_mean": the vlb with the mean's gradient stopped (for the
-        hybrid loss: only the variance learns from it)."""
+        "vlb": L_{t-1} where t >= 2, L_0 where t = 1 (nats), with the mean's gradient stopped
+        under the hybrid loss (only the variance learns from it there); "mse": the mean squared
+        error of eps (per element)."""
         xt = self.schedule.q_sample(x0, t, noise)
         mean, log_var, eps, _ = self.p_mean_var(xt, t)
         mse = (eps - noise).square().flatten(1).mean(1)
-        vlb = self._vlb(x0, xt, t, mean, log_var)
-        out = {"vlb": vlb, "mse": mse}
-        if self.learned:
-            out["vlb_frozen_mean"] = self._vlb(x0, xt, t, mean.detach(), log_var)
-        return out
+        if self.cfg.loss == "hybrid":
+            mean = mean.detach()
+        return {"vlb": self._vlb(x0, xt, t, mean, log_var), "mse": mse}
 
     def _vlb(self, x0, xt, t, mean, log_var):
         post_mean, post_log_var = self.schedule.posterior(x0, xt, t)
@@ -323,15 +321,14 @@ class Diffusion(nn.Module):
         bits = self.dims * math.log(2)
         vlb_bits = terms["vlb"] / bits  # L_{t-1} in bits per dim
         prior_bits = self.prior_term(x0) / bits
-        if cfg.importance_t or cfg.loss != "simple":
+        if cfg.importance_t:
             self._record(t, vlb_bits)
         if cfg.loss == "simple":
             loss = terms["mse"]
         elif cfg.loss == "vlb":
             loss = self.steps * weight * vlb_bits + prior_bits
         else:
-            frozen = terms.get("vlb_frozen_mean", terms["vlb"].detach()) / bits
-            loss = terms["mse"] + cfg.vlb_weight * self.steps * weight * frozen
+            loss = terms["mse"] + cfg.vlb_weight * self.steps * weight * vlb_bits  # mean stopped
         named = {
             "mse": terms["mse"].mean().detach(),
             "vlb_t": terms["vlb"].mean().detach(),

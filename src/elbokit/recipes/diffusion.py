@@ -55,10 +55,6 @@ def _images() -> ImageDataConfig:
     return ImageDataConfig(binarize="none")
 
 
-def _model() -> DiffusionConfig:
-    return DiffusionConfig()
-
-
 def _train() -> TrainConfig:
     return TrainConfig(
         epochs=70, batch_size=64, log_every=20, checkpoint_every=500, eval_every=5, grad_clip=1.0
@@ -68,7 +64,9 @@ def _train() -> TrainConfig:
 @dataclass(frozen=True)
 class DiffusionRunConfig(Section):
     data: ImageDataConfig = opt(default_factory=_images, help="the images (8-bit: binarize none)")
-    model: DiffusionConfig = opt(default_factory=_model, help="the diffusion and its denoiser")
+    model: DiffusionConfig = opt(
+        default_factory=DiffusionConfig, help="the diffusion and its denoiser"
+    )
     optim: AdamConfig = opt(default_factory=lambda: AdamConfig(lr=1e-3), help="the optimizer")
     train: TrainConfig = opt(default_factory=_train, help="the training loop")
     evaluate: DiffusionAfterTraining = opt(
