@@ -15,6 +15,7 @@ from scipy.stats import norm
 from torch import nn
 
 from elbokit.config import ConfigError
+from elbokit.data import toys2d
 from elbokit.likelihoods import discretized_gaussian_log_prob
 from elbokit.models.diffusion import Diffusion, DiffusionConfig, Schedule, make_betas
 
@@ -178,6 +179,47 @@ def test_a_trained_denoiser_gives_a_bound_above_the_entropy_that_falls_with_trai
     assert after < _H + 0.5 * (before - _H)  # more than half the gap closed in 400 steps
 
 
+class _MixtureOptimal(nn.Module):
+    """For eight-gaussians, an equal mixture of N(mu_k, s^2 I): eps_hat(x_t, t) from E[x_0 | x_t]
+    in closed form (x_t | k ~ N(a mu_k, (a^2 s^2 + b^2) I), E[x_0 | x_t, k] = mu_k +
+    a s^2 (x_t - a mu_k) / (a^2 s^2 + b^2)), and v = 1: sigma_t^2 = beta_t at every t."""
+
+    def __init__(self, schedule: Schedule):
+        super().__init__()
+        self.sch = schedule.float64
+        self.mu = toys2d._eight_centres()
+
+    def forward(self, x, t):
+        a, b = self.sch["sqrt_abar"][t - 1][:, None], self.sch["sqrt_1m_abar"][t - 1][:, None]
+        x, s2 = x.double(), toys2d.EIGHT_SD**2
+        var = a**2 * s2 + b**2
+        diff = x[:, None] - a[:, None] * self.mu[None]  # (B, 8, 2)
+        r = torch.softmax(-diff.square().sum(-1) / (2 * var), -1)
+        x0 = (r[..., None] * (self.mu[None] + (a * s2 / var)[:, None] * diff)).sum(1)
+        eps = (x - a * x0) / b
+        return torch.cat([eps, torch.ones_like(eps)], 1).float()
+
+
+def test_eight_gaussians_density_integrates_to_one_and_the_optimal_bound_meets_it_from_above():
+    # the exact density of the toy, against numerical integration over a grid
+    h = 0.01
+    g = torch.arange(-3.5, 3.5, h, dtype=torch.float64) + h / 2
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    mass = toys2d.toy_log_prob("eight-gaussians", grid).exp().sum().item() * h * h
+    assert mass == pytest.approx(1.0, abs=1e-6)
+    data = toys2d.load_toy("eight-gaussians", seed=0)
+    assert toys2d.load_toy("eight-gaussians", seed=0).test.equal(data.test)
+    # the bound of the Bayes-optimal mean, a continuous L_0: above -log p(x) on average, and close
+    model = Diffusion(DiffusionConfig(net="mlp", channels=8, blocks=1, data_shape=(2,), steps=1000,
+                                      discrete=False, variance="learned", loss="vlb"))  # fmt: skip
+    model.net = _MixtureOptimal(model.schedule)
+    x = data.test
+    prior, per_t = model.bound(x, generator=torch.Generator().manual_seed(0), batch=4096)
+    gap = prior.double() + per_t.double().sum(1) + toys2d.toy_log_prob("eight-gaussians", x)
+    se = gap.std().item() / math.sqrt(len(gap))
+    assert -3 * se <= gap.mean().item() < 0.2, (gap.mean(), se)  # measured 0.083 +- 0.031 nats
+
+
 def test_the_bound_over_every_t_is_the_mean_of_its_monte_carlo_estimate():
     torch.manual_seed(0)
     model = _toy(20, variance="fixed-large")  # an untrained net: every term is large
@@ -251,3 +293,34 @@ def test_train_diffusion_refuses_binarized_images_and_resumes_exactly(tmp_path):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_train_diffusion_on_2d_points_reports_nats_and_the_exact_nll(tmp_path):
+    from elbokit import recipes
+    from elbokit.cli import main
+
+    kind = recipes.get_recipe("diffusion")
+    quiet = lambda *a: None  # noqa: E731
+    with pytest.raises(ConfigError, match="--preset toy"):  # points need the MLP and a density
+        recipes.train(kind, kind.preset("default", {"data": {"source": "moons"}}),
+                      out=tmp_path / "bad", say=quiet)  # fmt: skip
+    with pytest.raises(ConfigError, match="discrete = true for images"):
+        recipes.train(kind, kind.preset("debug", {"model": {"discrete": False}}),
+                      out=tmp_path / "bad2", say=quiet)  # fmt: skip
+    out = tmp_path / "toy"
+    args = ["train", "diffusion", "--preset", "toy", "--data", "eight-gaussians", "--epochs", "3",
+            "--eval-images", "300", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    r = json.loads((out / "eval.json").read_text())
+    assert r["unit"] == "nats/point" and "bits_per_dim" not in r and r["examples"] == 300
+    assert r["L_T"] + r["L_0"] + r["L_middle"] == pytest.approx(r["nats_per_point"], rel=1e-9)
+    data = toys2d.load_toy("eight-gaussians", seed=0)
+    nll = -toys2d.toy_log_prob("eight-gaussians", data.test[:300])
+    assert r["true_nll_nats"] == pytest.approx(nll.mean().item(), rel=1e-9)
+    assert r["gap_nats"] == pytest.approx(r["nats_per_point"] - r["true_nll_nats"], rel=1e-6)
+    assert r["gap_nats"] > -3 * r["gap_nats_stderr"]  # a bound, above the exact NLL on average
+    for png in ("samples.png", "chain.png", "curves.png", "bound_by_t.png"):
+        assert (out / "report" / png).stat().st_size > 3_000
+    run = recipes.open_run(out)
+    with pytest.raises(ConfigError, match="2-D points"):
+        run.recipe.evaluate(run, kind.eval_options(vae=str(out)), say=quiet)

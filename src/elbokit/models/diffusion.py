@@ -228,8 +228,11 @@ class Diffusion(nn.Module):
         kl = self._sum(
             normal_kl(post_mean, (0.5 * post_log_var).exp(), mean, (0.5 * log_var).exp())
         )
-        nll = -self._sum(self._decoder_log_prob(x0, mean, 0.5 * log_var))
-        return torch.where(t == 1, nll, kl)
+        first = t == 1  # L_0, the decoder's term, only where it is used
+        if not bool(first.any()):
+            return kl
+        nll = -self._sum(self._decoder_log_prob(x0[first], mean[first], 0.5 * log_var[first]))
+        return kl.index_put((first,), nll)
 
     def _decoder_log_prob(self, x0, mean, log_scale):
         if self.cfg.discrete:
@@ -251,26 +254,44 @@ class Diffusion(nn.Module):
 
     # --------------------------------------------------------------------------------- the bound
     @torch.no_grad()
-    def bound(self, x0, *, batch: int = 2048, generator: torch.Generator | None = None, noise=None):
+    def bound(
+        self,
+        x0,
+        *,
+        batch: int = 256,
+        generator: torch.Generator | None = None,
+        noise=None,
+        timesteps=None,
+    ):
         """The whole bound of each image: (L_T (B,), L_{t-1} for t = 1..T (B, T), nats), every t
         for every image, batched over images and timesteps together (``batch`` rows per network
-        call); one x_t ~ q(x_t | x_0) per (image, t), its noise drawn from ``generator`` or taken
-        from ``noise`` (B, T, *data_shape), for comparisons. Sum both for L."""
-        b, steps = len(x0), self.steps
-        if noise is not None and tuple(noise.shape) != (b, steps, *x0.shape[1:]):
+        call, whatever the number of images: on a CPU a few hundred rows run fastest per row);
+        one x_t ~ q(x_t | x_0) per (image, t), its noise drawn from ``generator`` or taken from
+        ``noise`` (B, K, *data_shape), for comparisons. Sum both for L. With ``timesteps`` (K,)
+        only those t (1..T) are computed: per_t is (B, K) and its sum is not the whole bound."""
+        b = len(x0)
+        ts = (
+            torch.arange(1, self.steps + 1, device=x0.device)
+            if timesteps is None
+            else torch.as_tensor(timesteps, device=x0.device).long()
+        )
+        if ts.dim() != 1 or len(ts) == 0 or bool(((ts < 1) | (ts > self.steps)).any()):
+            raise ValueError(f"timesteps must be a non-empty 1-D list of t in 1..{self.steps}")
+        k = len(ts)
+        if noise is not None and tuple(noise.shape) != (b, k, *x0.shape[1:]):
             raise ValueError(
-                f"noise has shape {tuple(noise.shape)}; expected {(b, steps, *x0.shape[1:])}"
+                f"noise has shape {tuple(noise.shape)}; expected {(b, k, *x0.shape[1:])}"
             )
-        per_t = torch.empty(b, steps, dtype=x0.dtype, device=x0.device)
-        pairs = b * steps
+        per_t = torch.empty(b, k, dtype=x0.dtype, device=x0.device)
+        pairs = b * k
         for start in range(0, pairs, max(1, batch)):
             idx = torch.arange(start, min(pairs, start + batch), device=x0.device)
-            i, t = idx // steps, idx % steps + 1
+            i, j = idx // k, idx % k
             if noise is None:
                 eps = torch.randn(len(idx), *x0.shape[1:], generator=generator, device=x0.device)
             else:
-                eps = noise[i, t - 1]
-            per_t[i, t - 1] = self.terms(x0[i], t, eps)["vlb"]
+                eps = noise[i, j]
+            per_t[i, j] = self.terms(x0[i], ts[j], eps)["vlb"]
         return self.prior_term(x0), per_t
 
     @torch.no_grad()

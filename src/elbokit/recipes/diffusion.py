@@ -3,6 +3,7 @@
     elbokit train diffusion                          mnist5k, small U-Net, T = 1000, hybrid loss
     elbokit train diffusion --preset debug           digits, a tiny U-Net, T = 50: seconds
     elbokit train diffusion --schedule cosine --loss hybrid --variance learned
+    elbokit train diffusion --preset toy --data eight-gaussians   2-D points, an MLP denoiser
     elbokit eval RUN [--limit 0] [--mc 0]            the bound over every t (and a quick MC one)
     elbokit report RUN [--vae VAE_RUN]               samples, the chain, the bound by t
 
@@ -11,6 +12,11 @@ Its evaluation: the bound L = L_T + sum_t L_{t-1} + L_0 over every timestep of e
 unbiased Monte Carlo estimate over t with its standard error. With ``--vae RUN`` (a VAE trained
 with ``--binarize none --likelihood discretized-logistic`` on the same data), the report sets
 the VAE's importance-sampled bits/dim beside the bound, on the same test images.
+
+The 2-D toys (moons, eight-gaussians, swiss-roll; ``elbokit.data.toys2d``) are continuous
+points: L_0 is a Gaussian density there, so the bound is in nats per point (and may be
+negative); for eight-gaussians, whose density is known, the report sets the exact negative
+log-likelihood of the same test points beside it, which the bound exceeds on average.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data import ImageDataConfig
+from elbokit.data.toys2d import TOYS_2D, load_toy, toy_log_prob
 from elbokit.files import read_json
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
 from elbokit.objectives.base import ObjectiveOutput
@@ -36,13 +43,21 @@ from elbokit.train.settings import check_device_name
 
 
 class DiffusionObjective:
-    """The model's training loss on a batch of images in [0, 1] (mapped to [-1, 1]); terms:
-    ``mse`` (epsilon, per element), ``vlb_t`` (L_{t-1} at the sampled t, nats) and ``bound``
-    (L_T + T L_{t-1}, a one-sample unbiased estimate of the whole bound, bits/dim)."""
+    """The model's training loss on a batch of images in [0, 1] (mapped to [-1, 1]) or, with
+    ``images=False``, of points taken as they are; terms: ``mse`` (epsilon, per element),
+    ``vlb_t`` (L_{t-1} at the sampled t, nats) and ``bound`` (L_T + T L_{t-1}, a one-sample
+    unbiased estimate of the whole bound, bits/dim; nats/dim for points)."""
+
+    def __init__(self, images: bool = True):
+        self.images = images
 
     def __call__(self, model: Diffusion, x: torch.Tensor, step: int = 0) -> ObjectiveOutput:
-        loss, terms = model.loss(2 * x - 1)
+        loss, terms = model.loss(2 * x - 1 if self.images else x.float())
         return ObjectiveOutput(loss, terms)
+
+
+def is_toy(cfg) -> bool:
+    return cfg.data.source in TOYS_2D
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,11 @@ def _train() -> TrainConfig:
 
 @dataclass(frozen=True)
 class DiffusionRunConfig(Section):
-    data: ImageDataConfig = opt(default_factory=_images, help="the images (8-bit: binarize none)")
+    data: ImageDataConfig = opt(
+        default_factory=_images,
+        help="the images (8-bit: binarize none), or 2-D points: moons, eight-gaussians, "
+        "swiss-roll (with --preset toy)",
+    )
     model: DiffusionConfig = opt(
         default_factory=DiffusionConfig, help="the diffusion and its denoiser"
     )
@@ -81,10 +100,12 @@ class DiffusionEvalOptions(Section):
     mc: int = opt(
         0, "also a Monte Carlo estimate over this many uniform t per image (0: none)", ge=0
     )
-    batch: int = opt(1024, "(image, t) pairs per network call", ge=1)
+    batch: int = opt(
+        256, "(image, t) pairs per network call (a few hundred run fastest on a CPU)", ge=1
+    )
     seed: int = opt(0, "seed of the noise x_t ~ q(x_t | x_0)", ge=0)
     vae: str = opt("", "a VAE run on the same data (discretized likelihood), set beside it")
-    samples: int = opt(64, "report: samples drawn (all T steps each)", ge=1)
+    samples: int = opt(64, "report: samples drawn (all T steps each; 2-D points: >= 2,000)", ge=1)
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
 
     def validate(self):
@@ -103,6 +124,7 @@ class DiffusionRecipe(Recipe):
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "mnist5k 8-bit, U-Net 16-32-32 channels, T = 1000, cosine schedule, learned variances, hybrid loss (Nichol and Dhariwal), 70 epochs: ~30 min on 2 cores",
         "debug": "digits 8x8, a tiny U-Net, T = 50, 2 epochs: seconds",
+        "toy": "2-D points (--data moons, eight-gaussians or swiss-roll), an MLP denoiser (128 wide, 3 blocks), T = 1000, a Gaussian L_0, 300 epochs: ~4 min on 2 cores",
     }
     presets: ClassVar[dict[str, dict]] = {
         "default": {
@@ -120,19 +142,50 @@ class DiffusionRecipe(Recipe):
             "train": {"epochs": 2, "batch_size": 50, "checkpoint_every": 20, "eval_every": 1},
             "evaluate": {"limit": 20},
         },
+        "toy": {
+            "data": {"source": "moons"},
+            "model": {
+                "net": "mlp",
+                "channels": 128,
+                "blocks": 3,
+                "discrete": False,
+                "schedule": "cosine",
+                "variance": "learned",
+                "loss": "hybrid",
+            },
+            "train": {"epochs": 300, "batch_size": 256, "eval_every": 50},
+            "evaluate": {"limit": 1000},
+        },
     }
 
     def default_out(self, cfg):
         return f"runs/diffusion-{Path(cfg.data.source).name}"
 
     def data(self, cfg, run_dir=None):
+        if is_toy(cfg):
+            return load_toy(cfg.data.source, seed=cfg.train.seed, limit=cfg.data.limit or None)
         return cfg.data.load(cfg.train.seed)
 
     def learner(self, cfg, data) -> ObjectiveLearner:
-        return ObjectiveLearner(Diffusion(cfg.model), DiffusionObjective(), cfg.optim)
+        model = Diffusion(cfg.model)
+        return ObjectiveLearner(model, DiffusionObjective(images=not is_toy(cfg)), cfg.optim)
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
+        m = cfg.model
+        if is_toy(cfg) and (m.net != "mlp" or m.discrete):
+            raise ConfigError(
+                f"{cfg.data.source} is 2-D points: it needs the MLP denoiser and a density for "
+                f"L_0 (model.net = mlp, model.discrete = false), not net = {m.net}, discrete = "
+                f"{str(m.discrete).lower()}: add --preset toy"
+            )
+        if not is_toy(cfg) and not m.discrete:
+            raise ConfigError(
+                "model.discrete = false scores 8-bit images by a density, whose bits/dim can be "
+                "negative and mean nothing: keep discrete = true for images"
+            )
         data = self.data(cfg)
+        if is_toy(cfg):
+            return self._build_toy(cfg, data)
         if not data.eight_bit:
             raise ConfigError(
                 f"a diffusion's bound here is for 8-bit images: {data.name} is "
@@ -151,6 +204,19 @@ class DiffusionRecipe(Recipe):
         ]
         return Built(cfg, data, learner, lines)
 
+    def _build_toy(self, cfg, data) -> Built:
+        cfg = derive(cfg, model={"data_shape": (data.dim,)})
+        torch.manual_seed(cfg.train.seed)
+        learner = self.learner(cfg, data)
+        m = cfg.model
+        n = sum(p.numel() for p in learner.model.parameters())
+        lines = [
+            f"data: {data.name}, {len(data.train)} train / {len(data.test)} test 2-D points",
+            f"model: DDPM, T = {m.steps} ({m.schedule} schedule), variance {m.variance}, loss "
+            f"{m.loss}, MLP denoiser with {n:,} parameters; L_0 a Gaussian density (nats)",
+        ]
+        return Built(cfg, data, learner, lines)
+
     def after_training(self, cfg):
         limit = cfg.evaluate.limit
         return None if limit < 0 else DiffusionEvalOptions(limit=limit)
@@ -160,11 +226,20 @@ class DiffusionRecipe(Recipe):
         data = run.data()
         learner, state = run.learner(data, options.device)
         model: Diffusion = learner.model
-        x = 2 * data.as_float(data.test[: options.limit or None]).to(options.device) - 1
-        dims, bits = model.dims, model.dims * math.log(2)
+        toy = is_toy(run.config)
+        if options.vae and toy:
+            raise ConfigError(f"--vae sets a VAE's bits/dim beside images; {run.config.data.source} "
+                              "is 2-D points")  # fmt: skip
+        test = data.test[: options.limit or None]
+        x = (test.float() if toy else 2 * data.as_float(test) - 1).to(options.device)
+        dims = model.dims
+        # images: bits per dimension of 8-bit data; points: nats per point (a density's bound)
+        key, scale, unit = ("nats_per_point", 1.0, "nats/point") if toy else (
+            "bits_per_dim", dims * math.log(2), "bits/dim")  # fmt: skip
         result = {"step": state["step"], "examples": len(x), "steps": model.steps,
-                  "dims": dims, "clip_x0": model.cfg.clip_x0}  # fmt: skip
-        lines = [f"{run.dir} at step {state['step']}: {len(x)} test images, T = {model.steps}"]
+                  "dims": dims, "clip_x0": model.cfg.clip_x0, "headline": key, "unit": unit}  # fmt: skip
+        what = "test points" if toy else "test images"
+        lines = [f"{run.dir} at step {state['step']}: {len(x)} {what}, T = {model.steps}"]
         if options.exact:
             g = torch.Generator(options.device).manual_seed(options.seed)
             t0 = time.perf_counter()
@@ -176,8 +251,8 @@ class DiffusionRecipe(Recipe):
             result.update({
                 "bound_nats": total.mean().item(),
                 "bound_nats_stderr": se.item(),
-                "bits_per_dim": total.mean().item() / bits,
-                "bits_per_dim_stderr": se.item() / bits,
+                key: total.mean().item() / scale,
+                f"{key}_stderr": se.item() / scale,
                 "L_T": prior.double().mean().item(),
                 "L_0": curve[0].item(),
                 "L_middle": curve[1:].sum().item(),
@@ -185,21 +260,33 @@ class DiffusionRecipe(Recipe):
                 "seconds": seconds,
             })  # fmt: skip
             lines += [
-                f"  the bound over every t: {total.mean():.2f} +- {se:.2f} nats = "
-                f"{result['bits_per_dim']:.4f} +- {result['bits_per_dim_stderr']:.4f} bits/dim "
-                f"({seconds:.1f} s; one x_t per image and t)",
+                f"  the bound over every t: {total.mean():.2f} +- {se:.2f} nats"
+                + ("" if toy else f" = {result[key]:.4f} +- {result[key + '_stderr']:.4f} bits/dim")
+                + f" ({seconds:.1f} s; one x_t per {what[5:-1]} and t)",
                 f"  L_T {result['L_T']:.4g} nats, sum of L_(t-1) over t = 2..T "
                 f"{result['L_middle']:.2f} nats, L_0 {result['L_0']:.2f} nats"
                 + (" (x_0 predictions clipped to [-1, 1], as the model samples)" if model.cfg.clip_x0 else ""),
             ]  # fmt: skip
+            log_p = toy_log_prob(run.config.data.source, x.cpu()) if toy else None
+            if log_p is not None:  # the exact NLL of the same points, and the bound's excess
+                nll, gap = -log_p, total.cpu() - (-log_p)
+                n = math.sqrt(len(x))
+                result.update({"true_nll_nats": nll.mean().item(),
+                               "true_nll_nats_stderr": (nll.std() / n).item(),
+                               "gap_nats": gap.mean().item(), "gap_nats_stderr": (gap.std() / n).item()})  # fmt: skip
+                lines.append(
+                    f"  the exact -log p(x) of the same points: {result['true_nll_nats']:.4f} nats; "
+                    f"the bound exceeds it by {result['gap_nats']:.4f} +- "
+                    f"{result['gap_nats_stderr']:.4f} nats (>= 0 on average)"
+                )
         if options.mc:
             g = torch.Generator(options.device).manual_seed(options.seed + 1)
             est, _ = model.bound_estimate(x, options.mc, generator=g)
             se = (est.double().var() / len(est)).sqrt()  # over images (each its own t draws)
-            result.update({"mc_bits_per_dim": est.double().mean().item() / bits,
-                           "mc_bits_per_dim_stderr": se.item() / bits, "mc_samples": options.mc})  # fmt: skip
-            lines.append(f"  Monte Carlo over t ({options.mc} per image): "
-                         f"{result['mc_bits_per_dim']:.4f} +- {result['mc_bits_per_dim_stderr']:.4f} bits/dim")  # fmt: skip
+            result.update({f"mc_{key}": est.double().mean().item() / scale,
+                           f"mc_{key}_stderr": se.item() / scale, "mc_samples": options.mc})  # fmt: skip
+            lines.append(f"  Monte Carlo over t ({options.mc} per {what[5:-1]}): "
+                         f"{result['mc_' + key]:.4f} +- {result['mc_' + key + '_stderr']:.4f} {unit}")  # fmt: skip
         if options.vae:
             result["vae"] = _vae_beside(options.vae, run, len(x))
             v = result["vae"]
@@ -208,7 +295,7 @@ class DiffusionRecipe(Recipe):
         return result, lines
 
     def thoroughness(self, result):
-        return {"n": result["examples"], "exact": int("bits_per_dim" in result)}
+        return {"n": result["examples"], "exact": int("L_t_curve" in result)}
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves, diffusion
@@ -217,30 +304,45 @@ class DiffusionRecipe(Recipe):
         if options.vae and "vae" not in result:  # set beside an evaluation made without it
             result = {**result, "vae": _vae_beside(options.vae, run, result["examples"])}
         g = torch.Generator().manual_seed(0)
-        x, chain = model.sample(options.samples, generator=g, keep=10)
-        pngs = [
-            (diffusion.samples((x + 1) / 2, out / "samples.png"), f"{options.samples} samples, every one of the T = {model.steps} steps."),
-            (diffusion.chain((chain[:, :8] + 1) / 2, out / "chain.png"), "The denoising chain, from x_T ~ N(0, I) (left) to x_0 (right), for 8 samples."),
-            (curves(run.dir / "metrics.jsonl", out / "curves.png", diffusion.CURVES), "Training curves: the epsilon MSE and a one-sample estimate of the bound."),
-        ]  # fmt: skip
+        toy = is_toy(cfg)
+        n = max(options.samples, 2000) if toy else options.samples
+        x, chain = model.sample(n, generator=g, keep=10 if not toy else 6)
+        if toy:
+            pngs = [
+                (diffusion.points(data.test, x, out / "samples.png"), f"{n} samples beside {len(data.test)} test points, every one of the T = {model.steps} steps."),
+                (diffusion.point_chain(chain, model.steps, out / "chain.png"), f"The denoising chain of the {n} samples, from x_T ~ N(0, I) (left) to x_0 (right)."),
+            ]  # fmt: skip
+        else:
+            pngs = [
+                (diffusion.samples((x + 1) / 2, out / "samples.png"), f"{n} samples, every one of the T = {model.steps} steps."),
+                (diffusion.chain((chain[:, :8] + 1) / 2, out / "chain.png"), "The denoising chain, from x_T ~ N(0, I) (left) to x_0 (right), for 8 samples."),
+            ]  # fmt: skip
+        pngs.append((curves(run.dir / "metrics.jsonl", out / "curves.png", diffusion.CURVES),
+                     "Training curves: the epsilon MSE and a one-sample estimate of the bound."))  # fmt: skip
         if "L_t_curve" in result:
             pngs.append((diffusion.decomposition(result, out / "bound_by_t.png"),
-                         "The bound by timestep: L_(t-1) averaged over the test images, with L_T and L_0."))  # fmt: skip
+                         f"The bound by timestep: L_(t-1) averaged over the test {'points' if toy else 'images'}, with L_T and L_0."))  # fmt: skip
         m = cfg.model
+        kind = "2-D points" if toy else f"8-bit images {tuple(data.shape)}"
         numbers = {
-            "data": f"{cfg.data.source}: {len(data.train)} train / {len(data.test)} test 8-bit images {tuple(data.shape)}",
+            "data": f"{cfg.data.source}: {len(data.train)} train / {len(data.test)} test {kind}",
             "model": f"DDPM, T = {m.steps}, {m.schedule} schedule, variance {m.variance}, loss {m.loss}",
             "trained": f"{state['step']} steps",
         }  # fmt: skip
-        if "bits_per_dim" in result:
-            numbers[f"the bound over every t ({result['examples']} test images)"] = (
-                f"{result['bits_per_dim']:.4f} +- {result['bits_per_dim_stderr']:.4f} bits/dim "
-                f"({result['bound_nats']:.1f} nats)")  # fmt: skip
+        key, unit = result.get("headline", "bits_per_dim"), result.get("unit", "bits/dim")
+        if key in result:
+            numbers[f"the bound over every t ({result['examples']} test {'points' if toy else 'images'})"] = (
+                f"{result[key]:.4f} +- {result[key + '_stderr']:.4f} {unit}"
+                + ("" if toy else f" ({result['bound_nats']:.1f} nats)"))  # fmt: skip
             numbers["L_T / sum of L_(t-1) / L_0"] = (
-                f"{result['L_T']:.3g} / {result['L_middle']:.1f} / {result['L_0']:.1f} nats")  # fmt: skip
-        if "mc_bits_per_dim" in result:
+                f"{result['L_T']:.3g} / {result['L_middle']:.4g} / {result['L_0']:.4g} nats")  # fmt: skip
+        if "true_nll_nats" in result:
+            numbers["the exact -log p(x) of the same points"] = (
+                f"{result['true_nll_nats']:.4f} nats; the bound's excess {result['gap_nats']:.4f} "
+                f"+- {result['gap_nats_stderr']:.4f} nats")  # fmt: skip
+        if f"mc_{key}" in result:
             numbers["Monte Carlo over t"] = (
-                f"{result['mc_bits_per_dim']:.4f} +- {result['mc_bits_per_dim_stderr']:.4f} bits/dim"
+                f"{result['mc_' + key]:.4f} +- {result['mc_' + key + '_stderr']:.4f} {unit}"
             )
         if "vae" in result:
             v = result["vae"]
