@@ -5,6 +5,7 @@ CDF, the bound against the exact entropy of a small discrete distribution (with 
 denoiser, computed in closed form, and with a trained one), and the bound over every t against
 its Monte Carlo estimate over t. Then the ``diffusion`` kind of run end to end."""
 
+import dataclasses
 import json
 import math
 
@@ -233,6 +234,24 @@ def test_the_bound_over_every_t_is_the_mean_of_its_monte_carlo_estimate():
     assert z.abs().max() < 4, z
 
 
+def test_clipping_the_predicted_x0_never_raises_a_term_of_the_bound():
+    # each L_(t-1), t >= 2, is sum_d post_c0^2 (x0 - x0_hat)^2 / (2 sigma^2) plus terms free of
+    # x0_hat; clipping x0_hat to [-1, 1] moves it toward any x0 in [-1, 1], coordinate by
+    # coordinate, so no term can rise; L_0 (t = 1) is left as it was
+    torch.manual_seed(0)
+    model = _toy(100, variance="learned", loss="vlb")
+    x0 = _GRID[torch.randint(0, 16, (400,))].float()
+    t = torch.arange(400) % 100 + 1
+    noise = torch.randn_like(x0)
+    with torch.no_grad():
+        free = model.terms(x0, t, noise)["vlb"]
+        model.cfg = dataclasses.replace(model.cfg, clip_x0=True)
+        clipped = model.terms(x0, t, noise)["vlb"]
+    assert torch.equal(clipped[t == 1], free[t == 1])
+    assert (clipped[t > 1] <= free[t > 1] + 1e-5).all()
+    assert (clipped[t > 1] < free[t > 1] - 1e-3).any()  # an untrained net's x0_hat goes outside
+
+
 def test_config_errors_name_the_bad_choice():
     with pytest.raises(ConfigError, match="learned with loss = simple"):
         DiffusionConfig(variance="learned", loss="simple")
@@ -268,6 +287,11 @@ def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path):
     z = (res["mc_bits_per_dim"] - res["bits_per_dim"]) / math.hypot(
         res["mc_bits_per_dim_stderr"], res["bits_per_dim_stderr"])  # fmt: skip
     assert abs(z) < 4
+    # the same noise with x_0 clipped at t >= 2: no larger, and recorded; the report samples so
+    clip = recipes.get_recipe("diffusion").eval_options(limit=20, clip_x0="on")
+    res_clip = run.recipe.evaluate(run, clip, say=lambda *a: None)
+    assert res_clip["clip_x0"] is True and res_clip["L_0"] == pytest.approx(res["L_0"], rel=1e-6)
+    assert res_clip["bound_nats"] <= res["bound_nats"] + 1e-6
 
 
 def test_train_diffusion_refuses_binarized_images_and_resumes_exactly(tmp_path):

@@ -48,11 +48,12 @@ VARIANCES = ("fixed-large", "fixed-small", "learned")
 LOSSES = ("simple", "vlb", "hybrid")
 
 
-def make_betas(name: str, steps: int) -> torch.Tensor:
+def make_betas(name: str, steps: int, s: float = 0.008) -> torch.Tensor:
     """beta_1..beta_T (float64). "linear": Ho et al.'s 1e-4 to 0.02 at T = 1000, both ends scaled
     by 1000 / T for other T (as Nichol and Dhariwal do), clipped at 0.999; "cosine": abar_t = f(t) / f(0),
-    f(t) = cos^2(((t / T + s) / (1 + s)) pi / 2), s = 0.008, beta_t = 1 - abar_t / abar_{t-1}
-    clipped at 0.999 (Nichol and Dhariwal 2021, eq. 17)."""
+    f(t) = cos^2(((t / T + s) / (1 + s)) pi / 2), s = 0.008 by default, beta_t = 1 - abar_t /
+    abar_{t-1} clipped at 0.999 (Nichol and Dhariwal 2021, eq. 17). A smaller s starts the
+    noise lower (sqrt(beta_1) = 0.0064 at s = 0.008, T = 1000; 0.0028 at s = 0.001)."""
     if steps < 2:
         raise ConfigError(f"steps = {steps}; a diffusion needs at least 2 timesteps")
     if name == "linear":
@@ -63,7 +64,8 @@ def make_betas(name: str, steps: int) -> torch.Tensor:
             max=0.999
         )
     if name == "cosine":
-        s = 0.008
+        if not 0 < s < 1:
+            raise ConfigError(f"cosine offset s = {s}: expected 0 < s < 1")
         t = torch.arange(steps + 1, dtype=torch.float64) / steps
         f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
         abar = f / f[0]
@@ -116,6 +118,11 @@ class Schedule(nn.Module):
         broadcast over ``like``."""
         return getattr(self, name)[t - 1].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
+    @staticmethod
+    def at_one(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """t == 1 shaped (B, 1, ...) to broadcast over ``like``."""
+        return (t == 1).view(-1, *([1] * (like.dim() - 1)))
+
     def q_sample(self, x0, t, noise):
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
         return self.at("sqrt_abar", t, x0) * x0 + self.at("sqrt_1m_abar", t, x0) * noise
@@ -130,6 +137,8 @@ class Schedule(nn.Module):
 class DiffusionConfig(Section):
     schedule: str = opt("linear", "the noise schedule", choices=SCHEDULES)
     steps: int = opt(1000, "T, the number of diffusion steps (latent layers)", ge=2)
+    cosine_s: float = opt(0.008, "cosine schedule: the offset s (smaller: less noise at t = 1, "
+                          "sqrt(beta_1) 0.0064 at 0.008, 0.0028 at 0.001, T = 1000)", gt=0, lt=1)  # fmt: skip
     variance: str = opt("fixed-large", "sigma_t^2 of p(x_{t-1} | x_t): beta_t, beta~_t, or learned "
                         "between them", choices=VARIANCES)  # fmt: skip
     loss: str = opt("simple", "simple (Ho et al.'s epsilon MSE), vlb (the bound), or hybrid "
@@ -137,8 +146,8 @@ class DiffusionConfig(Section):
     vlb_weight: float = opt(0.001, "lambda of the hybrid loss", ge=0)
     importance_t: bool = opt(False, "vlb: sample t with probability ~ sqrt(E[L_t^2]) "
                              "(Nichol and Dhariwal), after 10 losses per t are seen")  # fmt: skip
-    clip_x0: bool = opt(False, "clip the predicted x_0 to [-1, 1] (in sampling and in the bound "
-                        "alike)")  # fmt: skip
+    clip_x0: bool = opt(False, "clip the predicted x_0 to [-1, 1] at t >= 2 (in sampling and in "
+                        "the bound alike; at t = 1 the decoder's mean is left free)")  # fmt: skip
     net: str = opt("unet", "the denoiser: unet (images) or mlp (vectors)", choices=("unet", "mlp"))
     channels: int = opt(32, "unet: base channels; mlp: hidden width", ge=1)
     mults: tuple[int, ...] = opt((1, 2, 2), "unet: channel multiple per resolution")
@@ -168,7 +177,7 @@ class Diffusion(nn.Module):
     def __init__(self, cfg: DiffusionConfig):
         super().__init__()
         self.cfg = cfg
-        self.schedule = Schedule(make_betas(cfg.schedule, cfg.steps))
+        self.schedule = Schedule(make_betas(cfg.schedule, cfg.steps, cfg.cosine_s))
         shape = tuple(cfg.data_shape)
         self.learned = cfg.variance == "learned"
         k = 2 if self.learned else 1
@@ -203,8 +212,8 @@ class Diffusion(nn.Module):
             name = "log_betas_large" if self.cfg.variance == "fixed-large" else "log_post_var"
             log_var = sch.at(name, t, xt).expand_as(xt)
         x0_hat = (xt - sch.at("sqrt_1m_abar", t, xt) * eps) / sch.at("sqrt_abar", t, xt)
-        if self.cfg.clip_x0:
-            x0_hat = x0_hat.clamp(-1, 1)
+        if self.cfg.clip_x0:  # not at t = 1: the decoder's mean may sit beyond an edge bin
+            x0_hat = torch.where(self.schedule.at_one(t, xt), x0_hat, x0_hat.clamp(-1, 1))
         mean, _ = sch.posterior(x0_hat, xt, t)
         return mean, log_var, eps, v
 
@@ -359,16 +368,25 @@ class Diffusion(nn.Module):
 
     # -------------------------------------------------------------------------------- sampling
     @torch.no_grad()
-    def sample(self, n: int, *, generator=None, keep: int = 0, device="cpu"):
+    def sample(self, n: int, *, generator=None, keep: int = 0, times=None, device="cpu"):
         """Ancestral samples x_0 (n, *data_shape) from x_T ~ N(0, I) through all T steps (no noise
         added at the last); with keep >= 2 also snapshots of the chain (about keep, n, ...), from
-        x_T to x_0, evenly spaced in t."""
+        x_T to x_0, evenly spaced in t; or with ``times`` (t values in 2..T) the snapshots x_t at
+        those t, from the largest down, then x_0."""
         x = torch.randn(n, *self.cfg.data_shape, generator=generator, device=device)
         if keep == 1:
             raise ValueError("keep = 1: a chain needs at least its two ends (keep >= 2)")
-        marks = (
-            set(torch.linspace(self.steps, 2, keep - 1).round().long().tolist()) if keep else set()
-        )
+        if times is not None:
+            marks = {int(t) for t in times}
+            if not marks or not all(2 <= t <= self.steps for t in marks):
+                raise ValueError(f"times must be t values in 2..{self.steps}; got {times}")
+            keep = len(marks) + 1
+        else:
+            marks = (
+                set(torch.linspace(self.steps, 2, keep - 1).round().long().tolist())
+                if keep
+                else set()
+            )
         chain = []
         for step in range(self.steps, 0, -1):
             if step in marks:

@@ -67,15 +67,15 @@ def points(data: torch.Tensor, x: torch.Tensor, path) -> Path:
     return save(fig, path)
 
 
-def point_chain(frames: torch.Tensor, steps: int, path) -> Path:
-    """frames (K, N, 2) from x_T to x_0 as ``Diffusion.sample(keep=K)`` gives them (x_t at t
-    evenly spaced from T down to 2, then x_0): K panels of the N samples."""
+def point_chain(frames: torch.Tensor, times, path) -> Path:
+    """frames (K, N, 2) from x_T to x_0 as ``Diffusion.sample(times=times)`` gives them (x_t at
+    each t of ``times``, largest first, then x_0): K panels of the N samples."""
     k = len(frames)
     fig, axes = pyplot().subplots(1, k, figsize=(2.6 * k, 2.8), sharex=True, sharey=True)
-    ts = [*torch.linspace(steps, 2, k - 1).round().long().tolist(), 0]
+    ts = [*sorted(times, reverse=True), 0]
     for i, ax in enumerate(axes):
         pts = frames[i].float().cpu()
         ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
         ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", xticks=[], yticks=[])
-        ax.set_title(f"x_{ts[i]}" + (" = x_T" if i == 0 else ""))
+        ax.set_title(f"x_{ts[i]}")
     return save(fig, path)
