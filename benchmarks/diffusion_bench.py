@@ -162,11 +162,13 @@ def steps_main(args) -> int:
 def bound_main(args) -> int:
     cfg, data = _cfg(64)
     torch.manual_seed(0)
-    model = Diffusion(cfg.model).eval()
-    x = 2 * data.as_float(data.test[: args.images]) - 1
+    dev = torch.device(args.device)
+    model = Diffusion(cfg.model).eval().to(dev)
+    x = (2 * data.as_float(data.test[: args.images]) - 1).to(dev)
     bits = model.dims * math.log(2)
     ts = torch.arange(1, model.steps + 1, args.t_stride)
     noise = torch.randn(len(x), len(ts), *x.shape[1:], generator=torch.Generator().manual_seed(0))
+    noise, ts = noise.to(dev), ts.to(dev)
     print(f"the bound at {len(ts)} of T = {model.steps} timesteps (every {args.t_stride}) for "
           f"{len(x)} test images; torch threads {torch.get_num_threads()}; "
           f"{len(x) * len(ts):,} network evaluations each way")  # fmt: skip
@@ -180,7 +182,7 @@ def bound_main(args) -> int:
     with torch.no_grad():  # calc_bpd_loop: t from T down to 1, the images as the batch
         total = model.prior_term(x).double()
         for j in range(len(ts) - 1, -1, -1):
-            tt = torch.full((len(x),), int(ts[j]))
+            tt = torch.full((len(x),), int(ts[j]), device=dev)
             total += model.terms(x, tt, noise[:, j])["vlb"].double()
     loop_s = time.perf_counter() - t0
     loop = total / bits
@@ -202,6 +204,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=0, help="steps: 64; bound: 256 pairs per call")
     ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--device", default="cpu", help="bound: cpu or cuda")
     ap.add_argument("--t-stride", type=int, default=10, help="bound: every k-th timestep only")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU path, checked where a CUDA GPU is present (CI has none): the CUDA-marked tests, the
 # main job's VAE on cuda in fp32 and bf16, the world model's debug preset, a one-process
-# torchrun with nccl, and the importance-sampled evaluation on cuda, each with its wall time.
+# torchrun with nccl, the importance-sampled evaluation on cuda, and the diffusion bound batched
+# over (image, t) against calc_bpd_loop's order on cuda (issue 12), each with its wall time.
 # Under 5 minutes on one recent GPU. Run from the repository root, in the project's venv:
 #
 #     bash benchmarks/gpu_check.sh [OUT]          (OUT: where the runs go, default a temp folder)
@@ -31,6 +32,7 @@ step "train vae cuda bf16 (30 epochs)" elbokit train vae --device cuda --precisi
 step "eval vae cuda k=1000" elbokit eval "$out/vae-fp32" --device cuda --k 1000
 step "eval vae cpu k=1000" elbokit eval "$out/vae-fp32" --k 1000
 step "train world-model debug cuda" elbokit train world-model --preset debug --device cuda --no-progress --out "$out/wm"
+step "diffusion bound cuda, 500 images, every t" python benchmarks/diffusion_bench.py bound --device cuda --t-stride 1 --batch 2048
 step "torchrun 1 process nccl" torchrun --standalone --nproc_per_node=1 -m elbokit train vae --preset debug --device cuda --no-progress --out "$out/ddp"
 for run in vae-fp32 vae-bf16; do
     python - "$out/$run" <<'PY'
@@ -41,5 +43,6 @@ print(f"{sys.argv[1]}: test ELBO {last['test/elbo']:.2f} nats after {last['step'
 PY
 done
 grep -h "log p(x)" "$out"/eval*.log "$out/vae-fp32.log" 2>/dev/null | head -3
+grep -h "batched\|one t at a time\|ratio" "$out"/diffusion*.log 2>/dev/null
 echo "logs and runs in $out"
 exit $status
