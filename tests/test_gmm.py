@@ -702,3 +702,24 @@ def test_points_from_files_and_bad_points_fail_before_fitting(tmp_path, capsys):
     assert main(["fit", "gmm", "--data", str(bad), "--out", str(tmp_path / "run")]) == 2
     assert "line 3, column 'b'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b\n")
+    with pytest.raises(DataError, match=r"a header \(a, b\) and no rows of points"):
+        load_points(empty)
+    # more components than points: ours fits (the prior prunes); sklearn's k-means cannot start
+    out = tmp_path / "many"
+    args = [
+        "fit",
+        "gmm",
+        "--data",
+        str(good),
+        "--components",
+        "40",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert "comparison skipped" in capsys.readouterr().out
+    r = json.loads((out / "eval.json").read_text())
+    assert "sklearn" not in r and 1 <= r["effective_components"] <= 30

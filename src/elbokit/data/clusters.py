@@ -168,6 +168,8 @@ def _read_csv(path: Path):
         [float(c) for c in rows[0]]
     except ValueError:
         header, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise DataError(f"{path}: a header ({', '.join(header)}) and no rows of points")
     label_col = None
     if header is not None:
         label_col = next((j for j, c in enumerate(header) if c.lower() in LABEL_COLUMNS), None)

@@ -315,7 +315,11 @@ class GMMRecipe(Recipe):
             f"  effective components {result['effective_components']} of {run.config.model.components}"
             + (f"; adjusted Rand index against the true labels {result['ari']:.4f}" if "ari" in result else ""),
         ]  # fmt: skip
-        if options.sklearn and isinstance(model, BayesianGMM):
+        k = run.config.model.components
+        if options.sklearn and isinstance(model, BayesianGMM) and k > len(p.x):
+            lines.append(f"  scikit-learn's comparison skipped: its k-means start needs at least "
+                         f"{k} points for {k} components, and there are {len(p.x)}")  # fmt: skip
+        elif options.sklearn and isinstance(model, BayesianGMM):
             result["sklearn"] = self._sklearn(run.config, model, p, result["elbo"])
             s = result["sklearn"]
             lines.append(
