@@ -193,35 +193,23 @@ class DiffusionRecipe(Recipe):
             )
         data = self.data(cfg)
         if is_toy(cfg):
-            return self._build_toy(cfg, data)
-        if not data.eight_bit:
+            shape, kind, decoder = (data.dim,), "2-D points", "; L_0 a Gaussian density (nats)"
+        elif not data.eight_bit:
             raise ConfigError(
                 f"a diffusion's bound here is for 8-bit images: {data.name} is "
                 f"{'binarized (use --binarize none)' if data.binarize != 'none' else 'not 8-bit'}"
             )
-        cfg = derive(cfg, model={"data_shape": tuple(data.shape)})
+        else:
+            shape, kind, decoder = tuple(data.shape), f"8-bit images of shape {data.shape}", ""
+        cfg = derive(cfg, model={"data_shape": shape})
         torch.manual_seed(cfg.train.seed)
         learner = self.learner(cfg, data)
         m = cfg.model
         n = sum(p.numel() for p in learner.model.parameters())
         lines = [
-            f"data: {data.name}, {len(data.train)} train / {len(data.test)} test 8-bit images "
-            f"of shape {data.shape}",
+            f"data: {data.name}, {len(data.train)} train / {len(data.test)} test {kind}",
             f"model: DDPM, T = {m.steps} ({m.schedule} schedule), variance {m.variance}, loss "
-            f"{m.loss}, {m.net} denoiser with {n:,} parameters",
-        ]
-        return Built(cfg, data, learner, lines)
-
-    def _build_toy(self, cfg, data) -> Built:
-        cfg = derive(cfg, model={"data_shape": (data.dim,)})
-        torch.manual_seed(cfg.train.seed)
-        learner = self.learner(cfg, data)
-        m = cfg.model
-        n = sum(p.numel() for p in learner.model.parameters())
-        lines = [
-            f"data: {data.name}, {len(data.train)} train / {len(data.test)} test 2-D points",
-            f"model: DDPM, T = {m.steps} ({m.schedule} schedule), variance {m.variance}, loss "
-            f"{m.loss}, MLP denoiser with {n:,} parameters; L_0 a Gaussian density (nats)",
+            f"{m.loss}, {m.net} denoiser with {n:,} parameters{decoder}",
         ]
         return Built(cfg, data, learner, lines)
 
@@ -251,8 +239,8 @@ class DiffusionRecipe(Recipe):
             "bits_per_dim", dims * math.log(2), "bits/dim")  # fmt: skip
         result = {"step": state["step"], "examples": len(x), "steps": model.steps,
                   "dims": dims, "clip_x0": model.cfg.clip_x0, "headline": key, "unit": unit}  # fmt: skip
-        what = "test points" if toy else "test images"
-        lines = [f"{run.dir} at step {state['step']}: {len(x)} {what}, T = {model.steps}"]
+        item = "point" if toy else "image"
+        lines = [f"{run.dir} at step {state['step']}: {len(x)} test {item}s, T = {model.steps}"]
         if options.exact:
             g = torch.Generator(options.device).manual_seed(options.seed)
             t0 = time.perf_counter()
@@ -275,7 +263,7 @@ class DiffusionRecipe(Recipe):
             lines += [
                 f"  the bound over every t: {total.mean():.2f} +- {se:.2f} nats"
                 + ("" if toy else f" = {result[key]:.4f} +- {result[key + '_stderr']:.4f} bits/dim")
-                + f" ({seconds:.1f} s; one x_t per {what[5:-1]} and t)",
+                + f" ({seconds:.1f} s; one x_t per {item} and t)",
                 f"  L_T {result['L_T']:.4g} nats, sum of L_(t-1) over t = 2..T "
                 f"{result['L_middle']:.2f} nats, L_0 {result['L_0']:.2f} nats"
                 + (" (x_0 predictions clipped to [-1, 1] at t >= 2, as the model samples)" if model.cfg.clip_x0 else ""),
@@ -298,7 +286,7 @@ class DiffusionRecipe(Recipe):
             se = (est.double().var() / len(est)).sqrt()  # over images (each its own t draws)
             result.update({f"mc_{key}": est.double().mean().item() / scale,
                            f"mc_{key}_stderr": se.item() / scale, "mc_samples": options.mc})  # fmt: skip
-            lines.append(f"  Monte Carlo over t ({options.mc} per {what[5:-1]}): "
+            lines.append(f"  Monte Carlo over t ({options.mc} per {item}): "
                          f"{result['mc_' + key]:.4f} +- {result['mc_' + key + '_stderr']:.4f} {unit}")  # fmt: skip
         if options.vae:
             result["vae"] = _vae_beside(options.vae, run, len(x))
@@ -322,8 +310,10 @@ class DiffusionRecipe(Recipe):
         toy = is_toy(cfg)
         n = max(options.samples, 2000) if toy else options.samples
         # points: the chain at t = T, T/2, T/4, ... (the shape forms late, at small t)
-        times = sorted({max(2, model.steps // 2**i) for i in range(7)}, reverse=True)
-        x, chain = model.sample(n, generator=g, keep=10, times=times if toy else None)
+        times = (
+            sorted({max(2, model.steps // 2**i) for i in range(7)}, reverse=True) if toy else None
+        )
+        x, chain = model.sample(n, generator=g, keep=10, times=times)
         if toy:
             pngs = [
                 (diffusion.points(data.test, x, out / "samples.png"), f"{n} samples beside {len(data.test)} test points, every one of the T = {model.steps} steps."),
