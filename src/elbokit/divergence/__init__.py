@@ -8,6 +8,7 @@ error, quadrature as a reference, discrete arrays, and the textbook properties.
     kl_discrete(p, q)             probability arrays, like scipy.stats.entropy(p, q)
     kl_quadrature(p, q)           univariate reference by scipy.integrate.quad
     check_kl_properties(p, q, r)  non-negativity, zero iff equal, asymmetry, triangle
+    reverse_mi_bound, reverse_mi_reward, forward_mi_reward    skill MI bounds (DIAYN, DADS)
 
 No nn.Module and no training here: usable from any training loop.
 """
@@ -21,6 +22,7 @@ from elbokit.divergence.categorical import bernoulli_kl, categorical_kl
 from elbokit.divergence.discrete import kl_discrete
 from elbokit.divergence.estimate import METHODS, KLEstimate, estimate_kl, kl_monte_carlo
 from elbokit.divergence.gaussian import normal_kl, vae_kl
+from elbokit.divergence.mutual_info import forward_mi_reward, reverse_mi_bound, reverse_mi_reward
 from elbokit.divergence.properties import (
     KLProperties,
     TriangleCheck,
@@ -43,6 +45,7 @@ __all__ = [
     "categorical_kl",
     "check_kl_properties",
     "estimate_kl",
+    "forward_mi_reward",
     "has_closed_form",
     "kl",
     "kl_discrete",
@@ -50,6 +53,8 @@ __all__ = [
     "kl_quadrature",
     "normal_kl",
     "register_kl",
+    "reverse_mi_bound",
+    "reverse_mi_reward",
     "triangle_counterexample",
     "vae_kl",
 ]

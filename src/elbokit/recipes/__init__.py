@@ -18,6 +18,7 @@ from elbokit.recipes.diffusion import DiffusionRecipe
 from elbokit.recipes.gmm import GMMRecipe
 from elbokit.recipes.linear_gaussian import LinearGaussianRecipe
 from elbokit.recipes.run import evaluate, open_run, report, train
+from elbokit.recipes.skills import SkillsRecipe
 from elbokit.recipes.vae import VAERecipe
 from elbokit.recipes.world_model import WorldModelRecipe
 
@@ -32,6 +33,7 @@ RECIPES: dict[str, Recipe] = {
         GMMRecipe(),
         BNNRecipe(),
         DiffusionRecipe(),
+        SkillsRecipe(),
     )
 }
 

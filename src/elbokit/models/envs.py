@@ -1,0 +1,235 @@
+"""Environments for agents that learn from their own experience, stepped as a batch.
+
+    env = make_env("point", n=8, seed=0)          # or any gymnasium id with Box spaces
+    obs = env.reset()                              # (n, obs_dim) float32 tensor
+    out = env.step(actions)                        # actions (n, act_dim) in [-1, 1]
+
+``step`` returns a ``Transition``: ``next_obs`` is the state each action led to (the true s',
+also where an episode ended), ``obs`` what to act on next (a fresh start where an episode ended:
+the reset is immediate), ``terminated`` (a real end, no bootstrapping past it) and ``truncated``
+(a time limit, not an end) per environment, and the environment's ``reward``. Actions are given in
+[-1, 1] and scaled to the action space's bounds.
+
+``point``: a point in the box [-1, 1]^2 that starts at the origin and moves by ``step_size`` times
+the action (clipped to the box) for ``horizon`` steps, with no reward of its own: the 2-D
+navigation task of skill discovery. ``PointEnv`` is the same task as one ``gymnasium.Env``; the
+batch version steps all n points in one tensor operation and saves its whole state, so a resumed
+run continues the very episodes it left.
+
+Any other name is a gymnasium id (``Pendulum-v1``, ``MountainCarContinuous-v0``, a MuJoCo task
+where ``mujoco`` installs): n copies stepped in turn, each reset with a seed derived from (seed,
+copy, episode). Their internal state cannot be saved: a resumed run restarts their episodes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from elbokit.seeding import mix
+
+__all__ = ["GymBatch", "PointBatch", "Transition", "make_env", "point_env_class"]
+
+
+@dataclass
+class Transition:
+    obs: torch.Tensor  # (n, obs_dim) what to act on next
+    next_obs: torch.Tensor  # (n, obs_dim) where each action led
+    reward: torch.Tensor  # (n,)
+    terminated: torch.Tensor  # (n,) bool
+    truncated: torch.Tensor  # (n,) bool
+
+    @property
+    def done(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+
+def _point_move(pos: torch.Tensor, action: torch.Tensor, step_size: float) -> torch.Tensor:
+    return (pos + step_size * action.clamp(-1, 1)).clamp(-1, 1)
+
+
+class PointBatch:
+    """n points in [-1, 1]^2 from the origin (see the module docstring)."""
+
+    name = "point"
+    obs_dim = 2
+    act_dim = 2
+
+    def __init__(self, n: int, *, horizon: int = 30, step_size: float = 0.1, seed: int = 0):
+        if n < 1 or horizon < 1 or not step_size > 0:
+            raise ValueError(
+                f"n = {n}, horizon = {horizon}, step_size = {step_size}; expected n >= 1, "
+                "horizon >= 1, step_size > 0"
+            )
+        self.n, self.horizon, self.step_size = n, horizon, step_size
+        self.pos = torch.zeros(n, 2)
+        self.t = torch.zeros(n, dtype=torch.long)
+        self.episodes = 0
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(2, -1.0), np.full(2, 1.0)
+
+    def reset(self) -> torch.Tensor:
+        self.pos.zero_()
+        self.t.zero_()
+        return self.pos.clone()
+
+    def step(self, action: torch.Tensor) -> Transition:
+        _check_actions(action, self.n, self.act_dim)
+        nxt = _point_move(self.pos, action.float().cpu(), self.step_size)
+        self.t += 1
+        truncated = self.t >= self.horizon
+        self.episodes += int(truncated.sum())
+        self.pos = torch.where(truncated[:, None], torch.zeros_like(nxt), nxt)
+        self.t = torch.where(truncated, torch.zeros_like(self.t), self.t)
+        return Transition(
+            self.pos.clone(), nxt, torch.zeros(self.n), torch.zeros(self.n, dtype=torch.bool),
+            truncated,
+        )  # fmt: skip
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"pos": self.pos.clone(), "t": self.t.clone()}, {"episodes": self.episodes}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        if tensors["pos"].shape != self.pos.shape:
+            raise ValueError(
+                f"the saved point environments hold {tuple(tensors['pos'].shape)} positions; "
+                f"this run steps {self.n} environments"
+            )
+        self.pos, self.t = tensors["pos"].float().clone(), tensors["t"].long().clone()
+        self.episodes = int(meta.get("episodes", 0))
+
+    def close(self) -> None:
+        pass
+
+
+def _check_actions(action: torch.Tensor, n: int, dim: int) -> None:
+    if tuple(action.shape) != (n, dim):
+        raise ValueError(f"actions have shape {tuple(action.shape)}; expected ({n}, {dim})")
+
+
+def _gym():
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        import gymnasium
+    except ImportError:
+        raise ImportError(
+            "gymnasium environments need gymnasium: pip install 'elbokit[rl]'"
+        ) from None
+    return gymnasium
+
+
+class GymBatch:
+    """n copies of a gymnasium environment with Box observations and Box actions."""
+
+    def __init__(self, env_id: str, n: int, *, seed: int = 0, horizon: int | None = None):
+        gym = _gym()
+        if env_id not in gym.registry:
+            from elbokit.config import closest
+
+            hint = closest(env_id, ["point", *gym.registry])
+            raise ValueError(
+                f"no environment {env_id!r}: expected 'point' or a gymnasium id"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+            )
+        kw = {"max_episode_steps": horizon} if horizon else {}
+        try:
+            self.envs = [gym.make(env_id, **kw) for _ in range(n)]
+        except gym.error.Error as e:  # a missing extra (mujoco, box2d)
+            raise ValueError(f"gymnasium cannot make {env_id!r}: {e}") from None
+        except ImportError as e:
+            raise ValueError(f"gymnasium cannot make {env_id!r}: {e}") from None
+        space, act = self.envs[0].observation_space, self.envs[0].action_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(
+                f"{env_id} observes {space}; skills need a 1-D Box observation (a vector of states)"
+            )
+        if not isinstance(act, gym.spaces.Box) or len(act.shape) != 1:
+            raise ValueError(f"{env_id} acts in {act}; this agent needs a 1-D Box action space")
+        self.name, self.n, self.seed = env_id, n, seed
+        self.obs_dim, self.act_dim = int(space.shape[0]), int(act.shape[0])
+        self.low, self.high = act.low.astype(np.float32), act.high.astype(np.float32)
+        self.space = space
+        self.episodes = 0
+        self.current = None
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.space.low.astype(np.float64), self.space.high.astype(np.float64)
+
+    def _reset_one(self, i: int) -> np.ndarray:
+        obs, _ = self.envs[i].reset(seed=mix(self.seed, i, self.episodes) % 2**31)
+        self.episodes += 1
+        return np.asarray(obs, np.float32)
+
+    def reset(self) -> torch.Tensor:
+        self.current = np.stack([self._reset_one(i) for i in range(self.n)])
+        return torch.from_numpy(self.current.copy())
+
+    def step(self, action: torch.Tensor) -> Transition:
+        _check_actions(action, self.n, self.act_dim)
+        a = action.detach().float().cpu().clamp(-1, 1).numpy()
+        scaled = self.low + (a + 1) * 0.5 * (self.high - self.low)
+        nxt, obs = np.empty_like(self.current), np.empty_like(self.current)
+        rew = np.zeros(self.n, np.float32)
+        term, trunc = np.zeros(self.n, bool), np.zeros(self.n, bool)
+        for i, env in enumerate(self.envs):
+            o, r, te, tr, _ = env.step(scaled[i])
+            nxt[i], rew[i], term[i], trunc[i] = o, r, te, tr
+            obs[i] = self._reset_one(i) if te or tr else o
+        self.current = obs
+        return Transition(*(torch.from_numpy(v.copy()) for v in (obs, nxt, rew, term, trunc)))
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"episodes": self.episodes}
+
+    def load_state(self, tensors, meta) -> None:
+        # the simulators' state cannot be saved: the episodes in progress start again
+        self.episodes = int(meta.get("episodes", 0))
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def make_env(name: str, n: int, *, seed: int = 0, horizon: int = 0, step_size: float = 0.1):
+    """``point`` or a gymnasium id (see the module docstring); ``horizon`` 0 keeps the
+    environment's own time limit (30 steps for ``point``)."""
+    if name == "point":
+        return PointBatch(n, horizon=horizon or 30, step_size=step_size, seed=seed)
+    return GymBatch(name, n, seed=seed, horizon=horizon or None)
+
+
+def point_env_class():
+    """``PointEnv``: the point task as one gymnasium.Env (built on demand: gymnasium is optional)."""
+    gym = _gym()
+
+    class PointEnv(gym.Env):
+        """A point in [-1, 1]^2 from the origin; action in [-1, 1]^2 moves it by step_size times
+        the action; no reward; truncated after ``horizon`` steps."""
+
+        metadata = {"render_modes": []}  # noqa: RUF012
+
+        def __init__(self, horizon: int = 30, step_size: float = 0.1):
+            self.horizon, self.step_size = horizon, step_size
+            self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+            self.pos = torch.zeros(2)
+            self.t = 0
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.pos, self.t = torch.zeros(2), 0
+            return self.pos.numpy().copy(), {}
+
+        def step(self, action):
+            a = torch.as_tensor(np.asarray(action, np.float32))
+            self.pos = _point_move(self.pos, a, self.step_size)
+            self.t += 1
+            return self.pos.numpy().copy(), 0.0, False, self.t >= self.horizon, {}
+
+    return PointEnv
