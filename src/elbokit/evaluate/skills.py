@@ -162,7 +162,9 @@ def plan_to_goals(make_env, policy, dynamics, goals: torch.Tensor, *, skill_dim:
 
     Planning (model-predictive control, as in DADS): every ``plan_every`` steps draw
     ``candidates`` skills from the prior, predict with the skill dynamics' mean where each leads
-    after ``plan_every`` steps, run the one predicted closest to the goal. Random: a prior draw
+    after ``plan_every`` steps, run the one predicted closest to the goal (the recipe replans
+    every step: with skills that move the point 0.1 a step, holding one for 10 steps overshoots,
+    0.00 success against 0.94 replanning every step on the same trained run). Random: a prior draw
     every ``plan_every`` steps. Success: the final state within ``success`` of the goal.
     """
     n = len(goals)
