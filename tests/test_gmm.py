@@ -687,6 +687,10 @@ def test_points_from_files_and_bad_points_fail_before_fitting(tmp_path, capsys):
     bad.write_text("a,b\n1,2\n3,x\n")
     with pytest.raises(DataError, match=r"line 3, column 'b' is 'x'; expected a number"):
         load_points(bad)
+    bad.write_text("a,b\n1,2\n3,4\n5, NaN\n")  # named by line and column, as a person finds it
+    with pytest.raises(DataError, match=r"line 4, column 'b' is 'NaN'; expected a finite number"):
+        load_points(bad)
+    bad.write_text("a,b\n1,2\n3,x\n")
     npz = tmp_path / "nan.npz"
     x = np.ones((10, 3))
     x[6, 1] = np.nan

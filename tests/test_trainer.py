@@ -228,3 +228,16 @@ def test_cli_errors_before_training(tmp_path, capsys):
     assert main(["train", "vae", "--data", "nowhere", "--out", str(tmp_path / "y")]) == 2
     assert "no data source 'nowhere'" in capsys.readouterr().err
     assert not (tmp_path / "x" / "state.json").exists()
+
+
+def test_progress_bar_values_keep_small_terms_visible():
+    from elbokit.train.writers import shown_value
+
+    # a KL scale of 0.004 during warm-up was shown as 0.00, and tiny negatives as -0.00
+    assert [shown_value(v) for v in (0.004, -1e-7, 0.0, 1.2345, -0.0049)] == [
+        "0.004",
+        "-1e-07",
+        "0.00",
+        "1.23",
+        "-0.0049",
+    ]

@@ -186,11 +186,17 @@ def _read_csv(path: Path):
                 labels.append(cell.strip())
                 continue
             try:
-                values.append(float(cell))
+                v = float(cell)
             except ValueError:
                 raise DataError(
                     f"{path}: line {line}, column {col!r} is {cell!r}; expected a number"
                 ) from None
+            if not np.isfinite(v):  # named where a person finds it, not by array index
+                raise DataError(
+                    f"{path}: line {line}, column {col!r} is {cell.strip()!r}; expected a finite "
+                    "number"
+                )
+            values.append(v)
         x.append(values)
     if label_col is None:
         return np.asarray(x, np.float64).reshape(len(x), -1), None

@@ -179,7 +179,7 @@ class SkillLearner(Learner):
         finally:
             for m in self.modules.values():
                 m.train()
-        keys = ("mi_bound", "accuracy", "accuracy_final", "effective_skills", "coverage",
+        keys = ("mi_bound", "mi_fraction_of_log_k", "accuracy", "accuracy_final", "effective_skills", "coverage",
                 "dynamics_ll", "forward_mi_bound")  # fmt: skip
         return {k: r[k] for k in keys if k in r}
 

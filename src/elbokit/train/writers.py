@@ -11,6 +11,15 @@ import json
 from pathlib import Path
 
 
+def shown_value(v: float) -> str:
+    """A term for the progress bar: two decimals, or two significant digits when that would
+    round a small nonzero value (a KL scale of 0.004) to 0.00; never "-0.00"."""
+    if v != 0 and abs(v) < 0.005:
+        return f"{v:.2g}"
+    text = f"{v:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 class _Progress:
     """tqdm when available and wanted, else nothing; shows the live terms."""
 
@@ -34,7 +43,7 @@ class _Progress:
     def update(self, shown: dict[str, float]):
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix({k: f"{v:.2f}" for k, v in shown.items()}, refresh=False)
+            self.bar.set_postfix({k: shown_value(v) for k, v in shown.items()}, refresh=False)
 
     def close(self):
         if self.bar is not None:
