@@ -122,3 +122,15 @@ def test_forward_reward_checks_shapes():
         forward_mi_reward(torch.zeros(3), torch.zeros(4, 5))
     with pytest.raises(ValueError, match="L = 0"):
         forward_mi_reward(torch.zeros(3), torch.zeros(3, 0))
+
+
+def test_reverse_bound_refuses_skills_that_are_not_indices():
+    logits = torch.zeros(4, 3)
+    with pytest.raises(
+        ValueError, match="z has dtype torch.float32; expected integer skill indices"
+    ):
+        reverse_mi_reward(logits, torch.tensor([0.5, 0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"expected z of shape \(4,\)"):
+        reverse_mi_bound(logits, torch.zeros(4, 1, dtype=torch.long))
+    # lists are taken as tensors
+    assert reverse_mi_bound([[0.0, 0.0], [0.0, 0.0]], [0, 1])[0] == pytest.approx(0.0, abs=1e-7)

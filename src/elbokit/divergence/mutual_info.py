@@ -35,7 +35,10 @@ __all__ = [
 ]
 
 
-def _check_logits(logits: torch.Tensor, z: torch.Tensor) -> None:
+def _check_logits(logits, z) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, z = torch.as_tensor(logits), torch.as_tensor(z)
+    if z.dtype.is_floating_point or z.dtype.is_complex or z.dtype == torch.bool:
+        raise ValueError(f"z has dtype {z.dtype}; expected integer skill indices")
     if logits.ndim < 1:
         raise ValueError(f"logits has shape {tuple(logits.shape)}; expected (..., K)")
     if z.shape != logits.shape[:-1]:
@@ -47,6 +50,7 @@ def _check_logits(logits: torch.Tensor, z: torch.Tensor) -> None:
     if z.numel() and (int(z.min()) < 0 or int(z.max()) >= k):
         bad = int(z.min()) if int(z.min()) < 0 else int(z.max())
         raise ValueError(f"z holds the skill {bad}; expected indices in 0..{k - 1} (K = {k})")
+    return logits, z
 
 
 def reverse_mi_reward(
@@ -62,7 +66,7 @@ def reverse_mi_reward(
 
     Returns (...) rewards in nats; their mean is the reverse MI bound when ``with_log_k``.
     """
-    _check_logits(logits, z)
+    logits, z = _check_logits(logits, z)
     log_q = torch.log_softmax(logits, dim=-1).gather(-1, z.long().unsqueeze(-1)).squeeze(-1)
     return log_q + math.log(logits.shape[-1]) if with_log_k else log_q
 
@@ -70,7 +74,7 @@ def reverse_mi_reward(
 def reverse_mi_bound(logits: torch.Tensor, z: torch.Tensor) -> tuple[float, float]:
     """E[log q(z | s)] + log K over the rows, and its standard error (nats): a Monte Carlo
     estimate of the lower bound on I(S; Z) from pairs (s, z) drawn from the joint."""
-    r = reverse_mi_reward(logits.reshape(-1, logits.shape[-1]), z.reshape(-1))
+    r = reverse_mi_reward(logits, z).reshape(-1)
     n = r.numel()
     if n == 0:
         raise ValueError("no (s, z) pairs: the bound needs at least one row")
@@ -92,6 +96,7 @@ def forward_mi_reward(
 
     Returns (B,) rewards in nats (computed in log space: no exp overflows).
     """
+    log_q_true, log_q_alt = torch.as_tensor(log_q_true), torch.as_tensor(log_q_alt)
     if log_q_true.ndim != 1 or log_q_alt.ndim != 2 or log_q_alt.shape[0] != log_q_true.shape[0]:
         raise ValueError(
             f"log_q_true has shape {tuple(log_q_true.shape)} and log_q_alt "

@@ -5,8 +5,8 @@ Maximizes E[sum_t gamma^t (r_t + alpha H(pi(. | s_t)))]:
     critic   Q_j(s, a) -> r + gamma (1 - terminated) [min_j Q'_j(s', a') - alpha log pi(a' | s')],
              a' ~ pi(. | s'), Q' a Polyak-averaged copy (tau); mean squared error, summed over j
     actor    E_{a ~ pi}[alpha log pi(a | s) - min_j Q_j(s, a)]   (reparameterized)
-    alpha    fixed (DIAYN's 0.1), or tuned so the policy's entropy tracks a target (-A by
-             default): loss -log(alpha) (log pi + target), detached
+    alpha    fixed (DIAYN's 0.1), or tuned so the policy's entropy tracks a target (-1 per
+             action dimension by default): loss -log(alpha) (log pi + target), detached
 
 The policy is a tanh-squashed Gaussian; log pi includes the change of variables
 log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)). The two critics are one module whose weights
@@ -43,7 +43,7 @@ class SACConfig(Section):
     alpha: float = opt(0.1, "entropy coefficient (its start when tuned)", gt=0)
     tune_alpha: bool = opt(False, "tune alpha so the entropy tracks target_entropy")
     target_entropy: float = opt(
-        float("nan"), "target entropy when tuning (nan: minus the action size)", finite=False
+        -1.0, "target entropy per action dimension when tuning (the target: this times A)"
     )
 
 
@@ -120,9 +120,7 @@ class SAC:
         self.critic_target.requires_grad_(False)
         self.log_alpha = LogAlpha(cfg.alpha)
         self.log_alpha.requires_grad_(cfg.tune_alpha)
-        self.target_entropy = (
-            -float(act_dim) if math.isnan(cfg.target_entropy) else cfg.target_entropy
-        )
+        self.target_entropy = cfg.target_entropy * act_dim
 
     def modules(self) -> dict[str, nn.Module]:
         return {

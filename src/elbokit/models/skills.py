@@ -37,8 +37,8 @@ __all__ = ["DADS", "DIAYN", "METHODS", "RunningNorm", "SkillConfig", "SkillDynam
 class SkillConfig(Section):
     method: str = opt("diayn", "diayn (discrete skills, reverse MI) or dads (continuous, forward MI)",
                       choices=("diayn", "dads"))  # fmt: skip
-    skills: int = opt(8, "K, the number of discrete skills (diayn)", ge=2)
-    skill_dim: int = opt(2, "d, the size of a continuous skill on [-1, 1]^d (dads)", ge=1)
+    skills: int = opt(8, "K, the number of discrete skills (diayn)", ge=2, le=1024)
+    skill_dim: int = opt(2, "d, the size of a continuous skill on [-1, 1]^d (dads)", ge=1, le=64)
     hidden: tuple[int, ...] = opt(
         (128, 128), "hidden sizes of the discriminator / skill dynamics", ge=1, flag="skill-hidden"
     )
@@ -55,8 +55,8 @@ class SkillConfig(Section):
     )  # fmt: skip
     components: int = opt(4, "mixture components of the skill dynamics (dads)", ge=1)
     prior_samples: int = opt(100, "L, prior skills in the forward-MI reward (dads)", ge=1)
-    include_true: bool = opt(True, "put the true skill among the L prior samples (dads; the "
-                             "reference code does, the paper does not)")  # fmt: skip
+    include_true: bool = opt(True, "score the true skill beside the L prior ones, L + 1 terms "
+                             "(dads; the reference code does, the paper does not)")  # fmt: skip
 
 
 class RunningNorm(nn.Module):

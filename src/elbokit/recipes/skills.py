@@ -359,8 +359,11 @@ class SkillsRecipe(Recipe):
         learner.close()
         cfg = run.config
         r.update({"step": state["step"], "method": cfg.skill.method, "env": cfg.env.name})
+        which = "" if cfg.skill.method == "diayn" else (
+            f" (the corners of [-1, 1]^{cfg.skill.skill_dim} at 0.9 and the centre)")  # fmt: skip
         lines = [f"{run.dir} at step {state['step']}: {cfg.skill.method} on {cfg.env.name}, "
-                 f"{r['skills_judged']} skills x {options.episodes} fresh episodes, policy {options.policy}"]  # fmt: skip
+                 f"{r['skills_judged']} skills{which} x {options.episodes} fresh episodes, "
+                 f"policy {options.policy}"]  # fmt: skip
         if cfg.skill.method == "diayn":
             lines += [
                 f"  MI bound E[log q(z|s)] + log K = {r['mi_bound']:.3f} +- {r['mi_bound_se']:.3f} "

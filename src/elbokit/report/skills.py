@@ -43,7 +43,7 @@ def _draw(ax, roll, bounds, method: str, upto: int | None = None):
     colours = _colours(int(ids.max()) + 1)
     states, valid = roll.states.numpy(), roll.valid.numpy()
     t_end = states.shape[1] if upto is None else upto + 1
-    for i in range(len(states)):
+    for i in np.argsort(ids, kind="stable"):  # the legend in skill order
         s = states[i, :t_end][valid[i, :t_end]]
         if s.shape[1] < 2:
             s = np.stack([np.arange(len(s)), s[:, 0]], 1)
@@ -104,7 +104,7 @@ def planning(result: dict, path) -> Path:
         ax.plot(goals[:, 0], goals[:, 1], "x", color="tab:red", label="goal")
         ax.plot(final[:, 0], final[:, 1], "o", color="tab:blue", ms=4, label="final state")
         ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal",
-               title=f"{mode} skills: success {r['success_rate']:.2f}, "
-                     f"mean distance {r['mean_final_distance']:.3f}")  # fmt: skip
+               title=f"{mode} skills\nsuccess {r['success_rate']:.2f}, "
+                     f"mean final distance {r['mean_final_distance']:.3f}")  # fmt: skip
         ax.legend(fontsize=7)
     return save(fig, path)
