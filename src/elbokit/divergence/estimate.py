@@ -25,6 +25,8 @@ from elbokit.divergence.result import KLEstimate, broadcast_pair, infinite, mism
 __all__ = ["METHODS", "KLEstimate", "broadcast_pair", "estimate_kl", "kl_monte_carlo"]
 
 METHODS = ("auto", "closed", "mc", "quadrature")
+"""The ways ``estimate_kl`` computes KL: ``auto`` (closed form where one exists, else Monte Carlo,
+saying so), ``closed``, ``mc`` (with its standard error), ``quadrature`` (univariate)."""
 
 
 @contextlib.contextmanager

@@ -1,0 +1,69 @@
+"""The documentation site builds strictly, its computed pages are computed, and every public name
+of elbokit has a reference entry. (Needs the docs extra: pip install -e ".[docs]"; .ci/run
+installs it.)"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip(
+        "mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'"
+    )
+    pytest.importorskip("mkdocstrings")
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_site_builds_with_its_computed_pages(site):
+    import elbokit
+
+    kl_page = (site / "tutorials" / "kl" / "index.html").read_text()
+    assert "Computed when this site was built" in kl_page
+    assert (site / "tutorials" / "img" / "kl_vs_sigma.png").stat().st_size > 1000
+    cli = (site / "cli" / "index.html").read_text()
+    from elbokit.recipes import RECIPES
+
+    for name in RECIPES:
+        assert f"elbokit train {name}" in cli
+    # every public name of the package has its entry in the reference
+    reference = (site / "reference" / "divergence" / "index.html").read_text()
+    missing = [
+        n
+        for n in elbokit.__all__
+        if n != "__version__" and f'id="elbokit.divergence.{n}"' not in reference
+    ]
+    assert not missing, missing
+    # the search index knows the kl function
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    assert any(d["location"].endswith("#elbokit.divergence.kl") for d in index["docs"])
+
+
+def test_a_tutorial_whose_claim_fails_fails_the_build(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "docs", copy / "docs", ignore=shutil.ignore_patterns("images"))
+    shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
+    (copy / "docs" / "images").mkdir()
+    (copy / "docs" / "tutorials" / "broken.py").write_text(
+        "def page(out):\n    assert 1 + 1 == 3, 'the claim of this tutorial no longer holds'\n"
+    )
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "out")],
+                          cwd=copy, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode != 0
+    assert "the claim of this tutorial no longer holds" in done.stderr
