@@ -33,6 +33,7 @@ def test_site_builds_with_its_computed_pages(site):
 
     kl_page = (site / "tutorials" / "kl" / "index.html").read_text()
     assert "Computed when this site was built" in kl_page
+    assert "IWAE tightens the bound" in (site / "tutorials" / "elbo" / "index.html").read_text()
     assert (site / "tutorials" / "img" / "kl_vs_sigma.png").stat().st_size > 1000
     cli = (site / "cli" / "index.html").read_text()
     from elbokit.recipes import RECIPES
