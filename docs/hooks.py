@@ -6,12 +6,15 @@
   holding raises, and the build fails.
 
 Generated files are written under ``docs/`` before MkDocs collects the pages, and are ignored by
-git (``docs/.gitignore``).
+git (``docs/.gitignore``). After the build, MathJax 2 from Debian's ``libjs-mathjax`` (the loader,
+the TeX input, SVG output with its TeX font: about 2.5 MB) is copied into the site so the math
+renders with no network; without the package a stub stands in and the TeX shows as written.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import time
 from pathlib import Path
 
@@ -50,3 +53,27 @@ def on_pre_build(config, **kwargs):
     (DOCS / "cli.md").write_text(_cli_page())
     for script in sorted((DOCS / "tutorials").glob("*.py")):
         (DOCS / "tutorials" / f"{script.stem}.md").write_text(_run_tutorial(script))
+
+
+MATHJAX = Path("/usr/share/javascript/mathjax")
+MATHJAX_PARTS = ("MathJax.js", "config/TeX-AMS_SVG-full.js", "jax/input/TeX", "jax/element",
+                 "jax/output/SVG/jax.js", "jax/output/SVG/config.js", "jax/output/SVG/autoload",
+                 "jax/output/SVG/fonts/TeX", "extensions")  # fmt: skip
+
+
+def on_post_build(config, **kwargs):
+    target = Path(config["site_dir"]) / "javascripts" / "mathjax"
+    target.mkdir(parents=True, exist_ok=True)
+    if not (MATHJAX / "MathJax.js").exists():
+        (target / "MathJax.js").write_text(
+            "// MathJax is not installed where this site was built (apt install libjs-mathjax):\n"
+            "// the TeX is shown as written.\n"
+        )
+        return
+    for part in MATHJAX_PARTS:
+        src, dst = MATHJAX / part, target / part
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)

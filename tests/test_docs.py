@@ -68,3 +68,56 @@ def test_a_tutorial_whose_claim_fails_fails_the_build(tmp_path):
                           cwd=copy, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     assert done.returncode != 0
     assert "the claim of this tutorial no longer holds" in done.stderr
+
+
+def _browser() -> str | None:
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(b)), None)  # fmt: skip
+
+
+def test_the_site_renders_in_a_headless_browser(site):
+    """Home, an API page and a tutorial render with their images and their math (MathJax from
+    Debian's libjs-mathjax, copied at build), and search finds the kl function."""
+    import functools
+    import http.server
+    import re
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium here: apt install chromium (.ci/run does where it can)")
+    if not Path("/usr/share/javascript/mathjax/MathJax.js").exists():
+        pytest.skip("no MathJax here: apt install libjs-mathjax (.ci/run does where it can)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def dom(path: str) -> str:
+        done = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu",
+                               "--virtual-time-budget=15000", "--dump-dom", base + path],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    try:
+        for path, math in (("", True), ("reference/divergence/", False), ("tutorials/elbo/", True)):
+            page = dom(path)
+            assert "elbokit" in page
+            if math:  # TeX typeset by MathJax into SVG, none left as raw \( \)
+                assert "MathJax_SVG" in page, path
+            images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+            if path != "reference/divergence/":
+                assert images, path
+            for src in images:
+                with urllib.request.urlopen(urllib.parse.urljoin(base + path, src)) as r:
+                    assert r.status == 200 and int(r.headers["Content-Length"]) > 1000, src
+        assert 'id="elbokit.divergence.kl"' in dom("reference/divergence/")
+        results = dom("?q=kl+divergence")
+        assert re.search(
+            r'href="[^"]*reference/divergence/[^"#]*#elbokit\.divergence\.kl"', results
+        )
+    finally:
+        server.shutdown()

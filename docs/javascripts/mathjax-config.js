@@ -1,3 +1,9 @@
-// The TeX of the tutorials is left in \( \) and \[ \] (arithmatex, generic); a MathJax on the
-// reader's machine renders it. No script is fetched from a CDN at build time or in the tests.
-window.MathJax = { tex: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]] } };
+// MathJax 2 (Debian's libjs-mathjax, copied into the site at build): render the TeX that
+// arithmatex leaves in \( \) and \[ \] inside elements of class "arithmatex", as SVG.
+window.MathJax = {
+  tex2jax: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true,
+             processClass: "arithmatex", ignoreClass: ".*" },
+  SVG: { font: "TeX" },
+  showMathMenu: false,
+  messageStyle: "none",
+};
