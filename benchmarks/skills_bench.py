@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
 
 import numpy as np
@@ -225,15 +224,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(describe_machine())
-    with tempfile.TemporaryDirectory():
-        if args.what == "speed":
-            args.steps = args.steps or 1500
-            speed(args)
-        elif args.what == "bar":
-            bar(args)
-        else:
-            args.steps = args.steps or 20000
-            pendulum(args)
+    if args.what == "speed":
+        args.steps = args.steps or 1500
+        speed(args)
+    elif args.what == "bar":
+        bar(args)
+    else:
+        args.steps = args.steps or 20000
+        pendulum(args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from elbokit.config import ConfigError
 from elbokit.data import toys2d
 from elbokit.likelihoods import discretized_gaussian_log_prob
 from elbokit.models.diffusion import Diffusion, DiffusionConfig, Schedule, make_betas
+from elbokit.models.diffusion_toy import GRID, BayesOptimalDenoiser, H, P
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,37 +112,14 @@ def test_the_discretized_gaussian_against_scipy_and_summing_to_one():
     assert torch.isfinite(far).all() and far.item() < -1e4
 
 
-# a known distribution over 2 pixels of 4 levels each: its entropy is exact
-_VALS = torch.linspace(-1, 1, 4, dtype=torch.float64)
-_GRID = torch.stack(torch.meshgrid(_VALS, _VALS, indexing="ij"), -1).reshape(-1, 2)
-_P = torch.tensor([[2.0, 0, -1, 1], [0, 1.5, 0.5, -2], [1, 1, -1, 0], [-1, 0, 2, 1]]).flatten()
-_P = _P.double().softmax(0)
-_H = -(_P * _P.log()).sum().item()
-
-
-class _BayesOptimal(nn.Module):
-    """eps_hat(x_t, t) from E[x_0 | x_t] under the true data distribution, in closed form."""
-
-    def __init__(self, schedule: Schedule):
-        super().__init__()
-        self.sch = schedule.float64
-
-    def forward(self, x, t):
-        a, b = self.sch["sqrt_abar"][t - 1][:, None], self.sch["sqrt_1m_abar"][t - 1][:, None]
-        x = x.double()
-        d = ((x[:, None] - a[:, None] * _GRID[None]) ** 2).sum(-1) / (2 * b**2)
-        x0 = torch.softmax(_P.log()[None] - d, -1) @ _GRID
-        return ((x - a * x0) / b).float()
-
-
 def _expected_bound(model, reps=10):
     """E_data[L(x)] over the 16 points with their probabilities, and its standard error over
     ``reps`` independent evaluations (the noise x_t ~ q is drawn anew each time)."""
     g = torch.Generator().manual_seed(1)
     totals = []
     for _ in range(reps):
-        prior, per_t = model.bound(_GRID.float(), generator=g, batch=100_000)
-        totals.append((_P * (prior.double() + per_t.double().sum(1))).sum())
+        prior, per_t = model.bound(GRID.float(), generator=g, batch=100_000)
+        totals.append((P * (prior.double() + per_t.double().sum(1))).sum())
     totals = torch.stack(totals)
     return totals.mean().item(), (totals.std() / math.sqrt(reps)).item()
 
@@ -156,10 +134,10 @@ def test_with_the_bayes_optimal_denoiser_the_bound_approaches_the_entropy_from_a
     gaps = {}
     for steps in (100, 1000):
         model = _toy(steps)
-        model.net = _BayesOptimal(model.schedule)
+        model.net = BayesOptimalDenoiser(model.schedule)
         bound, se = _expected_bound(model)
-        assert bound >= _H - 3 * se  # an upper bound on the entropy, in expectation
-        gaps[steps] = bound - _H
+        assert bound >= H - 3 * se  # an upper bound on the entropy, in expectation
+        gaps[steps] = bound - H
     assert gaps[1000] < 0.15 < gaps[100]  # nats; measured 0.043 +- 0.025 and 0.47 +- 0.14
 
 
@@ -170,14 +148,14 @@ def test_a_trained_denoiser_gives_a_bound_above_the_entropy_that_falls_with_trai
     opt = torch.optim.Adam(model.parameters(), 2e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(400):
-        idx = torch.multinomial(_P, 256, replacement=True, generator=g)
-        loss, _ = model.loss(_GRID[idx].float())
+        idx = torch.multinomial(P, 256, replacement=True, generator=g)
+        loss, _ = model.loss(GRID[idx].float())
         opt.zero_grad()
         loss.backward()
         opt.step()
     after, se = _expected_bound(model, reps=4)
-    assert after >= _H - 3 * se
-    assert after < _H + 0.5 * (before - _H)  # more than half the gap closed in 400 steps
+    assert after >= H - 3 * se
+    assert after < H + 0.5 * (before - H)  # more than half the gap closed in 400 steps
 
 
 class _MixtureOptimal(nn.Module):
@@ -224,7 +202,7 @@ def test_eight_gaussians_density_integrates_to_one_and_the_optimal_bound_meets_i
 def test_the_bound_over_every_t_is_the_mean_of_its_monte_carlo_estimate():
     torch.manual_seed(0)
     model = _toy(20, variance="fixed-large")  # an untrained net: every term is large
-    x = _GRID[[0, 5, 10, 15]].float()
+    x = GRID[[0, 5, 10, 15]].float()
     g = torch.Generator().manual_seed(3)
     exact = torch.stack([sum(m.double() if m.dim() == 1 else m.double().sum(1)
                              for m in model.bound(x, generator=g)) for _ in range(30)])  # fmt: skip
@@ -240,7 +218,7 @@ def test_clipping_the_predicted_x0_never_raises_a_term_of_the_bound():
     # coordinate, so no term can rise; L_0 (t = 1) is left as it was
     torch.manual_seed(0)
     model = _toy(100, variance="learned", loss="vlb")
-    x0 = _GRID[torch.randint(0, 16, (400,))].float()
+    x0 = GRID[torch.randint(0, 16, (400,))].float()
     t = torch.arange(400) % 100 + 1
     noise = torch.randn_like(x0)
     with torch.no_grad():

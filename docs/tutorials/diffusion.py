@@ -5,42 +5,16 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
-
-# a known distribution over 2 pixels of 4 levels each: its entropy is exact
-VALS = torch.linspace(-1, 1, 4, dtype=torch.float64)
-GRID = torch.stack(torch.meshgrid(VALS, VALS, indexing="ij"), -1).reshape(-1, 2)
-P = (
-    torch.tensor([[2.0, 0, -1, 1], [0, 1.5, 0.5, -2], [1, 1, -1, 0], [-1, 0, 2, 1]])
-    .flatten()
-    .double()
-    .softmax(0)
-)
-H = float(-(P * P.log()).sum())
-
-
-class BayesOptimal(nn.Module):
-    """eps_hat(x_t, t) from E[x_0 | x_t] under the true distribution, in closed form."""
-
-    def __init__(self, schedule):
-        super().__init__()
-        self.sch = schedule.float64
-
-    def forward(self, x, t):
-        a, b = self.sch["sqrt_abar"][t - 1][:, None], self.sch["sqrt_1m_abar"][t - 1][:, None]
-        x = x.double()
-        d = ((x[:, None] - a[:, None] * GRID[None]) ** 2).sum(-1) / (2 * b**2)
-        x0 = torch.softmax(P.log()[None] - d, -1) @ GRID
-        return ((x - a * x0) / b).float()
+from elbokit.models.diffusion_toy import GRID, BayesOptimalDenoiser, H, P
 
 
 def _terms(steps: int, reps: int = 8):
     cfg = DiffusionConfig(net="mlp", channels=64, blocks=2, data_shape=(2,), levels=4,
                           steps=steps, variance="fixed-small")  # fmt: skip
     model = Diffusion(cfg)
-    model.net = BayesOptimal(model.schedule)
+    model.net = BayesOptimalDenoiser(model.schedule)
     g = torch.Generator().manual_seed(1)
     lt, l0, mid = [], [], []
     for _ in range(reps):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from elbokit.divergence.mutual_info import reverse_mi_bound
+
 __all__ = [
     "Rollout",
     "collapse_findings",
@@ -99,20 +101,19 @@ def diayn_metrics(roll: Rollout, logits_fn, k: int, bounds, score: str = "next")
     logits = logits_fn(s)
     log_q = torch.log_softmax(logits, -1)
     pred = logits.argmax(-1)
-    reward = log_q.gather(1, zz[:, None]).squeeze(1) + math.log(k)
     final_logits = logits_fn(roll.final_states())
     marginal = log_q.exp().mean(0)
     h = float(-(marginal * marginal.clamp_min(1e-30).log()).sum())
     confusion = torch.zeros(k, k)
     confusion.index_put_((zz, pred), torch.ones(len(zz)), accumulate=True)
     confusion = confusion / confusion.sum(1, keepdim=True).clamp_min(1)
-    bound = float(reward.mean())
+    bound, se = reverse_mi_bound(logits, zz)
     return {
         "accuracy": float((pred == zz).float().mean()),
         "accuracy_final": float((final_logits.argmax(-1) == z).float().mean()),
         "accuracy_per_skill": confusion.diagonal().tolist(),
         "mi_bound": bound,
-        "mi_bound_se": float(reward.std()) / math.sqrt(len(reward)),
+        "mi_bound_se": se,
         "mi_fraction_of_log_k": bound / math.log(k),
         "log_k": math.log(k),
         "effective_skills": math.exp(h),

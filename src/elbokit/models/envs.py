@@ -58,7 +58,7 @@ class PointBatch:
     obs_dim = 2
     act_dim = 2
 
-    def __init__(self, n: int, *, horizon: int = 30, step_size: float = 0.1, seed: int = 0):
+    def __init__(self, n: int, *, horizon: int = 30, step_size: float = 0.1):
         if n < 1 or horizon < 1 or not step_size > 0:
             raise ValueError(
                 f"n = {n}, horizon = {horizon}, step_size = {step_size}; expected n >= 1, "
@@ -139,9 +139,7 @@ class GymBatch:
         kw = {"max_episode_steps": horizon} if horizon else {}
         try:
             self.envs = [gym.make(env_id, **kw) for _ in range(n)]
-        except gym.error.Error as e:  # a missing extra (mujoco, box2d)
-            raise ValueError(f"gymnasium cannot make {env_id!r}: {e}") from None
-        except ImportError as e:
+        except (gym.error.Error, ImportError) as e:  # a missing extra (mujoco, box2d)
             raise ValueError(f"gymnasium cannot make {env_id!r}: {e}") from None
         space, act = self.envs[0].observation_space, self.envs[0].action_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -200,7 +198,7 @@ def make_env(name: str, n: int, *, seed: int = 0, horizon: int = 0, step_size: f
     """``point`` or a gymnasium id (see the module docstring); ``horizon`` 0 keeps the
     environment's own time limit (30 steps for ``point``)."""
     if name == "point":
-        return PointBatch(n, horizon=horizon or 30, step_size=step_size, seed=seed)
+        return PointBatch(n, horizon=horizon or 30, step_size=step_size)  # deterministic: no seed
     return GymBatch(name, n, seed=seed, horizon=horizon or None)
 
 

@@ -31,7 +31,13 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data.replay import Replay
 from elbokit.data.stream import StepStream
-from elbokit.evaluate.skills import collapse_findings, diayn_metrics, plan_to_goals, rollout
+from elbokit.evaluate.skills import (
+    collapse_findings,
+    coverage,
+    diayn_metrics,
+    plan_to_goals,
+    rollout,
+)
 from elbokit.models.envs import make_env
 from elbokit.models.sac import SAC, SACConfig
 from elbokit.models.skills import METHODS, SkillConfig
@@ -116,9 +122,7 @@ class SkillLearner(Learner):
         self.transitions = 0
 
     def setup(self, ctx: StepContext) -> None:
-        super().setup(ctx)
-        if ctx.world.size > 1:
-            raise ConfigError("skills run in one process (the environments are stepped in it)")
+        super().setup(ctx)  # one process: the recipe's build refuses several
         self.optimizers = self.sac.optimizers(make_adam)
         name, module = next(iter(self.method.modules().items()))
         self.optimizers[f"{name}_optim"] = make_adam(module.parameters(), self.cfg.skill.lr)
@@ -172,13 +176,8 @@ class SkillLearner(Learner):
     @torch.no_grad()
     def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
         """A quick look for the curves: every skill once, the policy's mean actions."""
-        for m in self.modules.values():
-            m.eval()
-        try:
+        with self.eval_mode():
             r = judge(self, episodes=1, policy="mean", seed=mix(seed, 0xE7A1), goals=0)
-        finally:
-            for m in self.modules.values():
-                m.train()
         keys = ("mi_bound", "mi_fraction_of_log_k", "accuracy", "accuracy_final", "effective_skills", "coverage",
                 "dynamics_ll", "forward_mi_bound")  # fmt: skip
         return {k: r[k] for k in keys if k in r}
@@ -248,20 +247,17 @@ def judge(learner: SkillLearner, *, episodes: int, policy: str, seed: int, goals
         finals = roll.final_states().reshape(-1, episodes, roll.states.shape[-1]).mean(1)
         span = torch.as_tensor([b for b in (bounds[1] - bounds[0]) if math.isfinite(b)] or [1.0])
         scale = float(span.square().sum().sqrt())
+        dev = learner.ctx.device
         if m.name == "diayn":
-            dev = learner.ctx.device
             r = diayn_metrics(roll, lambda s: m.disc(s.to(dev)).cpu(), m.k, bounds, cfg.skill.score)
             r["collapse"] = collapse_findings(
                 confusion=r["confusion"], k=m.k, accuracy=r["accuracy"]
             )
         else:
-            from elbokit.evaluate.skills import coverage
-
             mask = roll.valid[:, 1:]
             s = roll.states[:, :-1][mask]
             sn = roll.states[:, 1:][mask]
             z = skills[:, None].expand(-1, mask.shape[1], -1)[mask]
-            dev = learner.ctx.device
             b = {"obs": s.to(dev), "next_obs": sn.to(dev), "skill": z.to(dev)}
             ll = m.dynamics.log_prob(b["obs"], b["skill"], b["next_obs"]).cpu()
             rew = m.reward(b).cpu()
@@ -342,7 +338,7 @@ class SkillsRecipe(Recipe):
             f"{cfg.train.batch_size} replayed transitions per step of {e.envs} environments; "
             f"{total:,} transitions in all",
         ]
-        return Built(cfg, StepStream(a.steps_per_epoch, name=e.name), learner, lines)
+        return Built(cfg, self.data(cfg), learner, lines)
 
     def after_training(self, cfg):
         k = cfg.evaluate.eval_episodes

@@ -20,6 +20,7 @@ step)`` returning an ``ObjectiveOutput``) and one Adam.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import math
@@ -178,22 +179,28 @@ class Learner:
         """Terms of one held-out batch (batch means); used by the default ``evaluate``."""
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """The modules in eval mode inside the block, back in train mode after it (as trained)."""
+        for m in self.modules.values():
+            m.eval()
+        try:
+            yield
+        finally:
+            for m in self.modules.values():
+                m.train()
+
     @torch.no_grad()
     def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
         """Means of ``eval_terms`` over the test split, weighted by batch size."""
-        for m in self.modules.values():
-            m.eval()
         sums: dict[str, float] = {}
         n = 0
-        try:
+        with self.eval_mode():
             for x in data.batches("test", batch_size, seed=seed, epoch=-1, shuffle=False):
                 terms = self.eval_terms(to_device(x, self.ctx.device), step)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(x)
                 n += len(x)
-        finally:
-            for m in self.modules.values():
-                m.train()
         return {k: v / n for k, v in sums.items()}
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict]:
