@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Replay"]
+__all__ = ["Replay", "SequenceReplay"]
 
 
 class Replay:
@@ -76,3 +76,105 @@ class Replay:
             self.data[k].zero_()
             self.data[k][:size] = v
         self.size, self.ptr = size, int(meta["ptr"])
+
+
+class SequenceReplay:
+    """Steps of ``n`` environments, one ring per environment, sampled as contiguous sequences.
+
+        buf = SequenceReplay(capacity=100_000, n=4, fields={"obs": (4,), "action": (2,),
+                             "reward": (), "cont": (), "is_first": ()})
+        buf.add(env_index, obs=..., action=..., ...)   # one step of one environment
+        batch = buf.sample(16, 64)                      # {field: (16, 64, ...)}
+
+    A sequence may span episodes (``is_first`` marks where one starts); it never spans the write
+    position of a full ring (the oldest step next to the newest). Sequences are drawn uniformly
+    over all valid (environment, start) pairs. ``uint8`` fields (pixels) are stored as bytes,
+    given and returned as floats in [0, 1]. The capacity is split evenly between the rings.
+    """
+
+    def __init__(self, capacity: int, n: int, fields: dict[str, tuple[int, ...]],
+                 uint8: tuple[str, ...] = ()):  # fmt: skip
+        if n < 1 or capacity < n:
+            raise ValueError(f"capacity = {capacity}, n = {n}; expected n >= 1, capacity >= n")
+        self.n, self.per_env = n, capacity // n
+        self.fields = {k: tuple(v) for k, v in fields.items()}
+        self.uint8 = tuple(uint8)
+        self.data = {
+            k: torch.zeros((n, self.per_env, *shape),
+                           dtype=torch.uint8 if k in self.uint8 else torch.float32)
+            for k, shape in self.fields.items()
+        }  # fmt: skip
+        self.size = [0] * n
+        self.ptr = [0] * n
+
+    def __len__(self) -> int:
+        return sum(self.size)
+
+    def add_batch(self, envs: torch.Tensor | list[int], **rows: torch.Tensor) -> None:
+        """One step for each environment in ``envs`` (indices); rows (len(envs), ...)."""
+        if set(rows) != set(self.fields):
+            raise ValueError(f"rows for {sorted(rows)}; the buffer holds {sorted(self.fields)}")
+        envs = [int(e) for e in envs]
+        for k, v in rows.items():
+            if tuple(v.shape) != (len(envs), *self.fields[k]):
+                raise ValueError(
+                    f"{k} has shape {tuple(v.shape)}; expected ({len(envs)}, "
+                    f"{', '.join(map(str, self.fields[k]))})"
+                )
+        idx = torch.tensor(envs, dtype=torch.long)
+        pos = torch.tensor([self.ptr[e] for e in envs], dtype=torch.long)
+        for k, v in rows.items():
+            v = v.detach().cpu()
+            if k in self.uint8:
+                v = (v * 255).round().clamp(0, 255).to(torch.uint8)
+            self.data[k][idx, pos] = v.to(self.data[k].dtype)
+        for e in envs:
+            self.ptr[e] = (self.ptr[e] + 1) % self.per_env
+            self.size[e] = min(self.size[e] + 1, self.per_env)
+
+    def starts(self, length: int) -> list[int]:
+        return [max(0, s - length + 1) for s in self.size]
+
+    def sample(self, batch: int, length: int, device: torch.device | str = "cpu") -> dict:
+        """``batch`` sequences of ``length`` steps: {field: (batch, length, ...)}."""
+        counts = torch.tensor(self.starts(length), dtype=torch.float64)
+        if counts.sum() == 0:
+            raise ValueError(
+                f"no environment has {length} steps in the replay yet (sizes {self.size})"
+            )
+        env = torch.multinomial(counts, batch, replacement=True)
+        j = (torch.rand(batch, dtype=torch.float64) * counts[env]).long()
+        size = torch.tensor(self.size)[env]
+        ptr = torch.tensor(self.ptr)[env]
+        first = (ptr - size + j) % self.per_env  # the oldest step is at ptr - size
+        pos = (first[:, None] + torch.arange(length)) % self.per_env
+        out = {}
+        for k, v in self.data.items():
+            x = v[env[:, None], pos]
+            out[k] = (x.float() / 255 if k in self.uint8 else x).to(device)
+        return out
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        top = max(self.size)
+        return (
+            {k: v[:, :top].clone() for k, v in self.data.items()},
+            {"size": list(self.size), "ptr": list(self.ptr), "per_env": self.per_env, "n": self.n},
+        )
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        if (meta.get("per_env"), meta.get("n")) != (self.per_env, self.n) or set(tensors) != set(
+            self.fields
+        ):
+            raise ValueError(
+                f"the saved replay ({meta.get('n')} environments x {meta.get('per_env')} steps, "
+                f"fields {sorted(tensors)}) does not fit this run's ({self.n} x {self.per_env}, "
+                f"fields {sorted(self.fields)})"
+            )
+        top = max(meta["size"])
+        for k, v in tensors.items():
+            want = (self.n, top, *self.fields[k])
+            if tuple(v.shape) != want:
+                raise ValueError(f"the saved replay {k} has shape {tuple(v.shape)}; expected {want}")
+            self.data[k].zero_()
+            self.data[k][:, :top] = v.to(self.data[k].dtype)
+        self.size, self.ptr = [int(s) for s in meta["size"]], [int(p) for p in meta["ptr"]]

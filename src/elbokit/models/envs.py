@@ -18,7 +18,12 @@ run continues the very episodes it left.
 
 Any other name is a gymnasium id (``Pendulum-v1``, ``MountainCarContinuous-v0``, a MuJoCo task
 where ``mujoco`` installs): n copies stepped in turn, each reset with a seed derived from (seed,
-copy, episode). Their internal state cannot be saved: a resumed run restarts their episodes.
+copy, episode). ``discrete=True`` admits Discrete action spaces (CartPole): actions are then given
+one-hot, (n, number of actions), and the index of the largest is taken. ``pixels=N`` observes the
+rendered frame, area-averaged to N x N, as (n, 3, N, N) floats in [0, 1] instead of the state.
+A simulator's internal state cannot be saved in general; for the classic-control tasks (CartPole,
+Pendulum, ...: a ``state`` array, a random generator and a step count) it is, so a resumed run
+continues the very episodes it left (``exact``); other tasks restart their episodes.
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ class PointBatch:
 
     name = "point"
     obs_dim = 2
+    obs_shape = (2,)
     act_dim = 2
+    discrete = False
+    exact = True  # its whole state is saved
 
     def __init__(self, n: int, *, horizon: int = 30, step_size: float = 0.1):
         if n < 1 or horizon < 1 or not step_size > 0:
@@ -124,9 +132,11 @@ def _gym():
 
 
 class GymBatch:
-    """n copies of a gymnasium environment with Box observations and Box actions."""
+    """n copies of a gymnasium environment with Box observations and Box (or, with
+    ``discrete``, Discrete) actions; ``pixels`` > 0 observes rendered frames of that size."""
 
-    def __init__(self, env_id: str, n: int, *, seed: int = 0, horizon: int | None = None):
+    def __init__(self, env_id: str, n: int, *, seed: int = 0, horizon: int | None = None,
+                 discrete: bool = False, pixels: int = 0):  # fmt: skip
         gym = _gym()
         if env_id not in gym.registry:
             from elbokit.config import closest
@@ -137,6 +147,8 @@ class GymBatch:
                 + (f" (did you mean {hint!r}?)" if hint else "")
             )
         kw = {"max_episode_steps": horizon} if horizon else {}
+        if pixels:
+            kw["render_mode"] = "rgb_array"
         try:
             self.envs = [gym.make(env_id, **kw) for _ in range(n)]
         except (gym.error.Error, ImportError) as e:  # a missing extra (mujoco, box2d)
@@ -144,13 +156,21 @@ class GymBatch:
         space, act = self.envs[0].observation_space, self.envs[0].action_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise ValueError(
-                f"{env_id} observes {space}; skills need a 1-D Box observation (a vector of states)"
+                f"{env_id} observes {space}; this needs a 1-D Box observation (a vector of states)"
             )
-        if not isinstance(act, gym.spaces.Box) or len(act.shape) != 1:
+        self.discrete = isinstance(act, gym.spaces.Discrete)
+        if self.discrete and not discrete:
             raise ValueError(f"{env_id} acts in {act}; this agent needs a 1-D Box action space")
-        self.name, self.n, self.seed = env_id, n, seed
-        self.obs_dim, self.act_dim = int(space.shape[0]), int(act.shape[0])
-        self.low, self.high = act.low.astype(np.float32), act.high.astype(np.float32)
+        if not self.discrete and (not isinstance(act, gym.spaces.Box) or len(act.shape) != 1):
+            raise ValueError(f"{env_id} acts in {act}; expected a 1-D Box or a Discrete space")
+        self.name, self.n, self.seed, self.pixels = env_id, n, seed, pixels
+        self.obs_dim = int(space.shape[0])
+        self.obs_shape = (3, pixels, pixels) if pixels else (self.obs_dim,)
+        if self.discrete:
+            self.act_dim = int(act.n)
+        else:
+            self.act_dim = int(act.shape[0])
+            self.low, self.high = act.low.astype(np.float32), act.high.astype(np.float32)
         self.space = space
         self.episodes = 0
         self.current = None
@@ -159,47 +179,115 @@ class GymBatch:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.space.low.astype(np.float64), self.space.high.astype(np.float64)
 
+    def _observe(self, i: int, state) -> np.ndarray:
+        if not self.pixels:
+            return np.asarray(state, np.float32)
+        from elbokit.data.collect import resize_frame
+
+        return resize_frame(self.envs[i].render(), self.pixels).astype(np.float32) / 255.0
+
     def _reset_one(self, i: int) -> np.ndarray:
         obs, _ = self.envs[i].reset(seed=mix(self.seed, i, self.episodes) % 2**31)
         self.episodes += 1
-        return np.asarray(obs, np.float32)
+        return self._observe(i, obs)
 
     def reset(self) -> torch.Tensor:
         self.current = np.stack([self._reset_one(i) for i in range(self.n)])
         return torch.from_numpy(self.current.copy())
 
+    def render(self, i: int = 0) -> np.ndarray:
+        """The frame of copy i, (H, W, 3) uint8 (pixel observations only)."""
+        return self.envs[i].render()
+
     def step(self, action: torch.Tensor) -> Transition:
         _check_actions(action, self.n, self.act_dim)
-        a = action.detach().float().cpu().clamp(-1, 1).numpy()
-        scaled = self.low + (a + 1) * 0.5 * (self.high - self.low)
+        a = action.detach().float().cpu()
+        if self.discrete:
+            scaled = a.argmax(-1).numpy()
+        else:
+            a = a.clamp(-1, 1).numpy()
+            scaled = self.low + (a + 1) * 0.5 * (self.high - self.low)
         nxt, obs = np.empty_like(self.current), np.empty_like(self.current)
         rew = np.zeros(self.n, np.float32)
         term, trunc = np.zeros(self.n, bool), np.zeros(self.n, bool)
         for i, env in enumerate(self.envs):
-            o, r, te, tr, _ = env.step(scaled[i])
-            nxt[i], rew[i], term[i], trunc[i] = o, r, te, tr
-            obs[i] = self._reset_one(i) if te or tr else o
+            o, r, te, tr, _ = env.step(scaled[i].item() if self.discrete else scaled[i])
+            nxt[i], rew[i], term[i], trunc[i] = self._observe(i, o), r, te, tr
+            obs[i] = self._reset_one(i) if te or tr else nxt[i]
         self.current = obs
         return Transition(*(torch.from_numpy(v.copy()) for v in (obs, nxt, rew, term, trunc)))
 
+    @property
+    def exact(self) -> bool:
+        """Whether ``state`` saves the simulators whole (the classic-control tasks)."""
+        return all(hasattr(e.unwrapped, "state") for e in self.envs)
+
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {}, {"episodes": self.episodes}
+        meta: dict = {"episodes": self.episodes}
+        if not self.exact or self.current is None:
+            return {}, meta
+        sims = []
+        for e in self.envs:
+            u = e.unwrapped
+            sims.append({
+                "state": u.state.tolist(),
+                "rng": u.np_random.bit_generator.state,
+                "elapsed": _time_limit(e),
+                "attrs": {k: getattr(u, k) for k in ("steps_beyond_terminated", "last_u")
+                          if isinstance(getattr(u, k, None), (int, float))},
+            })  # fmt: skip
+        meta["simulators"] = sims
+        return {"current": torch.from_numpy(self.current.copy())}, meta
 
     def load_state(self, tensors, meta) -> None:
-        # the simulators' state cannot be saved: the episodes in progress start again
+        """Restore the episodes in progress where ``exact`` (else they start again)."""
         self.episodes = int(meta.get("episodes", 0))
+        sims = meta.get("simulators")
+        if not sims or not self.exact or len(sims) != self.n:
+            self.current = None
+            return
+        for e, sim in zip(self.envs, sims, strict=True):
+            e.reset(seed=0)  # the wrappers' order checks; everything is overwritten below
+            u = e.unwrapped
+            u.state = np.asarray(sim["state"], dtype=np.asarray(u.state).dtype)
+            u.np_random.bit_generator.state = sim["rng"]
+            for k, v in sim["attrs"].items():
+                setattr(u, k, v)
+            _set_time_limit(e, sim["elapsed"])
+        self.current = tensors["current"].numpy().copy()
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
 
 
-def make_env(name: str, n: int, *, seed: int = 0, horizon: int = 0, step_size: float = 0.1):
+def _time_limits(env):
+    while env is not None and hasattr(env, "env"):
+        if hasattr(env, "_elapsed_steps"):
+            yield env
+        env = env.env
+
+
+def _time_limit(env) -> int | None:
+    limit = next(_time_limits(env), None)
+    return None if limit is None else int(limit._elapsed_steps or 0)
+
+
+def _set_time_limit(env, elapsed) -> None:
+    limit = next(_time_limits(env), None)
+    if limit is not None and elapsed is not None:
+        limit._elapsed_steps = int(elapsed)
+
+
+def make_env(name: str, n: int, *, seed: int = 0, horizon: int = 0, step_size: float = 0.1,
+             discrete: bool = False, pixels: int = 0):  # fmt: skip
     """``point`` or a gymnasium id (see the module docstring); ``horizon`` 0 keeps the
     environment's own time limit (30 steps for ``point``)."""
     if name == "point":
+        if pixels:
+            raise ValueError("the point task has no pixel observations")
         return PointBatch(n, horizon=horizon or 30, step_size=step_size)  # deterministic: no seed
-    return GymBatch(name, n, seed=seed, horizon=horizon or None)
+    return GymBatch(name, n, seed=seed, horizon=horizon or None, discrete=discrete, pixels=pixels)
 
 
 def point_env_class():

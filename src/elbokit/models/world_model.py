@@ -11,7 +11,14 @@ At each step t, with a deterministic state h_t and a stochastic state z_t (G gro
 observes sequences with the posterior (straight-through samples, ``CategoricalLatent``);
 imagination runs the prior alone from the last observed state under given actions. The loss is
 ``WorldModelLoss``; images enter centred, x - 0.5, so the decoder's output is mean - 0.5.
-``WorldModelConfig`` is saved with every run and rebuilds the model.
+Observations may also be vectors (``image_shape`` of one dim, a state vector): the encoder and
+decoder are then MLPs and the vector enters as symlog(x) = sign(x) log(1 + |x|) (DreamerV3), so
+the decoder's output is the mean of symlog(x).
+
+A sequence may span episodes: ``is_first`` (B, T) marks the steps where one starts, and there the
+recurrent state, the latent and the action that led there are zeroed before the step, exactly as
+at the start of a sequence (the reset mask). ``WorldModelConfig`` is saved with every run and
+rebuilds the model.
 """
 
 from __future__ import annotations
@@ -26,11 +33,22 @@ from elbokit.latents import CategoricalLatent
 from elbokit.nets import ACTIVATIONS, MLP, ConvDecoder, ConvEncoder, activation_layer
 
 
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) log(1 + |x|): the identity near 0, logarithmic far from it (DreamerV3)."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``symlog``."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
 @dataclass(frozen=True)
 class WorldModelConfig(Section):
-    image_shape: tuple[int, int, int] = opt(
-        (3, 64, 64), "image shape (C, H, W), from the episodes", derived=True, ge=1
-    )
+    image_shape: tuple[int, ...] = opt(
+        (3, 64, 64), "observation shape: (C, H, W) images or (D,) vectors, from the data",
+        derived=True, ge=1,
+    )  # fmt: skip
     action_dim: int = opt(2, "action size, from the episodes", derived=True, ge=1)
     deter: int = opt(200, "GRU state size", ge=1)
     hidden: int = opt(200, "width of the RSSM's MLPs", ge=1)
@@ -39,7 +57,9 @@ class WorldModelConfig(Section):
     unimix: float = opt(0.01, "uniform mix in the categoricals", ge=0, lt=1)
     channels: tuple[int, ...] = opt((16, 32, 64, 128), "conv channels per stride-2 layer", ge=1)
     embed: int = opt(256, "image embedding size", ge=1)
-    head_hidden: tuple[int, ...] = opt((200, 200), "reward and discount MLP widths", ge=1)
+    head_hidden: tuple[int, ...] = opt(
+        (200, 200), "reward and discount MLP widths (and encoder/decoder for vectors)", ge=1
+    )
     activation: str = opt("elu", "hidden activation", choices=ACTIVATIONS)
 
     def to_dict(self) -> dict:
@@ -95,14 +115,32 @@ class RSSM(nn.Module):
     def prior_log_probs(self, h: torch.Tensor) -> torch.Tensor:
         return self.latent.log_probs(self.prior_net(h))
 
-    def observe(self, embed, action, start=None, generator=None) -> RSSMState:
-        """Filter a sequence: embed (B, T, E), action (B, T, A); start (h, z) or zeros."""
+    def obs_step(self, h, z, action, embed, is_first=None, generator=None):
+        """One filtering step (acting in an environment): h, z (B, .) the last state, action
+        (B, A) the one that led to the observation embedded in embed (B, E); is_first (B,) bool
+        zeroes h, z and the action first. Returns the new (h, z, posterior params)."""
+        if is_first is not None:
+            keep = (~is_first).to(h.dtype)[:, None]
+            h, z, action = h * keep, z * keep, action * keep
+        h = self._step(h, z, self.in_a(action))
+        params = self.post_out(self.post_act(self.post_h(h) + self.post_e(embed)))
+        return h, self.latent.rsample(params, generator=generator), params
+
+    def observe(self, embed, action, start=None, generator=None, is_first=None) -> RSSMState:
+        """Filter a sequence: embed (B, T, E), action (B, T, A); start (h, z) or zeros;
+        is_first (B, T) bool: where an episode starts, h, z and the action are zeroed."""
         b, t = embed.shape[:2]
         h, z = start if start is not None else self.initial(b, embed)
+        if is_first is not None:
+            keep = (~is_first.bool()).to(action.dtype)
+            action = action * keep[..., None]  # the action that led to a first step: none
+            keep = keep[..., None].unbind(1)
         a_in = self.in_a(action)  # (B, T, H) for all steps at once
         e_in = self.post_e(embed)
         hs, zs, posts = [], [], []
         for i in range(t):
+            if is_first is not None:
+                h, z = h * keep[i], z * keep[i]
             h = self._step(h, z, a_in[:, i])
             params = self.post_out(self.post_act(self.post_h(h) + e_in[:, i]))
             z = self.latent.rsample(params, generator=generator)
@@ -143,12 +181,23 @@ class WorldModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.image_shape = tuple(c.image_shape)
-        self.encoder = ConvEncoder(self.image_shape, c.channels, c.embed, c.activation)
+        self.vector = len(self.image_shape) == 1
+        if len(self.image_shape) not in (1, 3):
+            raise ValueError(
+                f"observation shape {self.image_shape}; expected (C, H, W) images or (D,) vectors"
+            )
+        if self.vector:
+            self.encoder = MLP(self.image_shape[0], c.head_hidden, c.embed, c.activation)
+        else:
+            self.encoder = ConvEncoder(self.image_shape, c.channels, c.embed, c.activation)
         self.rssm = RSSM(c)
         feat = c.deter + self.rssm.latent.z_size
-        self.decoder = ConvDecoder(
-            feat, c.channels, self.image_shape[0], self.image_shape[1:], c.activation
-        )
+        if self.vector:
+            self.decoder = MLP(feat, c.head_hidden, self.image_shape[0], c.activation)
+        else:
+            self.decoder = ConvDecoder(
+                feat, c.channels, self.image_shape[0], self.image_shape[1:], c.activation
+            )
         self.reward_head = MLP(feat, c.head_hidden, 1, c.activation)
         self.discount_head = MLP(feat, c.head_hidden, 1, c.activation)
 
@@ -165,15 +214,28 @@ class WorldModel(nn.Module):
                 f"actions of size {batch.action.shape[-1]}; this model takes {self.config.action_dim}"
             )
 
+    def target(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the decoder predicts the mean of: images centred (x - 0.5), vectors symlog(x)."""
+        return symlog(obs) if self.vector else obs - 0.5
+
+    def decoded(self, mean: torch.Tensor) -> torch.Tensor:
+        """The decoder's output back in observation space: images in [0, 1], vectors symexp."""
+        return symexp(mean) if self.vector else (mean + 0.5).clamp(0, 1)
+
     def embed(self, image: torch.Tensor) -> torch.Tensor:
-        """image (B, T, C, H, W) in [0, 1] -> (B, T, E)."""
-        return self.encoder((image - 0.5).flatten(0, 1)).unflatten(0, image.shape[:2])
+        """Observations (B, T, C, H, W) in [0, 1] or (B, T, D) -> (B, T, E)."""
+        x = self.target(image)
+        if self.vector:
+            return self.encoder(x)
+        return self.encoder(x.flatten(0, 1)).unflatten(0, image.shape[:2])
 
     def heads(self, state: RSSMState) -> dict[str, torch.Tensor]:
-        """Image mean (centred, B, T, C, H, W), reward mean and discount logit (B, T)."""
+        """Observation mean (``target`` space, B, T, ...), reward mean and discount logit (B, T)."""
         f = state.features
         return {
-            "image_mean": self.decoder(f.flatten(0, 1)).unflatten(0, f.shape[:2]),
+            "image_mean": self.decoder(f)
+            if self.vector
+            else self.decoder(f.flatten(0, 1)).unflatten(0, f.shape[:2]),
             "reward_mean": self.reward_head(f).squeeze(-1),
             "discount_logits": self.discount_head(f).squeeze(-1),
         }
@@ -182,9 +244,12 @@ class WorldModel(nn.Module):
         """Observe a SequenceBatch; returns the loss inputs: the heads' outputs, the centred
         image target, and the posterior and prior log-probabilities (B, T, G, K)."""
         self.check_batch(batch)
-        state = self.rssm.observe(self.embed(batch.image), batch.action, generator=generator)
+        first = getattr(batch, "is_first", None)
+        state = self.rssm.observe(
+            self.embed(batch.image), batch.action, generator=generator, is_first=first
+        )
         out = self.heads(state)
-        out.update(image=batch.image - 0.5, posterior=state.posterior, prior=state.prior)
+        out.update(image=self.target(batch.image), posterior=state.posterior, prior=state.prior)
         return out
 
     @torch.no_grad()
@@ -193,7 +258,7 @@ class WorldModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Observe the first ``context`` steps, then imagine the rest under the recorded actions.
 
-        Returns image (B, T - context, C, H, W) in [0, 1], reward and discount probability
+        Returns image (B, T - context, ...) in observation space, reward and discount probability
         (B, T - context), and the imagined prior log-probabilities.
         """
         self.check_batch(batch)
@@ -201,13 +266,14 @@ class WorldModel(nn.Module):
         if not 1 <= context < t:
             raise ValueError(f"context={context}; expected 1 <= context < sequence length {t}")
         seen = self.rssm.observe(
-            self.embed(batch.image[:, :context]), batch.action[:, :context], generator=generator
-        )
+            self.embed(batch.image[:, :context]), batch.action[:, :context], generator=generator,
+            is_first=None if getattr(batch, "is_first", None) is None else batch.is_first[:, :context],
+        )  # fmt: skip
         start = (seen.h[:, -1], seen.z[:, -1])
         dream = self.rssm.imagine(start, batch.action[:, context:], generator, sample)
         out = self.heads(dream)
         return {
-            "image": (out["image_mean"].float() + 0.5).clamp(0, 1),
+            "image": self.decoded(out["image_mean"].float()),
             "reward": out["reward_mean"].float(),
             "discount": torch.sigmoid(out["discount_logits"].float()),
             "prior": dream.prior,

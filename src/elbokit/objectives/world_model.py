@@ -96,14 +96,19 @@ class WorldModelLoss:
         posterior_logits: torch.Tensor,
         prior_logits: torch.Tensor,
     ) -> ObjectiveOutput:
-        """Shapes: image (..., C, H, W); reward, discount (...); logits (..., G, K); `...` is
+        """Shapes: image (..., C, H, W) or a vector (..., D); reward, discount (...); logits (..., G, K); `...` is
         (batch, time) or any leading dims, the same for all.
 
         Raises:
             ValueError: shapes that do not match, or discount targets outside [0, 1].
         """
         lead = reward.shape
-        for name, t, extra in (("image", image, 3), ("image_mean", image_mean, 3), ("reward_mean", reward_mean, 0),
+        obs = max(image.dim() - len(lead), 0)  # 3 for images (C, H, W), 1 for vectors
+        if image_mean.shape != image.shape:
+            raise ValueError(
+                f"image_mean has shape {tuple(image_mean.shape)}; expected the image's {tuple(image.shape)}"
+            )
+        for name, t, extra in (("image", image, obs), ("image_mean", image_mean, obs), ("reward_mean", reward_mean, 0),
                                ("discount", discount, 0), ("discount_logits", discount_logits, 0),
                                ("posterior_logits", posterior_logits, 2), ("prior_logits", prior_logits, 2)):  # fmt: skip
             if t.shape[: len(t.shape) - extra] != lead:

@@ -11,6 +11,7 @@ report), one line in ``RECIPES``, and its tests. The CLI's ``elbokit train KIND`
 """
 
 from elbokit.config import ConfigError, closest
+from elbokit.recipes.agent import AgentRecipe
 from elbokit.recipes.base import Built, Recipe, Run
 from elbokit.recipes.bnn import BNNRecipe
 from elbokit.recipes.conjugate import CoinRecipe, NormalMeanRecipe
@@ -34,6 +35,7 @@ RECIPES: dict[str, Recipe] = {
         BNNRecipe(),
         DiffusionRecipe(),
         SkillsRecipe(),
+        AgentRecipe(),
     )
 }
 

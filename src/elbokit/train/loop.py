@@ -162,6 +162,7 @@ class Trainer:
         per_epoch = data.num_batches("train", cfg.batch_size)
         writer = RunWriter(self.run_dir, world.main, cfg.progress, cfg.epochs * per_epoch, step)
         window: dict[str, float] = {}
+        counts: dict[str, int] = {}
         window_n, t0 = 0, time.perf_counter()
         test_metrics: dict[str, float] = {}
         try:
@@ -181,15 +182,16 @@ class Trainer:
                         _seed_step(device, step_seed(cfg.seed, step, world.rank))
                         terms = learner.train_step(to_device(x, device), step)
                         step, start = step + 1, start + 1
-                        for k, v in terms.items():
-                            window[k] = window.get(k, 0.0) + v
+                        for k, v in terms.items():  # a term logged on some steps only
+                            window[k] = window.get(k, 0.0) + v  # is averaged over those
+                            counts[k] = counts.get(k, 0) + 1
                         window_n += 1
                         writer.progress(learner.progress_terms(terms))
                         if step % cfg.log_every == 0:
                             rate = window_n / (time.perf_counter() - t0)
-                            line = {f"train/{k}": v / window_n for k, v in window.items()}
+                            line = {f"train/{k}": v / counts[k] for k, v in window.items()}
                             writer.log(step, epoch, {**line, "time/steps_per_s": rate})
-                            window, window_n, t0 = {}, 0, time.perf_counter()
+                            window, counts, window_n, t0 = {}, {}, 0, time.perf_counter()
                         if step % cfg.checkpoint_every == 0:
                             self._save(world, learner, step, epoch, start)
                         if stop_at is not None and step >= stop_at:
