@@ -52,7 +52,7 @@ class ActorCriticConfig(Section):
     horizon: int = opt(15, "imagined steps from each replayed state", ge=1,
                        flag="imagine-horizon")  # fmt: skip
     lam: float = opt(0.95, "lambda of the lambda-returns", ge=0, le=1)
-    hidden: tuple[int, ...] = opt((128, 128), "actor and critic MLP widths", ge=1,
+    hidden: tuple[int, ...] = opt((64, 64), "actor and critic MLP widths", ge=1,
                                     flag="ac-hidden")  # fmt: skip
     activation: str = opt("elu", "actor and critic activation", choices=ACTIVATIONS,
                           flag="ac-activation")  # fmt: skip

@@ -230,11 +230,13 @@ class GymBatch:
         for e in self.envs:
             u = e.unwrapped
             sims.append({
-                "state": u.state.tolist(),
+                "state": np.asarray(u.state).tolist(),
+                "dtype": str(np.asarray(u.state).dtype),
                 "rng": u.np_random.bit_generator.state,
                 "elapsed": _time_limit(e),
-                "attrs": {k: getattr(u, k) for k in ("steps_beyond_terminated", "last_u")
-                          if isinstance(getattr(u, k, None), (int, float))},
+                "attrs": {k: float(getattr(u, k)) if k == "last_u" else getattr(u, k)
+                          for k in ("steps_beyond_terminated", "last_u")
+                          if isinstance(getattr(u, k, None), (int, float, np.floating))},
             })  # fmt: skip
         meta["simulators"] = sims
         return {"current": torch.from_numpy(self.current.copy())}, meta
@@ -243,13 +245,15 @@ class GymBatch:
         """Restore the episodes in progress where ``exact`` (else they start again)."""
         self.episodes = int(meta.get("episodes", 0))
         sims = meta.get("simulators")
+        if sims:
+            for e in self.envs:  # creates the state and passes the wrappers' order checks;
+                e.reset(seed=0)  # everything is overwritten below
         if not sims or not self.exact or len(sims) != self.n:
             self.current = None
             return
         for e, sim in zip(self.envs, sims, strict=True):
-            e.reset(seed=0)  # the wrappers' order checks; everything is overwritten below
             u = e.unwrapped
-            u.state = np.asarray(sim["state"], dtype=np.asarray(u.state).dtype)
+            u.state = np.asarray(sim["state"], dtype=sim["dtype"])
             u.np_random.bit_generator.state = sim["rng"]
             for k, v in sim["attrs"].items():
                 setattr(u, k, v)

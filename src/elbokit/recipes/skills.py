@@ -10,7 +10,8 @@ One learner (``SkillLearner``) steps ``envs`` environments at once, stores the t
 replay buffer, and per step takes ``updates`` gradient steps of the method's model (DIAYN's
 discriminator, DADS's skill dynamics) and of a skill-conditioned soft actor-critic whose reward
 is recomputed from the current model on every replayed batch (``elbokit.models.skills``). The
-buffer, the environments (the point task exactly; gymnasium tasks restart their episodes) and
+buffer, the environments (the point task and classic-control tasks exactly; other gymnasium
+tasks restart their episodes) and
 the skills in progress are saved with each checkpoint: an interrupted run resumes.
 
 Evaluation rolls every skill (DIAYN: each of the K; DADS: a grid of skills) in fresh environments
@@ -201,9 +202,9 @@ class SkillLearner(Learner):
                             meta["env"])  # fmt: skip
         self.skill, self.ret = tensors["skill"].clone(), tensors["ret"].clone()
         self.transitions = int(meta["transitions"])
-        if "obs" in tensors and self.env.name == "point":
-            self.obs = tensors["obs"].clone()
-        else:  # a gymnasium simulator's state is not saved: its episodes start again
+        if "obs" in tensors and self.env.exact and getattr(self.env, "current", 1) is not None:
+            self.obs = tensors["obs"].clone()  # the point task, a classic-control simulator
+        else:  # a simulator whose state cannot be saved: its episodes start again
             self.obs = None
             self.ret.zero_()
 
