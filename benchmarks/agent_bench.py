@@ -90,7 +90,9 @@ def speed(args) -> None:
           f"{cfg.agent.seq_len}, horizon {ac.horizon}; {n} envs, a gradient step per "
           f"{cfg.agent.train_every} environment steps; {params:,} parameters")  # fmt: skip
     print(f"  (a) acting alone:        {act:8.0f} environment steps/s")
-    print(f"  (b) training:            {full_env:8.1f} environment steps/s, {full_grad:.2f} gradient steps/s")
+    print(
+        f"  (b) training:            {full_env:8.1f} environment steps/s, {full_grad:.2f} gradient steps/s"
+    )
     print(f"  (c) gradient step alone: {grad:8.2f} gradient steps/s ({1000 / grad:.1f} ms)")
     if args.sheeprl_python and Path(args.sheeprl_python).exists() and not cfg.env.pixels:
         cmd = [args.sheeprl_python, str(Path(__file__).with_name("_sheeprl_v3.py")),
@@ -144,8 +146,11 @@ def threshold(args) -> None:
                   f"with evaluations); final 20 fresh episodes {final['mean_return']:.1f} +- "
                   f"{final['return_se']:.1f}", flush=True)  # fmt: skip
         else:
-            print(f"seed {seed}: never reached {args.bar:g} ({wall:.0f} s); final "
-                  f"{final['mean_return']:.1f} +- {final['return_se']:.1f}", flush=True)
+            print(
+                f"seed {seed}: never reached {args.bar:g} ({wall:.0f} s); final "
+                f"{final['mean_return']:.1f} +- {final['return_se']:.1f}",
+                flush=True,
+            )
         rows.append(row)
     hits = [r for r in rows if "seconds" in r]
     if hits:

@@ -103,14 +103,17 @@ def _ac(discrete: bool, **kw):
     cfg = WorldModelConfig(**{**TINY.to_dict(), "image_shape": (4,), "action_dim": 2})
     wm = WorldModel(cfg)
     ac = ActorCritic(ActorCriticConfig(hidden=(16,), horizon=4, **kw), 16 + 16, 2, discrete)
-    h, z = torch.randn(8, 16), torch.nn.functional.one_hot(torch.randint(4, (8, 4)), 4).flatten(1).float()
+    h, z = (
+        torch.randn(8, 16),
+        torch.nn.functional.one_hot(torch.randint(4, (8, 4)), 4).flatten(1).float(),
+    )
     return wm, ac, h, z
 
 
 @pytest.mark.parametrize("discrete", [True, False])
 def test_actor_and_critic_losses_leave_the_world_model_without_gradient(discrete):
     wm, ac, h, z = _ac(discrete)
-    actor_loss, critic_loss, terms = ac.losses(wm, h, z, torch.ones(8))
+    actor_loss, critic_loss, _ = ac.losses(wm, h, z, torch.ones(8))
     (actor_loss + critic_loss).backward()
     assert all(p.grad is None for p in wm.parameters())
     assert all(p.grad is None for p in ac.target.parameters())
@@ -221,7 +224,9 @@ def test_cartpole_batch_takes_one_hot_actions_and_resumes_its_episodes_exactly()
 def test_vector_observations_enter_as_symlog_and_decode_back():
     x = torch.tensor([-1e4, -3.0, -0.1, 0.0, 0.2, 5.0, 1e5])
     torch.testing.assert_close(symexp(symlog(x)), x, rtol=1e-5, atol=0)
-    torch.testing.assert_close(symlog(torch.tensor([0.001])), torch.tensor([0.001]), rtol=1e-3, atol=0)
+    torch.testing.assert_close(
+        symlog(torch.tensor([0.001])), torch.tensor([0.001]), rtol=1e-3, atol=0
+    )
     model = WorldModel(TINY)
     obs = torch.randn(2, 3, 4) * 10
     torch.testing.assert_close(model.decoded(model.target(obs)), obs, rtol=1e-5, atol=1e-5)
@@ -258,7 +263,9 @@ def test_train_agent_debug_resumes_exactly_evaluates_and_reports(tmp_path, env):
     lines = []
     result = recipes.evaluate(a, {"episodes": 3}, say=lines.append)
     assert len(result["returns"]) == 3 and result["env_steps"] == 600
-    assert result["return_se"] == pytest.approx(np.std(result["returns"], ddof=1) / 3**0.5, rel=1e-5)
+    assert result["return_se"] == pytest.approx(
+        np.std(result["returns"], ddof=1) / 3**0.5, rel=1e-5
+    )
     assert any("critic on the real episodes" in line for line in lines)
     page = recipes.report(a, say=_quiet)
     folder = page.parent

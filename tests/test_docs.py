@@ -42,6 +42,7 @@ def test_site_builds_with_its_computed_pages(site):
         "vi_parameters",
         "diffusion",
         "skills",
+        "agent",
     ):
         assert (
             "Computed when this site was built"

@@ -27,7 +27,9 @@ def page(out) -> str:
     for lam, r in rets.items():
         ax.plot(range(h), r, "o-", ms=3, label=f"lambda = {lam}")
     ax.axvline(9, color="grey", lw=0.5)
-    ax.set(xlabel="imagined step t", ylabel="R_t", title="lambda-returns: the episode ends at t = 10")
+    ax.set(
+        xlabel="imagined step t", ylabel="R_t", title="lambda-returns: the episode ends at t = 10"
+    )
     ax.legend()
     save(fig, out / "agent_lambda.png")
 
@@ -47,7 +49,10 @@ def page(out) -> str:
     wm = WorldModel(WorldModelConfig(image_shape=(4,), action_dim=2, deter=16, hidden=16,
                                      groups=4, classes=4, embed=16, head_hidden=(16,)))  # fmt: skip
     ac = ActorCritic(ActorCriticConfig(hidden=(16,)), 32, 2, discrete=False)
-    hz = torch.randn(8, 16), torch.nn.functional.one_hot(torch.randint(4, (8, 4)), 4).flatten(1).float()
+    hz = (
+        torch.randn(8, 16),
+        torch.nn.functional.one_hot(torch.randint(4, (8, 4)), 4).flatten(1).float(),
+    )
     actor_loss, critic_loss, _ = ac.losses(wm, *hz, torch.ones(8))
     (actor_loss + critic_loss).backward()
     untouched = all(p.grad is None for p in wm.parameters())

@@ -174,7 +174,9 @@ class SequenceReplay:
         for k, v in tensors.items():
             want = (self.n, top, *self.fields[k])
             if tuple(v.shape) != want:
-                raise ValueError(f"the saved replay {k} has shape {tuple(v.shape)}; expected {want}")
+                raise ValueError(
+                    f"the saved replay {k} has shape {tuple(v.shape)}; expected {want}"
+                )
             self.data[k].zero_()
             self.data[k][:, :top] = v.to(self.data[k].dtype)
         self.size, self.ptr = [int(s) for s in meta["size"]], [int(p) for p in meta["ptr"]]

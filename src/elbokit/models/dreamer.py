@@ -257,7 +257,8 @@ class ActorCritic(nn.Module):
         critic_loss = (w * 0.5 * (v - ret.detach()).pow(2)).mean()
         terms = {
             "actor/entropy": ent.detach().mean(),
-            "critic/value_error": (w * (v.detach() - ret.detach()).abs()).sum() / w.sum().clamp_min(1e-8),
+            "critic/value_error": (w * (v.detach() - ret.detach()).abs()).sum()
+            / w.sum().clamp_min(1e-8),
             "imagined/return": ret.detach().mean(),
             "imagined/reward": reward.detach().mean(),
             "imagined/continue": disc.detach().mean(),

@@ -87,9 +87,10 @@ class AgentEvalOptions(Section):
 
 
 def _train_defaults() -> TrainConfig:
-    # 2 threads: measured 1.5x faster per gradient step than 1 on the 2-core Zen 4 (idle)
+    # threads auto: 2 on an idle 2-core machine (1.15-1.4x faster per gradient step than 1 on
+    # the Zen 4 EPYC), 1 where other work holds a core (OpenMP threads would spin-wait)
     return TrainConfig(epochs=100, batch_size=16, log_every=100, checkpoint_every=2500,
-                       eval_every=1, threads=2, grad_clip=100.0)  # fmt: skip
+                       eval_every=1, threads=-1, grad_clip=100.0)  # fmt: skip
 
 
 def _model_defaults() -> WorldModelConfig:

@@ -12,7 +12,7 @@ import torch
 from elbokit.files import atomic_path
 from elbokit.report._draw import save
 from elbokit.report._mpl import pyplot
-from elbokit.report.metrics import read_metrics, series
+from elbokit.report.metrics import read_metrics
 from elbokit.report.world_model import prediction_strip
 
 
