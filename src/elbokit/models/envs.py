@@ -253,7 +253,7 @@ class GymBatch:
             return
         for e, sim in zip(self.envs, sims, strict=True):
             u = e.unwrapped
-            u.state = np.asarray(sim["state"], dtype=sim["dtype"])
+            u.state = np.asarray(sim["state"], dtype=sim.get("dtype", "float64"))
             u.np_random.bit_generator.state = sim["rng"]
             for k, v in sim["attrs"].items():
                 setattr(u, k, v)

@@ -39,6 +39,12 @@ def returns(metrics_path, path) -> Path:
     return save(fig, path)
 
 
+STATE_NAMES = {
+    "CartPole": ("cart position", "cart velocity", "pole angle (rad)", "pole angular velocity"),
+    "Pendulum": ("cos(angle)", "sin(angle)", "angular velocity"),
+}
+
+
 @torch.no_grad()
 def open_loop(learner, record: dict, path, context: int = 5, horizon: int = 45) -> Path:
     """A real episode and the world model's open-loop imagination after ``context`` steps under
@@ -59,15 +65,16 @@ def open_loop(learner, record: dict, path, context: int = 5, horizon: int = 45) 
         return prediction_strip(obs, imagined, path)
     plt = pyplot()
     d = obs.shape[-1]
-    fig, axes = plt.subplots(1, d, figsize=(3.4 * d, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, d, figsize=(3.4 * d, 3.2), squeeze=False)
     t = np.arange(steps)
+    env = learner.cfg.env.name
+    names = next((v for k, v in STATE_NAMES.items() if env.startswith(k) and len(v) == d), None)
     for i, ax in enumerate(axes[0]):
         ax.plot(t, obs[0, :, i].numpy(), "k-", label="real")
         ax.plot(t[context:], imagined[0, :, i].numpy(), "C1--", label="imagined")
         ax.axvline(context - 0.5, color="grey", lw=0.5)
-        ax.set(title=f"state dim {i}", xlabel="step")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"real episode and imagination after {context} observed steps, same actions")
+        ax.set(title=names[i] if names else f"state[{i}]", xlabel="step")
+    axes[0][0].legend(fontsize=8, title=f"after {context} observed steps")
     return save(fig, path)
 
 
