@@ -1,7 +1,7 @@
 """The ``agent`` kind: a Dreamer agent, behaviour learned in the imagination of a world model.
 
     elbokit train agent                                   CartPole-v1 from its state vector
-    elbokit train agent --pixels                          CartPole-v1 from 64 x 64 frames
+    elbokit train agent --preset pixels                   CartPole-v1 from 64 x 64 frames
     elbokit train agent --env Pendulum-v1 --preset pendulum   continuous actions
     elbokit train agent --preset debug                    seconds
     elbokit eval RUN [--episodes 20] [--policy mode|sample]  /  elbokit report RUN
@@ -52,7 +52,8 @@ from elbokit.train.loop import TrainConfig
 class AgentEnvConfig(Section):
     name: str = opt("CartPole-v1", "a gymnasium id (Discrete or 1-D Box actions)", flag="env")
     envs: int = opt(8, "environments stepped at once", ge=1)
-    pixels: bool = opt(False, "observe rendered frames instead of the state vector")
+    pixels: bool = opt(False, "observe rendered frames instead of the state vector (--preset "
+                       "pixels: with the model sizes tuned for them)")  # fmt: skip
     size: int = opt(64, "frame size with --pixels", ge=16)
     horizon: int = opt(0, "steps per episode (0: the environment's own)", ge=0,
                        flag="episode-steps")  # fmt: skip
@@ -430,14 +431,17 @@ class AgentRecipe(Recipe):
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "CartPole-v1 from states, 8 envs, until 20 fresh episodes return >= 475 "
         "(about a minute; at most 200k steps)",
-        "pixels": "CartPole-v1 from 64 x 64 frames",
+        "pixels": "CartPole-v1 from 64 x 64 frames: RSSM 200 + 16x16, discount scale 5 "
+        "(>= 400 after 34k steps, ~30 min on 2 cores)",
         "pendulum": "Pendulum-v1 from states: continuous actions, backprop through the model",
         "debug": "CartPole-v1 from states, a tiny model, 600 environment steps: seconds",
     }
     presets: ClassVar[dict[str, dict]] = {
         "default": {"agent": {"stop_return": 475.0}},
         "pixels": {"env": {"pixels": True}, "agent": {"stop_return": 475.0},
-                   "model": {"deter": 128, "hidden": 128, "embed": 256}},
+                   "model": {"deter": 200, "hidden": 200, "groups": 16, "classes": 16,
+                             "embed": 256},
+                   "objective": {"discount_scale": 5.0}},
         "pendulum": {"env": {"name": "Pendulum-v1"}, "train": {"epochs": 25}},
         "debug": {"agent": {"steps_per_epoch": 50, "prefill": 200, "buffer": 4000, "seq_len": 8,
                             "eval_episodes": 2},

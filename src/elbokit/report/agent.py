@@ -35,6 +35,8 @@ def returns(metrics_path, path) -> Path:
             ax.errorbar(t[:, i], t[:, 2], yerr=t[:, 3], fmt="o", ms=4, capsize=2,
                         label="evaluation (most likely action)")  # fmt: skip
         ax.set(xlabel=label, ylabel="return")
+        if i == 0:  # 40k, not 40000 (the labels would run into each other)
+            ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k" if v else "0")
         ax.legend(fontsize=8)
     return save(fig, path)
 
@@ -50,6 +52,8 @@ def open_loop(learner, record: dict, path, context: int = 5, horizon: int = 45) 
     """A real episode and the world model's open-loop imagination after ``context`` steps under
     the recorded actions: frames as two rows (pixels), or each state dimension as a line."""
     n = int(record["length"][0]) + 1
+    if record["obs"].dim() == 5:
+        horizon = min(horizon, 15)  # frames: a strip that stays legible
     steps = min(n, context + horizon)
     if steps <= context:
         context = max(1, steps - 1)
