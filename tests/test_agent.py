@@ -275,3 +275,18 @@ def test_train_agent_debug_resumes_exactly_evaluates_and_reports(tmp_path, env):
     metrics = [json.loads(x) for x in (a / "metrics.jsonl").read_text().splitlines()]
     assert any("train/return" in m and "train/env/steps" in m for m in metrics)
     assert sum("test/return" in m for m in metrics) == 3  # one evaluation per epoch
+
+
+def test_agent_config_refuses_runs_that_cannot_learn():
+    from elbokit import recipes
+    from elbokit.config import ConfigError
+
+    kind = recipes.get_recipe("agent")
+    for over, match in (
+        ({"env": {"envs": 1}}, "prefill = 200 random steps is the whole run \\(150"),
+        ({"agent": {"stop_return": float("nan")}}, "stop_return = nan"),
+        ({"env": {"name": "point"}}, "no reward"),
+        ({"agent": {"buffer": 10}}, "sequences of 8 need"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            kind.preset("debug", over)

@@ -114,6 +114,18 @@ class AgentRunConfig(Section):
     evaluate: AgentAfterTraining = opt(default_factory=AgentAfterTraining, help="after training")
 
     def validate(self):
+        if math.isnan(self.agent.stop_return):
+            raise ConfigError("stop_return = nan: expected a number (inf: never stop early)")
+        if self.env.name == "point":
+            raise ConfigError("env = point: the point task has no reward; the agent needs a "
+                              "gymnasium task (CartPole-v1, Pendulum-v1, ...)")  # fmt: skip
+        total = self.train.epochs * self.agent.steps_per_epoch * self.env.envs
+        if self.agent.prefill >= total:
+            raise ConfigError(
+                f"prefill = {self.agent.prefill} random steps is the whole run ({total} "
+                f"environment steps = epochs x steps_per_epoch x envs): nothing would be learned; "
+                f"lower --prefill or train longer"
+            )
         if self.agent.seq_len * 2 > self.agent.buffer // self.env.envs:
             raise ConfigError(
                 f"buffer = {self.agent.buffer} steps over {self.env.envs} environments holds "
@@ -434,7 +446,8 @@ class AgentRecipe(Recipe):
         "pixels": "CartPole-v1 from 64 x 64 frames: RSSM 200 + 16x16, discount scale 5 "
         "(>= 400 after 34k steps, ~30 min on 2 cores)",
         "pendulum": "Pendulum-v1 from states: continuous actions, backprop through the model",
-        "debug": "CartPole-v1 from states, a tiny model, 600 environment steps: seconds",
+        "debug": "CartPole-v1 from states, a tiny model, episodes cut at 60 steps, 600 "
+        "environment steps: seconds (a check that everything runs; it learns little)",
     }
     presets: ClassVar[dict[str, dict]] = {
         "default": {"agent": {"stop_return": 475.0}},
@@ -480,7 +493,8 @@ class AgentRecipe(Recipe):
         lines = [
             f"environment: {e.name}, {'pixels ' + str(e.size) + 'x' + str(e.size) if e.pixels else 'state vector'} "
             f"{tuple(learner.env.obs_shape)}, {learner.env.act_dim} "
-            f"{'discrete' if learner.env.discrete else 'continuous'} actions, {e.envs} at once",
+            f"{'discrete actions' if learner.env.discrete else 'continuous action dimension(s)'}, "
+            f"{e.envs} at once" + (f", episodes cut at {e.horizon} steps" if e.horizon else ""),
             f"world model: RSSM {m.deter} + {m.groups}x{m.classes} categorical, {wm_params:,} parameters",
             f"actor-critic: {list(ac.hidden)}, horizon {ac.horizon}, lambda {ac.lam}, actor by "
             f"{grad}, returns scaled {ac.return_norm}",
@@ -495,7 +509,8 @@ class AgentRecipe(Recipe):
         return AgentEvalOptions(episodes=k) if k else None
 
     def thoroughness(self, result):
-        return {"n": result["episodes"]}
+        # the report reads eval.json: a sampled-policy evaluation goes beside a mode one
+        return {"n": result["episodes"], "mode": int(result.get("policy", "mode") == "mode")}
 
     def measure(self, run: Run, options) -> tuple[dict, list[str]]:
         learner, state = run.learner()
@@ -506,6 +521,7 @@ class AgentRecipe(Recipe):
         learner.close()
         r.update(ve)
         r.update({"step": state["step"], "episodes": options.episodes, "policy": options.policy,
+                  "seed": options.seed,
                   "env": cfg.env.name, "pixels": cfg.env.pixels,
                   "env_steps": learner.transitions, "updates": learner.updates,
                   "train_seconds": learner.seconds})  # fmt: skip
@@ -516,7 +532,8 @@ class AgentRecipe(Recipe):
             f"  return {r['mean_return']:.1f} +- {r['return_se']:.1f} (min {min(r['returns']):.0f}, "
             f"max {max(r['returns']):.0f})",
             f"  critic on the real episodes: mean |v - G| {ve['value_error']:.2f} against a mean "
-            f"return-to-go G of {ve['return_to_go_mean']:.2f} ({ve['value_steps']} steps)",
+            f"return-to-go G of {ve['return_to_go_mean']:.2f} ({ve['value_steps']} steps; G "
+            f"discounted by gamma = {cfg.objective.gamma}, bootstrapped where a time limit cut it)",
         ]
         return r, lines
 
