@@ -41,7 +41,6 @@ import torch
 from elbokit import recipes
 from elbokit.models.envs import make_env
 from elbokit.recipes.agent import AgentLearner
-from elbokit.recipes.base import derive
 from elbokit.train.learner import StepContext
 from elbokit.train.settings import describe_machine
 
@@ -50,9 +49,7 @@ RECIPE = recipes.get_recipe("agent")
 
 def _learner(preset: str, threads: int) -> AgentLearner:
     torch.set_num_threads(threads)
-    cfg = RECIPE.preset(preset)
-    probe = make_env(cfg.env.name, 1, discrete=True, pixels=cfg.env.size if cfg.env.pixels else 0)
-    cfg = derive(cfg, model={"image_shape": tuple(probe.obs_shape), "action_dim": probe.act_dim})
+    cfg = RECIPE.resolve(RECIPE.preset(preset))
     torch.manual_seed(0)
     learner = AgentLearner(cfg)
     learner.setup(StepContext())

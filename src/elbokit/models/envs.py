@@ -76,6 +76,7 @@ class PointBatch:
         self.pos = torch.zeros(n, 2)
         self.t = torch.zeros(n, dtype=torch.long)
         self.episodes = 0
+        self.continues = False  # load_state restored the episodes in progress
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +111,7 @@ class PointBatch:
             )
         self.pos, self.t = tensors["pos"].float().clone(), tensors["t"].long().clone()
         self.episodes = int(meta.get("episodes", 0))
+        self.continues = True
 
     def close(self) -> None:
         pass
@@ -174,6 +176,7 @@ class GymBatch:
         self.space = space
         self.episodes = 0
         self.current = None
+        self.continues = False  # load_state restored the episodes in progress
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +251,8 @@ class GymBatch:
         if sims:
             for e in self.envs:  # creates the state and passes the wrappers' order checks;
                 e.reset(seed=0)  # everything is overwritten below
-        if not sims or not self.exact or len(sims) != self.n:
+        self.continues = bool(sims) and self.exact and len(sims) == self.n
+        if not self.continues:
             self.current = None
             return
         for e, sim in zip(self.envs, sims, strict=True):

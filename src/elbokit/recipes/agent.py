@@ -58,6 +58,12 @@ class AgentEnvConfig(Section):
     horizon: int = opt(0, "steps per episode (0: the environment's own)", ge=0,
                        flag="episode-steps")  # fmt: skip
 
+    def make(self, n: int, seed: int = 0, pixels: int | None = None):
+        """n copies of the environment; ``pixels`` overrides the observed frame size (0: the
+        state vector; None: as configured)."""
+        size = (self.size if self.pixels else 0) if pixels is None else pixels
+        return make_env(self.name, n, seed=seed, horizon=self.horizon, discrete=True, pixels=size)
+
 
 @dataclass(frozen=True)
 class AgentLoopConfig(Section):
@@ -141,8 +147,7 @@ class AgentLearner(Learner):
         super().__init__()
         self.cfg = cfg
         e = cfg.env
-        self.env = make_env(e.name, e.envs, seed=seed, horizon=e.horizon, discrete=True,
-                            pixels=e.size if e.pixels else 0)  # fmt: skip
+        self.env = e.make(e.envs, seed)
         self.wm = WorldModel(cfg.model)
         feat = cfg.model.deter + self.wm.latent.z_size
         self.ac = ActorCritic(cfg.ac, feat, self.env.act_dim, self.env.discrete)
@@ -331,8 +336,7 @@ class AgentLearner(Learner):
         self.seconds, self.updates = float(meta["seconds"]), int(meta["updates"])
         last = meta.get("last_eval")
         self.last_eval = -math.inf if last is None else float(last)
-        exact = getattr(self.env, "exact", False) and getattr(self.env, "current", 1) is not None
-        if "obs" in tensors and exact:
+        if "obs" in tensors and self.env.continues:
             self.obs = tensors["obs"].clone()
         else:  # the simulator's state was not saved: its episodes start again
             self.obs = None
@@ -350,11 +354,8 @@ def play(learner: AgentLearner, episodes: int, *, seed: int, mode: bool = True,
     renders the first one (for the GIF)."""
     cfg = learner.cfg
     e = cfg.env
-    env = make_env(e.name, episodes, seed=seed, horizon=e.horizon, discrete=True,
-                   pixels=e.size if e.pixels else 0)  # fmt: skip
-    gif = None
-    if frames:
-        gif = make_env(e.name, 1, seed=seed, horizon=e.horizon, discrete=True, pixels=64)
+    env = e.make(episodes, seed)
+    gif = e.make(1, seed, pixels=64) if frames else None
     gen = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -476,14 +477,21 @@ class AgentRecipe(Recipe):
     def learner(self, cfg, data) -> AgentLearner:
         return AgentLearner(cfg, seed=cfg.train.seed)
 
+    def resolve(self, cfg: AgentRunConfig) -> AgentRunConfig:
+        """The config with the world model's observation shape and action size filled in from
+        the environment."""
+        probe = cfg.env.make(1)
+        try:
+            return derive(cfg, model={"image_shape": tuple(probe.obs_shape),
+                                      "action_dim": probe.act_dim})  # fmt: skip
+        finally:
+            probe.close()
+
     def build(self, cfg, run_dir, *, world, say) -> Built:
         if world.size > 1:
             raise ConfigError("the agent runs in one process: the environments are stepped in it")
+        cfg = self.resolve(cfg)
         e = cfg.env
-        probe = make_env(e.name, 1, discrete=True, pixels=e.size if e.pixels else 0)
-        cfg = derive(cfg, model={"image_shape": tuple(probe.obs_shape),
-                                 "action_dim": probe.act_dim})  # fmt: skip
-        probe.close()
         torch.manual_seed(cfg.train.seed)
         learner = self.learner(cfg, None)
         m, a, ac = cfg.model, cfg.agent, cfg.ac

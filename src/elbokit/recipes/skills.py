@@ -56,6 +56,10 @@ class EnvConfig(Section):
     horizon: int = opt(0, "steps per episode (0: the environment's own; point: 30)", ge=0)
     step_size: float = opt(0.1, "how far one action moves the point (point)", gt=0)
 
+    def make(self, n: int, seed: int):
+        """n copies of the environment (``elbokit.models.envs.make_env``)."""
+        return make_env(self.name, n, seed=seed, horizon=self.horizon, step_size=self.step_size)
+
 
 @dataclass(frozen=True)
 class AgentConfig(Section):
@@ -110,7 +114,7 @@ class SkillLearner(Learner):
         super().__init__()
         self.cfg = cfg
         e = cfg.env
-        self.env = make_env(e.name, e.envs, seed=seed, horizon=e.horizon, step_size=e.step_size)
+        self.env = e.make(e.envs, seed)
         self.method = METHODS[cfg.skill.method](cfg.skill, self.env.obs_dim)
         self.sac = SAC(cfg.sac, self.env.obs_dim + self.method.skill_dim, self.env.act_dim)
         self.modules = {**self.sac.modules(), **self.method.modules()}
@@ -202,7 +206,7 @@ class SkillLearner(Learner):
                             meta["env"])  # fmt: skip
         self.skill, self.ret = tensors["skill"].clone(), tensors["ret"].clone()
         self.transitions = int(meta["transitions"])
-        if "obs" in tensors and self.env.exact and getattr(self.env, "current", 1) is not None:
+        if "obs" in tensors and self.env.continues:
             self.obs = tensors["obs"].clone()  # the point task, a classic-control simulator
         else:  # a simulator whose state cannot be saved: its episodes start again
             self.obs = None
@@ -233,7 +237,7 @@ def judge(learner: SkillLearner, *, episodes: int, policy: str, seed: int, goals
     e = cfg.env
 
     def fresh(n):
-        return make_env(e.name, n, seed=seed, horizon=e.horizon, step_size=e.step_size)
+        return e.make(n, seed)
 
     def act(obs, z):
         return learner.act(obs, z, deterministic=policy == "mean")

@@ -207,6 +207,8 @@ class Trainer:
                     if world.main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                         test_metrics = self.evaluate(learner, data, step)
                         writer.log(step, epoch, test_metrics)
+                    if learner.finished:  # the evaluation said so (a return reached): stop
+                        break  # here rather than after one more step and a second evaluation
                 if self.last_saved != step:
                     self._save(world, learner, step, epoch, start)
         finally:
