@@ -50,7 +50,7 @@ def _data(cfg, folder: Path, episodes: int):
 
 
 def _derived(cfg, data):
-    return derive(cfg.run, model={"image_shape": data.image_shape, "action_dim": data.action_dim})
+    return derive(cfg.run, model={"obs_shape": data.image_shape, "action_dim": data.action_dim})
 
 
 def _fresh(cfg, data):

@@ -42,7 +42,24 @@ def weights(module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
+def assert_same(a: dict, b: dict, what: str = "") -> None:
+    """Two dicts of tensors equal bit for bit, key for key (``what`` names them in a failure)."""
+    assert a.keys() == b.keys(), what
     for k, v in a.items():
-        assert torch.equal(v, b[k]), k
+        assert torch.equal(v, b[k]), f"{what} {k}".strip()
+
+
+def assert_same_checkpoints(a, b, names) -> None:
+    """The last checkpoints of runs ``a`` and ``b`` are the same step and hold the same tensors in
+    each of the files ``names`` (NAME.safetensors): a resumed run against an uninterrupted one."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    last_a = json.loads((Path(a) / "state.json").read_text())["checkpoint"]
+    last_b = json.loads((Path(b) / "state.json").read_text())["checkpoint"]
+    assert last_a == last_b
+    for name in names:
+        assert_same(load_file(Path(a) / last_a / f"{name}.safetensors"),
+                    load_file(Path(b) / last_b / f"{name}.safetensors"), name)  # fmt: skip

@@ -20,6 +20,7 @@ from elbokit.data import toys2d
 from elbokit.likelihoods import discretized_gaussian_log_prob
 from elbokit.models.diffusion import Diffusion, DiffusionConfig, Schedule, make_betas
 from elbokit.models.diffusion_toy import GRID, BayesOptimalDenoiser, H, P
+from references import assert_same_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -285,16 +286,7 @@ def test_train_diffusion_refuses_binarized_images_and_resumes_exactly(tmp_path):
     a = recipes.train(kind, cfg, out=tmp_path / "a", say=quiet)
     b = recipes.train(kind, cfg, out=tmp_path / "b", stop_at=15, say=quiet)
     recipes.train(kind, resume=b, say=quiet)
-    from safetensors.torch import load_file
-
-    last = json.loads((a / "state.json").read_text())["checkpoint"]
-    wa = load_file(a / last / "model.safetensors")
-    wb = load_file(
-        b / json.loads((b / "state.json").read_text())["checkpoint"] / "model.safetensors"
-    )
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
+    assert_same_checkpoints(a, b, ("model",))
 
 
 def test_train_diffusion_on_2d_points_reports_nats_and_the_exact_nll(tmp_path):

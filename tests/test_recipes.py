@@ -14,7 +14,7 @@ from torch import nn
 from elbokit import recipes
 from elbokit.config import ConfigError
 from elbokit.data.stream import StepStream
-from elbokit.train import Learner, TrainConfig, Trainer
+from elbokit.train import Evaluation, Learner, TrainConfig, Trainer
 from elbokit.train import settings as run_settings
 from elbokit.train.settings import PrecisionError, resolve_precision
 from references import assert_same, build, weights
@@ -125,11 +125,11 @@ class StreamLearner(Learner):
                              self.modules["critic"].named_parameters())  # fmt: skip
         return terms | {"buffer": float(len(self.buffer))}
 
-    def evaluate(self, data, step, *, batch_size, seed):
+    def evaluate(self, data, step, *, seed):
         x = torch.randn(64, 2, generator=torch.Generator().manual_seed(9))
         with torch.no_grad():
             err = (self.modules["actor"](x).squeeze(-1) - (2 * x[:, 0] - x[:, 1])).pow(2).mean()
-        return {"mse": err.item()}
+        return Evaluation({"mse": err.item()})
 
     def extra_state(self):
         return {"buffer": self.buffer, "env": self.env.get_state()}, {"size": len(self.buffer)}

@@ -15,6 +15,7 @@ from elbokit.models.envs import GymBatch, PointBatch, make_env, point_env_class
 from elbokit.models.sac import SAC, SACConfig
 from elbokit.models.skills import DADS, DIAYN, RunningNorm, SkillConfig, SkillDynamics
 from elbokit.train.learner import Learner, make_adam
+from references import assert_same_checkpoints
 
 
 def test_point_batch_matches_the_gymnasium_env_and_stays_in_the_box():
@@ -229,14 +230,7 @@ def test_train_skills_debug_resumes_exactly_and_reports(tmp_path, method):
     assert last_a == last_b
     names = ("actor", "critic", "critic_target", "extra",
              "discriminator" if method == "diayn" else "dynamics")  # fmt: skip
-    for name in names:
-        wa, wb = (
-            load_file(a / last_a / f"{name}.safetensors"),
-            load_file(b / last_b / f"{name}.safetensors"),
-        )
-        assert wa.keys() == wb.keys()
-        for k in wa:
-            assert torch.equal(wa[k], wb[k]), (name, k)
+    assert_same_checkpoints(a, b, names)
     assert "replay.obs" in load_file(a / last_a / "extra.safetensors")
     lines = []
     result = recipes.evaluate(a, say=lines.append)

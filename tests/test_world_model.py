@@ -11,7 +11,8 @@ import torch
 from elbokit import recipes
 from elbokit.cli import main
 from elbokit.data import DataError
-from elbokit.data.episodes import SequenceBatch, load_episodes, save_episode
+from elbokit.data.episode_files import save_episode
+from elbokit.data.episodes import SequenceBatch, load_episodes
 from elbokit.evaluate.world_model import latent_usage, open_loop
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelLoss, WorldModelObjective
@@ -20,7 +21,7 @@ from elbokit.train.learner import check_gradients
 from references import build, weights
 
 SMALL = WorldModelConfig(
-    image_shape=(1, 16, 16), action_dim=3, deter=24, hidden=20, groups=3, classes=5,
+    obs_shape=(1, 16, 16), action_dim=3, deter=24, hidden=20, groups=3, classes=5,
     channels=(4, 8), embed=12, head_hidden=(16,),
 )  # fmt: skip
 
@@ -219,9 +220,9 @@ def test_every_part_learns_from_the_loss_through_the_straight_through_sample():
     batch = _batch()
     out = model(batch)
     terms = WorldModelObjective()(model, batch).terms
-    assert set(terms) >= {"image", "reward", "discount", "kl", "image_mse"}
+    assert set(terms) >= {"obs", "reward", "discount", "kl", "obs_mse"}
     # the image term alone reaches the encoder only through the straight-through z
-    image_nll = (0.5 * (out["image"] - out["image_mean"]).pow(2)).sum()
+    image_nll = (0.5 * (out["obs"] - out["obs_mean"]).pow(2)).sum()
     image_nll.backward()
     assert model.encoder.head.weight.grad.abs().sum() > 0
     assert model.rssm.post_out.weight.grad.abs().sum() > 0
@@ -241,7 +242,7 @@ def test_objective_is_the_loss_of_the_models_outputs_with_soft_discount_targets(
         def cat(log_probs):  # (B, T, G, K) -> a distribution over the G one-hot groups
             return Independent(OneHotCategorical(logits=log_probs), 1)
 
-        image = -Normal(o["image_mean"], 1.0).log_prob(batch.image - 0.5).sum((-3, -2, -1))
+        image = -Normal(o["obs_mean"], 1.0).log_prob(batch.image - 0.5).sum((-3, -2, -1))
         reward = -Normal(o["reward_mean"], 1.0).log_prob(batch.reward)
         g = gamma * batch.discount  # soft targets: gamma (1 - terminal), 0.99 on most steps
         logit = o["discount_logits"]
@@ -249,20 +250,20 @@ def test_objective_is_the_loss_of_the_models_outputs_with_soft_discount_targets(
         post, prior = o["posterior"], o["prior"]
         dyn = kl_divergence(cat(post.detach()), cat(prior)).mean().clamp_min(free)  # trains prior
         rep = kl_divergence(cat(post), cat(prior.detach())).mean().clamp_min(free)  # posterior
-        parts = {"image": image.mean(), "reward": reward.mean(), "discount": discount.mean(),
+        parts = {"obs": image.mean(), "reward": reward.mean(), "discount": discount.mean(),
                  "kl": alpha * dyn + (1 - alpha) * rep}  # fmt: skip
         terms = {**{k: v.detach() for k, v in parts.items() if k != "kl"},
                  "kl": kl_divergence(cat(post), cat(prior)).mean().detach(),
                  "kl/balanced": parts["kl"].detach(), "kl/dyn": dyn.detach(), "kl/rep": rep.detach(),
-                 "image_mse": ((batch.image - 0.5) - o["image_mean"]).pow(2).mean().detach()}  # fmt: skip
+                 "obs_mse": ((batch.image - 0.5) - o["obs_mean"]).pow(2).mean().detach()}  # fmt: skip
         return sum(scales[k] * v for k, v in parts.items()), terms
 
     torch.manual_seed(0)
     model = WorldModel(SMALL)
     params = list(model.parameters())
     batch = _batch()
-    ones = dict.fromkeys(("image", "reward", "discount", "kl"), 1.0)
-    other = {"image": 0.5, "reward": 2.0, "discount": 3.0, "kl": 0.7}
+    ones = dict.fromkeys(("obs", "reward", "discount", "kl"), 1.0)
+    other = {"obs": 0.5, "reward": 2.0, "discount": 3.0, "kl": 0.7}
     cases = [
         # the documented defaults: every scale 1, alpha 0.8, 1 free nat on the mean, gamma 0.99
         (WorldModelObjective(), (ones, 0.8, 1.0, 0.99)),
@@ -290,7 +291,7 @@ def test_objective_is_the_loss_of_the_models_outputs_with_soft_discount_targets(
     assert default["kl/balanced"].item() == 1.0 and 0 < default["kl"].item() < 0.5
     with pytest.raises(ValueError, match="gamma"):
         WorldModelObjective(gamma=0.0)
-    with pytest.raises(ValueError, match=r"images of shape \(1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"observations of shape \(1, 8, 8\)"):
         model(
             SequenceBatch(
                 torch.zeros(2, 3, 1, 8, 8),
@@ -317,7 +318,7 @@ class _Oracle(torch.nn.Module):
         future = batch.image[:, context:]
         if self.repeat_last:
             future = batch.image[:, context - 1 : context].expand_as(future)
-        return {"image": future, "reward": batch.reward[:, context:], "discount": batch.discount[:, context:],
+        return {"obs": future, "reward": batch.reward[:, context:], "discount": batch.discount[:, context:],
                 "prior": None}  # fmt: skip
 
 

@@ -15,8 +15,8 @@ def _inputs(seed=0):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     x = {
-        "image_mean": r(B, T, C, H, W).requires_grad_(),
-        "image": r(B, T, C, H, W),
+        "obs_mean": r(B, T, C, H, W).requires_grad_(),
+        "obs": r(B, T, C, H, W),
         "reward_mean": r(B, T).requires_grad_(),
         "reward": r(B, T),
         "discount_logits": r(B, T).requires_grad_(),
@@ -30,7 +30,7 @@ def _inputs(seed=0):
 
 def _reference(x, alpha, free, kl_scale, discount_scale):
     """DreamerV2 eq. 2 with torch.distributions and torch's own categorical KL."""
-    image = -Independent(Normal(x["image_mean"], 1.0), 3).log_prob(x["image"]).mean()
+    image = -Independent(Normal(x["obs_mean"], 1.0), 3).log_prob(x["obs"]).mean()
     reward = -Normal(x["reward_mean"], 1.0).log_prob(x["reward"]).mean()
     p = torch.sigmoid(x["discount_logits"])
     g = x["discount"]
@@ -49,14 +49,14 @@ def _reference(x, alpha, free, kl_scale, discount_scale):
 @pytest.mark.parametrize(("alpha", "free"), [(0.8, 0.0), (0.5, 1.0), (0.8, 50.0)])
 def test_loss_and_gradients_match_the_papers_equations(alpha, free):
     x = _inputs()
-    scales = {"image": 1.0, "reward": 1.0, "discount": 5.0, "kl": 0.1}
+    scales = {"obs": 1.0, "reward": 1.0, "discount": 5.0, "kl": 0.1}
     ours = WorldModelLoss(scales, KLBalance(alpha=alpha, free_nats=free, free_mode="mean"))(**x)
     ref = _reference(x, alpha, free, kl_scale=0.1, discount_scale=5.0)
     assert ours.loss.item() == pytest.approx(ref.item(), rel=1e-5)
     learnable = [
         x[k]
         for k in (
-            "image_mean",
+            "obs_mean",
             "reward_mean",
             "discount_logits",
             "posterior_logits",
@@ -72,19 +72,19 @@ def test_loss_and_gradients_match_the_papers_equations(alpha, free):
 def test_image_nll_includes_the_gaussian_constant_and_mse_is_reported_beside_it():
     x = _inputs(1)
     out = WorldModelLoss()(**x)
-    mse = (x["image"] - x["image_mean"]).pow(2).mean()
+    mse = (x["obs"] - x["obs_mean"]).pow(2).mean()
     pixels = C * H * W
-    assert out.terms["image_mse"].item() == pytest.approx(mse.item(), rel=1e-6)
-    assert out.terms["image"].item() == pytest.approx(
+    assert out.terms["obs_mse"].item() == pytest.approx(mse.item(), rel=1e-6)
+    assert out.terms["obs"].item() == pytest.approx(
         (0.5 * mse * pixels + 0.5 * pixels * torch.log(torch.tensor(2 * torch.pi))).item(), rel=1e-5
     )
 
 
 def test_the_set_of_scales_must_equal_the_set_of_terms():
     with pytest.raises(ValueError, match=r"missing \['discount'\], unknown \['disount'\]"):
-        WorldModelLoss({"image": 1.0, "reward": 1.0, "disount": 5.0, "kl": 0.1})
+        WorldModelLoss({"obs": 1.0, "reward": 1.0, "disount": 5.0, "kl": 0.1})
     with pytest.raises(ValueError, match=r"missing \['kl'\]"):
-        WorldModelLoss({"image": 1.0, "reward": 1.0, "discount": 5.0})
+        WorldModelLoss({"obs": 1.0, "reward": 1.0, "discount": 5.0})
 
 
 def test_bad_shapes_and_targets():

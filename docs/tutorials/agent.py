@@ -46,7 +46,7 @@ def page(out) -> str:
 
     # the world model takes no gradient from the actor's and critic's losses
     torch.manual_seed(0)
-    wm = WorldModel(WorldModelConfig(image_shape=(4,), action_dim=2, deter=16, hidden=16,
+    wm = WorldModel(WorldModelConfig(obs_shape=(4,), action_dim=2, deter=16, hidden=16,
                                      groups=4, classes=4, embed=16, head_hidden=(16,)))  # fmt: skip
     ac = ActorCritic(ActorCriticConfig(hidden=(16,)), 32, 2, discrete=False)
     hz = (

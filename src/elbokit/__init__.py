@@ -6,8 +6,8 @@ The library part (``elbokit.divergence``) is usable from any training loop; its 
 re-exported here.
 """
 
+from elbokit._version import __version__
 from elbokit.divergence import *  # noqa: F403
 from elbokit.divergence import __all__ as _divergence_all
 
-__version__ = "0.2.0"
 __all__ = [*_divergence_all, "__version__"]

@@ -2,7 +2,7 @@
 
     elbokit train KIND [--preset debug] [...]    train a run of a kind (elbokit train --help)
     elbokit train --resume RUN                   continue an interrupted run
-    elbokit fit coin --heads 7 --tosses 10       the same as train, for the exact models
+    elbokit fit KIND [...]                       train, for the kinds that are fitted (exact models)
     elbokit eval RUN                             the kind's evaluation (RUN/eval.json)
     elbokit report RUN                           figures and a one-page report.html
     elbokit sweep beta --values 0.5 1 2 4        rate-distortion curve over beta (VAE)
@@ -11,7 +11,7 @@
     elbokit kl plot [--out kl.png]               the Gaussian KL figure
 
 Options are generated from the config sections of each command or kind (``--help`` lists
-them); the kinds come from ``elbokit.recipes.RECIPES``. Errors in user input print one line (or
+them); the kinds come from the recipe registry (``elbokit.recipes.RECIPES``). Errors in user input print one line (or
 a spec with a caret) and exit with status 2; a run that diverges exits with 3.
 """
 
@@ -57,7 +57,7 @@ def _commands():
     return (
         (("train",), train_command, "train a run of a kind: elbokit train --help lists the kinds"),
         (("fit",), functools.partial(train_command, verb="fit"),
-         "the same as train (for the exact models: elbokit fit coin)"),
+         "train, for the kinds that are fitted (elbokit fit --help lists them)"),
         (("eval",), eval_command, "evaluate a trained run as its kind does (RUN/eval.json)"),
         (("report",), report_command, "figures and a one-page HTML report of a run"),
         (("sweep",), sweep_command, "sweep beta: one VAE per beta, then the rate-distortion curve"),
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if argv else 2
     if argv[0] == "--version":
-        from elbokit import __version__
+        from elbokit._version import __version__
 
         print(f"elbokit {__version__}")
         return 0

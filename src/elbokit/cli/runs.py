@@ -21,11 +21,17 @@ from elbokit.recipes.run import default_run_dir
 from elbokit.train.checkpoint import read_state
 
 
-def kinds_usage() -> str:
-    width = max(map(len, recipes.RECIPES))
-    lines = ["usage: elbokit train KIND [options]   (elbokit train KIND --help for its options)",
-             "       elbokit train --resume RUN", "", "kinds:"]  # fmt: skip
-    lines += [f"  {name:<{width}}  {r.help}" for name, r in recipes.RECIPES.items()]
+def kinds_usage(verb: str = "train") -> str:
+    kinds = {n: r for n, r in recipes.RECIPES.items() if verb == "train" or r.verb == verb}
+    width = max(map(len, kinds))
+    lines = [f"usage: elbokit {verb} KIND [options]   (elbokit {verb} KIND --help for its options)",
+             f"       elbokit {verb} --resume RUN", "", "kinds:"]  # fmt: skip
+    lines += [f"  {name:<{width}}  {r.help}" for name, r in kinds.items()]
+    if verb != "train":
+        lines += [
+            "",
+            f"({verb} is train by another name for these; every kind is elbokit train KIND)",
+        ]
     return "\n".join(lines)
 
 
@@ -50,18 +56,24 @@ def _train_parser(recipe, verb: str = "train") -> tuple[Parser, dict]:
 
 def train_command(argv: list[str], verb: str = "train") -> int:
     if not argv:
-        raise UsageError(f"elbokit train: which kind of run?\n\n{kinds_usage()}")
+        raise UsageError(f"elbokit {verb}: which kind of run?\n\n{kinds_usage(verb)}")
     if argv[0] in ("-h", "--help"):
-        print(kinds_usage())
+        print(kinds_usage(verb))
         return 0
     if argv[0].startswith("-"):
         if argv[0] == "--resume" and len(argv) > 1:  # the kind is the run's
             argv = [read_saved(argv[1])["kind"], *argv]
         else:
             raise UsageError(
-                f"elbokit train: expected a kind first, got {argv[0]}\n\n{kinds_usage()}"
+                f"elbokit {verb}: expected a kind first, got {argv[0]}\n\n{kinds_usage(verb)}"
             )
     recipe = recipes.get_recipe(argv[0])
+    if verb != "train" and recipe.verb != verb:
+        raise UsageError(
+            f"elbokit {verb} is for the kinds that are fitted "
+            f"({', '.join(n for n, r in recipes.RECIPES.items() if r.verb == verb)}); "
+            f"a {recipe.name} run is trained: elbokit train {recipe.name}"
+        )
     parser, by_dest = _train_parser(recipe, verb)
     ns = parse(parser, argv[1:])
     if ns.resume:

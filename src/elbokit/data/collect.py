@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from elbokit.config import Section, opt
+from elbokit.data.episode_files import save_episode
 from elbokit.files import atomic_write_text
+from elbokit.models.envs import gymnasium_module, resize_frame
 from elbokit.seeding import mix
 
 POLICIES = ("random", "scripted")
@@ -57,24 +57,6 @@ class CollectConfig(Section):
     seed: int = opt(0, "seeds the environment and the policy", ge=0)
     out: str = opt("data/episodes", "folder for the episode files")
     progress: bool = opt(True, "progress bar")
-
-
-def _gym():
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
-        import gymnasium
-    except ImportError:
-        raise ImportError(
-            "collecting episodes needs gymnasium with pygame: pip install 'elbokit[rl]'"
-        ) from None
-    return gymnasium
-
-
-def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (3, size, size) uint8 by area averaging."""
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()[None]
-    y = F.interpolate(x, size=(size, size), mode="area")[0]
-    return y.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 def _encode_action(space, action) -> np.ndarray:
@@ -120,11 +102,10 @@ def collect_episodes(
         ValueError: an unknown policy, a scripted policy for an environment that has none, bad
             sizes, or a folder that already holds episodes. ImportError: gymnasium is missing.
     """
-    from elbokit.data.episodes import save_episode  # episodes imports this module's settings
 
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r}; expected one of {', '.join(POLICIES)}")
-    gym = _gym()
+    gym = gymnasium_module()
     if env_id not in gym.registry:
         from elbokit.config import closest
 

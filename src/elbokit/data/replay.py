@@ -61,21 +61,30 @@ class Replay:
         )
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        if meta.get("capacity") != self.capacity or set(tensors) != set(self.fields):
-            raise ValueError(
-                f"the saved replay buffer (capacity {meta.get('capacity')}, fields "
-                f"{sorted(tensors)}) does not fit this run's (capacity {self.capacity}, fields "
-                f"{sorted(self.fields)})"
-            )
-        size = int(meta["size"])
-        for k, v in tensors.items():
-            if v.shape != (size, self.fields[k]):
-                raise ValueError(
-                    f"the saved replay {k} has shape {tuple(v.shape)}; expected ({size}, {self.fields[k]})"
-                )
-            self.data[k].zero_()
-            self.data[k][:size] = v
+        size = int(meta.get("size", -1))
+        _restore(self.data, tensors, {k: (w,) for k, w in self.fields.items()},
+                 ours=f"capacity {self.capacity}", saved=f"capacity {meta.get('capacity')}",
+                 fits=meta.get("capacity") == self.capacity, rows=(size,), where=(slice(0, size),))  # fmt: skip
         self.size, self.ptr = size, int(meta["ptr"])
+
+
+def _restore(data: dict, tensors: dict, fields: dict[str, tuple[int, ...]], *, ours: str,
+             saved: str, fits: bool, rows: tuple[int, ...], where: tuple) -> None:  # fmt: skip
+    """Copy a saved buffer's ``tensors`` into ``data[k][where]`` once they fit: the same layout
+    (``fits``; ``ours`` and ``saved`` describe the two) and fields, each of shape ``rows`` + the
+    field's own. ValueError naming what differs, before anything is copied."""
+    if not fits or set(tensors) != set(fields):
+        raise ValueError(
+            f"the saved replay ({saved}, fields {sorted(tensors)}) does not fit this run's "
+            f"({ours}, fields {sorted(fields)})"
+        )
+    for k, v in tensors.items():
+        want = (*rows, *fields[k])
+        if tuple(v.shape) != want:
+            raise ValueError(f"the saved replay {k} has shape {tuple(v.shape)}; expected {want}")
+    for k, v in tensors.items():
+        data[k].zero_()
+        data[k][where] = v.to(data[k].dtype)
 
 
 class SequenceReplay:
@@ -162,21 +171,10 @@ class SequenceReplay:
         )
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        if (meta.get("per_env"), meta.get("n")) != (self.per_env, self.n) or set(tensors) != set(
-            self.fields
-        ):
-            raise ValueError(
-                f"the saved replay ({meta.get('n')} environments x {meta.get('per_env')} steps, "
-                f"fields {sorted(tensors)}) does not fit this run's ({self.n} x {self.per_env}, "
-                f"fields {sorted(self.fields)})"
-            )
-        top = max(meta["size"])
-        for k, v in tensors.items():
-            want = (self.n, top, *self.fields[k])
-            if tuple(v.shape) != want:
-                raise ValueError(
-                    f"the saved replay {k} has shape {tuple(v.shape)}; expected {want}"
-                )
-            self.data[k].zero_()
-            self.data[k][:, :top] = v.to(self.data[k].dtype)
+        top = max(meta.get("size") or [0])
+        _restore(self.data, tensors, self.fields,
+                 ours=f"{self.n} environments x {self.per_env} steps",
+                 saved=f"{meta.get('n')} environments x {meta.get('per_env')} steps",
+                 fits=(meta.get("per_env"), meta.get("n")) == (self.per_env, self.n),
+                 rows=(self.n, top), where=(slice(None), slice(0, top)))  # fmt: skip
         self.size, self.ptr = [int(s) for s in meta["size"]], [int(p) for p in meta["ptr"]]

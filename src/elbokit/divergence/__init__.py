@@ -20,7 +20,7 @@ from elbokit.divergence import scale_families as _scale_families
 from elbokit.divergence._registry import NoClosedFormError, has_closed_form, kl, register_kl
 from elbokit.divergence.categorical import bernoulli_kl, categorical_kl
 from elbokit.divergence.discrete import kl_discrete
-from elbokit.divergence.estimate import METHODS, KLEstimate, estimate_kl, kl_monte_carlo
+from elbokit.divergence.estimate import KL_METHODS, KLEstimate, estimate_kl, kl_monte_carlo
 from elbokit.divergence.gaussian import normal_kl, vae_kl
 from elbokit.divergence.mutual_info import forward_mi_reward, reverse_mi_bound, reverse_mi_reward
 from elbokit.divergence.properties import (
@@ -35,7 +35,7 @@ from elbokit.divergence.quadrature import kl_quadrature
 del _categorical, _gaussian, _scale_families
 
 __all__ = [
-    "METHODS",
+    "KL_METHODS",
     "KLEstimate",
     "KLProperties",
     "NoClosedFormError",

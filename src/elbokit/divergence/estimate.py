@@ -22,9 +22,9 @@ from elbokit.divergence.quadrature import kl_quadrature
 from elbokit.divergence.result import LN2 as LN2
 from elbokit.divergence.result import KLEstimate, broadcast_pair, infinite, mismatched_supports
 
-__all__ = ["METHODS", "KLEstimate", "broadcast_pair", "estimate_kl", "kl_monte_carlo"]
+__all__ = ["KL_METHODS", "KLEstimate", "broadcast_pair", "estimate_kl", "kl_monte_carlo"]
 
-METHODS = ("auto", "closed", "mc", "quadrature")
+KL_METHODS = ("auto", "closed", "mc", "quadrature")
 """The ways ``estimate_kl`` computes KL: ``auto`` (closed form where one exists, else Monte Carlo,
 saying so), ``closed``, ``mc`` (with its standard error), ``quadrature`` (univariate)."""
 
@@ -160,8 +160,8 @@ def estimate_kl(
         ValueError: an unknown method.
         NoClosedFormError: method="closed" for a pair without a closed form.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}; expected one of {', '.join(map(repr, METHODS))}")
+    if method not in KL_METHODS:
+        raise ValueError(f"method={method!r}; expected one of {', '.join(map(repr, KL_METHODS))}")
     if method == "quadrature":
         return kl_quadrature(p, q)
     if mismatched_supports(p, q):  # inf whatever the method: said so, never sampled

@@ -117,7 +117,7 @@ def open_loop(
         truth = batch.image[:, context:].float()
         last = batch.image[:, context - 1 : context].float()
         reward, discount = batch.reward[:, context:], gamma * batch.discount[:, context:]
-        sums["img"] += (pred["image"] - truth).pow(2).mean((2, 3, 4)).sum(0).double().cpu()
+        sums["img"] += (pred["obs"] - truth).pow(2).mean((2, 3, 4)).sum(0).double().cpu()
         sums["copy"] += (last - truth).pow(2).mean((2, 3, 4)).sum(0).double().cpu()
         sums["rew"] += (pred["reward"] - reward).abs().sum(0).double().cpu()
         sums["rmean"] += (train_reward - reward).abs().sum(0).double().cpu()
@@ -126,7 +126,7 @@ def open_loop(
         if have < keep:
             n = keep - have
             kept["truth"].append(batch.image[:n].float().cpu())
-            kept["imagined"].append(pred["image"][:n].cpu())
+            kept["imagined"].append(pred["obs"][:n].cpu())
             kept["reward"].append(reward[:n].cpu())
             kept["predicted_reward"].append(pred["reward"][:n].cpu())
     n = len(windows)

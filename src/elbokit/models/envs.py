@@ -122,15 +122,24 @@ def _check_actions(action: torch.Tensor, n: int, dim: int) -> None:
         raise ValueError(f"actions have shape {tuple(action.shape)}; expected ({n}, {dim})")
 
 
-def _gym():
+def gymnasium_module():
+    """gymnasium, rendering with SDL's dummy video driver (no display); ImportError saying how to
+    install it."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         import gymnasium
     except ImportError:
         raise ImportError(
-            "gymnasium environments need gymnasium: pip install 'elbokit[rl]'"
+            "gymnasium environments need gymnasium with pygame: pip install 'elbokit[rl]'"
         ) from None
     return gymnasium
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, size, size) uint8 by area averaging."""
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()[None]
+    y = torch.nn.functional.interpolate(x, size=(size, size), mode="area")[0]
+    return y.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 class GymBatch:
@@ -139,7 +148,7 @@ class GymBatch:
 
     def __init__(self, env_id: str, n: int, *, seed: int = 0, horizon: int | None = None,
                  discrete: bool = False, pixels: int = 0):  # fmt: skip
-        gym = _gym()
+        gym = gymnasium_module()
         if env_id not in gym.registry:
             from elbokit.config import closest
 
@@ -185,7 +194,6 @@ class GymBatch:
     def _observe(self, i: int, state) -> np.ndarray:
         if not self.pixels:
             return np.asarray(state, np.float32)
-        from elbokit.data.collect import resize_frame
 
         return resize_frame(self.envs[i].render(), self.pixels).astype(np.float32) / 255.0
 
@@ -300,7 +308,7 @@ def make_env(name: str, n: int, *, seed: int = 0, horizon: int = 0, step_size: f
 
 def point_env_class():
     """``PointEnv``: the point task as one gymnasium.Env (built on demand: gymnasium is optional)."""
-    gym = _gym()
+    gym = gymnasium_module()
 
     class PointEnv(gym.Env):
         """A point in [-1, 1]^2 from the origin; action in [-1, 1]^2 moves it by step_size times

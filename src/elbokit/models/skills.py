@@ -30,7 +30,7 @@ from elbokit.config import Section, opt
 from elbokit.divergence.mutual_info import forward_mi_reward, reverse_mi_reward
 from elbokit.nets import MLP
 
-__all__ = ["DADS", "DIAYN", "METHODS", "RunningNorm", "SkillConfig", "SkillDynamics"]
+__all__ = ["DADS", "DIAYN", "SKILL_METHODS", "RunningNorm", "SkillConfig", "SkillDynamics"]
 
 
 @dataclass(frozen=True)
@@ -189,4 +189,4 @@ class DADS:
                       self.dynamics.named_parameters())  # fmt: skip
 
 
-METHODS = {"diayn": DIAYN, "dads": DADS}
+SKILL_METHODS = {"diayn": DIAYN, "dads": DADS}

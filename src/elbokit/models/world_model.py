@@ -4,14 +4,14 @@ At each step t, with a deterministic state h_t and a stochastic state z_t (G gro
 
     h_t = GRU(h_{t-1}, f(z_{t-1}, a_t))               recurrent state (h_{-1}, z_{-1} = 0)
     p(z_t | h_t)       = Cat(prior_net(h_t))           prior: what the model expects
-    q(z_t | h_t, x_t)  = Cat(post_net(h_t, enc(x_t)))  posterior: what the image shows
+    q(z_t | h_t, x_t)  = Cat(post_net(h_t, enc(x_t)))  posterior: what the observation shows
     x_t ~ N(dec(h_t, z_t), I)    r_t ~ N(rew(h_t, z_t), 1)    gamma_t ~ Bern(sigmoid(disc(h_t, z_t)))
 
 (a_t is the action that led to x_t, r_t the reward received on arriving there.) Training
 observes sequences with the posterior (straight-through samples, ``CategoricalLatent``);
 imagination runs the prior alone from the last observed state under given actions. The loss is
 ``WorldModelLoss``; images enter centred, x - 0.5, so the decoder's output is mean - 0.5.
-Observations may also be vectors (``image_shape`` of one dim, a state vector): the encoder and
+Observations may also be vectors (``obs_shape`` of one dim, a state vector): the encoder and
 decoder are then MLPs and the vector enters as symlog(x) = sign(x) log(1 + |x|) (DreamerV3), so
 the decoder's output is the mean of symlog(x).
 
@@ -45,7 +45,7 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class WorldModelConfig(Section):
-    image_shape: tuple[int, ...] = opt(
+    obs_shape: tuple[int, ...] = opt(
         (3, 64, 64), "observation shape: (C, H, W) images or (D,) vectors, from the data",
         derived=True, ge=1,
     )  # fmt: skip
@@ -56,7 +56,7 @@ class WorldModelConfig(Section):
     classes: int = opt(32, "classes per group", ge=2)
     unimix: float = opt(0.01, "uniform mix in the categoricals", ge=0, lt=1)
     channels: tuple[int, ...] = opt((16, 32, 64, 128), "conv channels per stride-2 layer", ge=1)
-    embed: int = opt(256, "image embedding size", ge=1)
+    embed: int = opt(256, "observation embedding size", ge=1)
     head_hidden: tuple[int, ...] = opt(
         (200, 200), "reward and discount MLP widths (and encoder/decoder for vectors)", ge=1
     )
@@ -87,7 +87,7 @@ class RSSMState:
 
 class RSSM(nn.Module):
     """The recurrent state-space model. The input layers are split by source so that the parts
-    that do not depend on the recurrence (actions, image embeddings) run once for all steps."""
+    that do not depend on the recurrence (actions, observation embeddings) run once for all steps."""
 
     def __init__(self, c: WorldModelConfig):
         super().__init__()
@@ -175,28 +175,28 @@ class RSSM(nn.Module):
 
 
 class WorldModel(nn.Module):
-    """Encoder, RSSM and heads (image decoder, reward, discount), as in DreamerV2."""
+    """Encoder, RSSM and heads (observation decoder, reward, discount), as in DreamerV2."""
 
     def __init__(self, config: WorldModelConfig):
         super().__init__()
         self.config = c = config
-        self.image_shape = tuple(c.image_shape)
-        self.vector = len(self.image_shape) == 1
-        if len(self.image_shape) not in (1, 3):
+        self.obs_shape = tuple(c.obs_shape)
+        self.vector = len(self.obs_shape) == 1
+        if len(self.obs_shape) not in (1, 3):
             raise ValueError(
-                f"observation shape {self.image_shape}; expected (C, H, W) images or (D,) vectors"
+                f"observation shape {self.obs_shape}; expected (C, H, W) images or (D,) vectors"
             )
         if self.vector:
-            self.encoder = MLP(self.image_shape[0], c.head_hidden, c.embed, c.activation)
+            self.encoder = MLP(self.obs_shape[0], c.head_hidden, c.embed, c.activation)
         else:
-            self.encoder = ConvEncoder(self.image_shape, c.channels, c.embed, c.activation)
+            self.encoder = ConvEncoder(self.obs_shape, c.channels, c.embed, c.activation)
         self.rssm = RSSM(c)
         feat = c.deter + self.rssm.latent.z_size
         if self.vector:
-            self.decoder = MLP(feat, c.head_hidden, self.image_shape[0], c.activation)
+            self.decoder = MLP(feat, c.head_hidden, self.obs_shape[0], c.activation)
         else:
             self.decoder = ConvDecoder(
-                feat, c.channels, self.image_shape[0], self.image_shape[1:], c.activation
+                feat, c.channels, self.obs_shape[0], self.obs_shape[1:], c.activation
             )
         self.reward_head = MLP(feat, c.head_hidden, 1, c.activation)
         self.discount_head = MLP(feat, c.head_hidden, 1, c.activation)
@@ -207,8 +207,8 @@ class WorldModel(nn.Module):
 
     def check_batch(self, batch) -> None:
         shape = tuple(batch.image.shape[2:])
-        if shape != self.image_shape:
-            raise ValueError(f"images of shape {shape}; this model takes {self.image_shape}")
+        if shape != self.obs_shape:
+            raise ValueError(f"observations of shape {shape}; this model takes {self.obs_shape}")
         if batch.action.shape[-1] != self.config.action_dim:
             raise ValueError(
                 f"actions of size {batch.action.shape[-1]}; this model takes {self.config.action_dim}"
@@ -222,18 +222,18 @@ class WorldModel(nn.Module):
         """The decoder's output back in observation space: images in [0, 1], vectors symexp."""
         return symexp(mean) if self.vector else (mean + 0.5).clamp(0, 1)
 
-    def embed(self, image: torch.Tensor) -> torch.Tensor:
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (B, T, C, H, W) in [0, 1] or (B, T, D) -> (B, T, E)."""
-        x = self.target(image)
+        x = self.target(obs)
         if self.vector:
             return self.encoder(x)
-        return self.encoder(x.flatten(0, 1)).unflatten(0, image.shape[:2])
+        return self.encoder(x.flatten(0, 1)).unflatten(0, obs.shape[:2])
 
     def heads(self, state: RSSMState) -> dict[str, torch.Tensor]:
         """Observation mean (``target`` space, B, T, ...), reward mean and discount logit (B, T)."""
         f = state.features
         return {
-            "image_mean": self.decoder(f)
+            "obs_mean": self.decoder(f)
             if self.vector
             else self.decoder(f.flatten(0, 1)).unflatten(0, f.shape[:2]),
             "reward_mean": self.reward_head(f).squeeze(-1),
@@ -242,14 +242,14 @@ class WorldModel(nn.Module):
 
     def forward(self, batch, generator=None) -> dict[str, torch.Tensor]:
         """Observe a SequenceBatch; returns the loss inputs: the heads' outputs, the centred
-        image target, and the posterior and prior log-probabilities (B, T, G, K)."""
+        observation target (``obs``), and the posterior and prior log-probabilities (B, T, G, K)."""
         self.check_batch(batch)
         first = getattr(batch, "is_first", None)
         state = self.rssm.observe(
             self.embed(batch.image), batch.action, generator=generator, is_first=first
         )
         out = self.heads(state)
-        out.update(image=self.target(batch.image), posterior=state.posterior, prior=state.prior)
+        out.update(obs=self.target(batch.image), posterior=state.posterior, prior=state.prior)
         return out
 
     @torch.no_grad()
@@ -258,7 +258,7 @@ class WorldModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Observe the first ``context`` steps, then imagine the rest under the recorded actions.
 
-        Returns image (B, T - context, ...) in observation space, reward and discount probability
+        Returns obs (B, T - context, ...) in observation space, reward and discount probability
         (B, T - context), and the imagined prior log-probabilities.
         """
         self.check_batch(batch)
@@ -273,7 +273,7 @@ class WorldModel(nn.Module):
         dream = self.rssm.imagine(start, batch.action[:, context:], generator, sample)
         out = self.heads(dream)
         return {
-            "image": self.decoded(out["image_mean"].float()),
+            "obs": self.decoded(out["obs_mean"].float()),
             "reward": out["reward_mean"].float(),
             "discount": torch.sigmoid(out["discount_logits"].float()),
             "prior": dream.prior,

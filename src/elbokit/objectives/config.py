@@ -42,25 +42,31 @@ class ObjectiveConfig(Section):
     iwae_k: int = opt(5, "importance samples for --objective iwae", ge=1)
 
     def validate(self):
-        if self.name == "iwae" and (
-            self.beta != 1.0 or self.free_bits > 0 or self.kl_schedule != "constant"
-        ):
-            raise ConfigError(
-                "objective iwae is the importance-weighted bound: beta, free bits and KL "
-                "schedules do not apply to it (they are ELBO settings)"
-            )
+        rule = _NOT_FOR.get(self.name)
+        defaults = type(self).__dataclass_fields__
+        if rule and any(getattr(self, f) != defaults[f].default for f in rule[0]):
+            raise ConfigError(rule[1])
 
     def build(self, total_steps: int) -> Objective:
         """The objective; ``total_steps`` of training sets the cyclical schedule's period."""
-        if self.name == "iwae":
-            return make_objective("iwae", k=self.iwae_k)
-        if self.kl_schedule == "linear":
-            schedule = KLSchedule("linear", warmup=self.kl_warmup)
-        elif self.kl_schedule == "cyclical":
-            schedule = KLSchedule("cyclical", total=total_steps, cycles=self.kl_cycles)
-        else:
-            schedule = KLSchedule()
-        return make_objective(
-            self.name, beta=self.beta, schedule=schedule, free_bits=self.free_bits,
-            free_bits_mode=self.free_bits_mode,
-        )  # fmt: skip
+        return make_objective(self.name, **_OPTIONS[self.name](self, total_steps))
+
+
+def _elbo_options(c: ObjectiveConfig, total_steps: int) -> dict:
+    schedule = {
+        "constant": lambda: KLSchedule(),
+        "linear": lambda: KLSchedule("linear", warmup=c.kl_warmup),
+        "cyclical": lambda: KLSchedule("cyclical", total=total_steps, cycles=c.kl_cycles),
+    }[c.kl_schedule]()
+    return {"beta": c.beta, "schedule": schedule, "free_bits": c.free_bits,
+            "free_bits_mode": c.free_bits_mode}  # fmt: skip
+
+
+# what each registered objective takes from the config (beside OBJECTIVES, by the same names)
+_OPTIONS = {"elbo": _elbo_options, "iwae": lambda c, total_steps: {"k": c.iwae_k}}
+# settings that must stay at their defaults for an objective, and why
+_NOT_FOR = {
+    "iwae": (("beta", "free_bits", "kl_schedule"),
+             "objective iwae is the importance-weighted bound: beta, free bits and KL "
+             "schedules do not apply to it (they are ELBO settings)"),
+}  # fmt: skip

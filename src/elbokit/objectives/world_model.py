@@ -1,8 +1,9 @@
 """The world-model loss of DreamerV2 (Hafner et al. 2021, eq. 2), from the heads' outputs.
 
-    L = image + reward + discount + kl, each term scaled from config:
-      image     -log N(x_t; mean, I), summed over pixels (0.5 log 2 pi per pixel included;
-                the plain MSE per pixel is reported beside it as ``image_mse``)
+    L = obs + reward + discount + kl, each term scaled from config:
+      obs       -log N(x_t; mean, I), summed over the observation's elements (pixels, or a
+                state vector's entries; 0.5 log 2 pi each included; the plain MSE per element
+                is reported beside it as ``obs_mse``)
       reward    -log N(r_t; mean, 1)
       discount  -[g log s(l) + (1 - g) log s(-l)]: a Bernoulli cross-entropy that takes soft
                 targets g such as 0.99 (torch's Bernoulli with validation rejects them)
@@ -11,9 +12,9 @@
 averaged over the batch and time dims. The set of scales must equal the set of these four
 parts, so a misspelled or forgotten scale is an error, not a silent default.
 
-Logged terms: ``image``, ``reward``, ``discount`` (the NLLs), ``kl`` (the true KL(posterior ||
+Logged terms: ``obs``, ``reward``, ``discount`` (the NLLs), ``kl`` (the true KL(posterior ||
 prior), batch mean), ``kl/balanced`` (the balanced, clipped value the ``kl`` scale multiplies),
-``kl/dyn`` and ``kl/rep`` (its two clipped parts before alpha) and ``image_mse``.
+``kl/dyn`` and ``kl/rep`` (its two clipped parts before alpha) and ``obs_mse``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from elbokit.config import Section, opt
 from elbokit.objectives.balance import KLBalance
 from elbokit.objectives.base import ObjectiveOutput
 
-TERMS = ("image", "reward", "discount", "kl")
+TERMS = ("obs", "reward", "discount", "kl")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -45,7 +46,7 @@ class WorldModelObjectiveConfig(Section):
     balance 0.8 and 1 free nat (DreamerV2's continuous-control settings; its Atari ones are
     discount 5, kl 0.1, no free nats)."""
 
-    image_scale: float = opt(1.0, "scale of the image NLL", ge=0)
+    obs_scale: float = opt(1.0, "scale of the observation NLL (images or state vectors)", ge=0)
     reward_scale: float = opt(1.0, "scale of the reward NLL", ge=0)
     discount_scale: float = opt(1.0, "scale of the discount NLL", ge=0)
     kl_scale: float = opt(1.0, "scale of the balanced KL", ge=0)
@@ -57,7 +58,7 @@ class WorldModelObjectiveConfig(Section):
     gamma: float = opt(0.99, "discount target on non-terminal steps", gt=0, le=1)
 
     def scales(self) -> dict[str, float]:
-        return {"image": self.image_scale, "reward": self.reward_scale,
+        return {"obs": self.obs_scale, "reward": self.reward_scale,
                 "discount": self.discount_scale, "kl": self.kl_scale}  # fmt: skip
 
     def balance(self) -> KLBalance:
@@ -87,8 +88,8 @@ class WorldModelLoss:
 
     def __call__(
         self,
-        image_mean: torch.Tensor,
-        image: torch.Tensor,
+        obs_mean: torch.Tensor,
+        obs: torch.Tensor,
         reward_mean: torch.Tensor,
         reward: torch.Tensor,
         discount_logits: torch.Tensor,
@@ -96,19 +97,19 @@ class WorldModelLoss:
         posterior_logits: torch.Tensor,
         prior_logits: torch.Tensor,
     ) -> ObjectiveOutput:
-        """Shapes: image (..., C, H, W) or a vector (..., D); reward, discount (...); logits (..., G, K); `...` is
+        """Shapes: obs (..., C, H, W) images or (..., D) vectors; reward, discount (...); logits (..., G, K); `...` is
         (batch, time) or any leading dims, the same for all.
 
         Raises:
             ValueError: shapes that do not match, or discount targets outside [0, 1].
         """
         lead = reward.shape
-        obs = max(image.dim() - len(lead), 0)  # 3 for images (C, H, W), 1 for vectors
-        if image_mean.shape != image.shape:
+        event = max(obs.dim() - len(lead), 0)  # 3 for images (C, H, W), 1 for vectors
+        if obs_mean.shape != obs.shape:
             raise ValueError(
-                f"image_mean has shape {tuple(image_mean.shape)}; expected the image's {tuple(image.shape)}"
+                f"obs_mean has shape {tuple(obs_mean.shape)}; expected the observation's {tuple(obs.shape)}"
             )
-        for name, t, extra in (("image", image, obs), ("image_mean", image_mean, obs), ("reward_mean", reward_mean, 0),
+        for name, t, extra in (("obs", obs, event), ("obs_mean", obs_mean, event), ("reward_mean", reward_mean, 0),
                                ("discount", discount, 0), ("discount_logits", discount_logits, 0),
                                ("posterior_logits", posterior_logits, 2), ("prior_logits", prior_logits, 2)):  # fmt: skip
             if t.shape[: len(t.shape) - extra] != lead:
@@ -117,29 +118,29 @@ class WorldModelLoss:
                 )
         if ((discount < 0) | (discount > 1)).any():
             raise ValueError("discount targets must be in [0, 1]")
-        sq = (image - image_mean).pow(2)
-        image_nll = (0.5 * sq + _HALF_LOG_2PI).flatten(len(lead)).sum(-1)
+        sq = (obs - obs_mean).pow(2)
+        obs_nll = (0.5 * sq + _HALF_LOG_2PI).flatten(len(lead)).sum(-1)
         reward_nll = 0.5 * (reward - reward_mean).pow(2) + _HALF_LOG_2PI
         discount_nll = F.binary_cross_entropy_with_logits(
             discount_logits, discount, reduction="none"
         )
         kl_out = self.kl.from_logits(posterior_logits, prior_logits)
         parts = {
-            "image": image_nll.mean(),
+            "obs": obs_nll.mean(),
             "reward": reward_nll.mean(),
             "discount": discount_nll.mean(),
             "kl": kl_out.loss,  # balanced and clipped: what the loss weighs, not the KL itself
         }
         loss = sum(self.scales[k] * v for k, v in parts.items())
         logged = {
-            "image": parts["image"].detach(),
+            "obs": parts["obs"].detach(),
             "reward": parts["reward"].detach(),
             "discount": parts["discount"].detach(),
             "kl": kl_out.terms["kl"],
             "kl/balanced": kl_out.loss.detach(),
             "kl/dyn": kl_out.terms["kl/dyn"],
             "kl/rep": kl_out.terms["kl/rep"],
-            "image_mse": sq.detach().mean(),
+            "obs_mse": sq.detach().mean(),
         }
         return ObjectiveOutput(loss, logged, "analytic")
 
@@ -147,7 +148,7 @@ class WorldModelLoss:
 @dataclass(frozen=True)
 class WorldModelObjective:
     """``objective(model, batch, step)`` for the trainer: any model whose ``model(batch)`` returns
-    the loss inputs (``image_mean``, ``image``, ``reward_mean``, ``discount_logits``,
+    the loss inputs (``obs_mean``, ``obs``, ``reward_mean``, ``discount_logits``,
     ``posterior``, ``prior``) and a batch with ``reward`` and ``discount`` (1 - terminal).
     The discount target is ``gamma * discount``: soft, 0.99 on non-terminal steps (DreamerV2)."""
 
@@ -161,8 +162,8 @@ class WorldModelObjective:
     def __call__(self, model, batch, step: int = 0) -> ObjectiveOutput:
         out = model(batch)
         return self.loss(
-            out["image_mean"].float(),
-            out["image"].float(),
+            out["obs_mean"].float(),
+            out["obs"].float(),
             out["reward_mean"].float(),
             batch.reward,
             out["discount_logits"].float(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from elbokit import __version__
+from elbokit._version import __version__
 from elbokit.config import ConfigError, Section, from_dict, leaves, nest, to_dict
 from elbokit.files import atomic_write_text, read_json
 from elbokit.train.checkpoint import CheckpointError
@@ -63,40 +63,85 @@ def write_config(run_dir: Path, kind: str, config: Section) -> None:
     atomic_write_text(run_dir / "config.json", json.dumps(saved, indent=2))
 
 
-def config_of(saved: dict, config_cls: type, default: Section, where: str, redo: str) -> Section:
-    """The config of a saved run (format 2, or format 1 moved into sections).
+def config_of(saved: dict, recipe, where: str) -> Section:
+    """The config of a saved run of ``recipe``'s kind (format 2, or format 1 moved into
+    sections), with the fields the kind has renamed since (``recipe.renamed``) moved.
 
     Raises:
         ConfigError: an unknown or misspelled key (naming the closest valid one), a bad value,
             or a format-1 option that no section holds (saying how to redo the run).
     """
+    default = recipe.default()
     if saved.get("format") == FORMAT:
-        return from_dict(config_cls, saved.get("config", {}), base=default, where=where)
+        values = _renamed(saved.get("config", {}), recipe.renamed)
+        return from_dict(recipe.config, values, base=default, where=where)
     if "run" not in saved:
         raise ConfigError(f"{where}: format {saved.get('format')!r} is not one this elbokit reads")
-    return from_dict(
-        config_cls, _from_format_1(saved, default, where, redo), base=default, where=where
-    )
+    values = _from_format_1(saved, recipe, where)
+    return from_dict(recipe.config, values, base=default, where=where)
 
 
-def _from_format_1(saved: dict, default: Section, where: str, redo: str) -> dict:
+def _renamed(values: dict, renamed: dict[str, str | None]) -> dict:
+    """Nested ``values`` with each dotted key of ``renamed`` moved to its new dotted key (a key
+    or a whole section; None: a field that no longer exists, dropped), in the order given."""
+    if not isinstance(values, dict) or not renamed:
+        return values
+    out = json.loads(json.dumps(values))  # a deep copy: the saved dict stays as read
+    for old, new in renamed.items():
+        *parents, last = old.split(".")
+        holder = out
+        for key in parents:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or last not in holder:
+            continue
+        value = holder.pop(last)
+        if new is None:
+            continue
+        *parents, last = new.split(".")
+        target = out
+        for key in parents:
+            target = target.setdefault(key, {})
+        if isinstance(value, dict) and isinstance(target.get(last), dict):
+            target[last].update(value)
+        else:
+            target[last] = value
+    return out
+
+
+def _from_format_1(saved: dict, recipe, where: str) -> dict:
+    default, renamed = recipe.default(), recipe.renamed
     by_flag = {}
     for leaf in leaves(default):
         by_flag[leaf.flag.replace("-", "_")] = leaf.path
         by_flag.setdefault(leaf.path[-1], leaf.path)
+    for old, new in renamed.items():  # a field renamed since: its old name finds the new one
+        if new is not None and tuple(new.split(".")) in by_flag.values():
+            by_flag.setdefault(old.split(".")[-1], tuple(new.split(".")))
     flat = {}
+    unknown = []
     for key, value in saved["run"].items():
         if key == "out":  # where the run went: not part of its config
             continue
         if key not in by_flag:
-            raise ConfigError(
-                f"{where} was written by an earlier elbokit with an option {key!r} that this "
-                f"version does not have; train it again with: {redo}"
-            )
-        flat[by_flag[key]] = value
+            unknown.append(key)
+        else:
+            flat[by_flag[key]] = value
+    if unknown:
+        try:  # the command of the options this version still has
+            redo = recipe.redo_command(from_dict(recipe.config, nest(flat), base=default))
+        except ConfigError:
+            redo = recipe.redo_command()
+        raise ConfigError(
+            f"{where} was written by an earlier elbokit with an option {unknown[0]!r} that this "
+            f"version does not have; train it again with: {redo}"
+        )
     # the derived fields (shapes from the data) are in the saved model config
     derived = {leaf.path: leaf for leaf in leaves(default) if leaf.field.metadata.get("derived")}
+    renamed_model = {new.split(".")[-1]: old.split(".")[-1] for old, new in renamed.items()
+                     if new and new.startswith("model.") and old.startswith("model.")}  # fmt: skip
     for path in derived:
-        if path[0] == "model" and path[-1] in saved.get("model", {}):
-            flat[path] = saved["model"][path[-1]]
+        if path[0] == "model":
+            name = path[-1] if path[-1] in saved.get("model", {}) else renamed_model.get(path[-1])
+            if name in saved.get("model", {}):
+                flat[path] = saved["model"][name]
     return nest(flat)

@@ -43,9 +43,10 @@ from elbokit.models.envs import make_env
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.seeding import mix
-from elbokit.train.learner import Learner, StepContext, make_adam
-from elbokit.train.loop import TrainConfig
+from elbokit.seeding import mix, seeded
+from elbokit.train.acting import ActingLearner
+from elbokit.train.learner import Evaluation, StepContext, make_adam
+from elbokit.train.loop import StreamTrainConfig
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class AgentLoopConfig(Section):
     seq_len: int = opt(16, "steps per replayed sequence", ge=2)
     buffer: int = opt(200_000, "replay capacity in steps", ge=1)
     prefill: int = opt(2000, "steps with uniform random actions before learning", ge=0)
+    batch_size: int = opt(16, "replayed sequences per gradient step", ge=1)
     wm_lr: float = opt(6e-4, "world-model Adam learning rate", gt=0)
     eval_episodes: int = opt(20, "fresh episodes per evaluation during training", ge=1,
                              flag="episodes-per-eval")  # fmt: skip
@@ -93,11 +95,11 @@ class AgentEvalOptions(Section):
     seed: int = opt(12345, "seeds the fresh episodes", ge=0)
 
 
-def _train_defaults() -> TrainConfig:
+def _train_defaults() -> StreamTrainConfig:
     # threads auto: 2 on an idle 2-core machine (1.15-1.4x faster per gradient step than 1 on
     # the Zen 4 EPYC), 1 where other work holds a core (OpenMP threads would spin-wait)
-    return TrainConfig(epochs=100, batch_size=16, log_every=100, checkpoint_every=2500,
-                       eval_every=1, threads=-1, grad_clip=100.0)  # fmt: skip
+    return StreamTrainConfig(epochs=100, log_every=100, checkpoint_every=2500, eval_every=1,
+                             threads=-1, grad_clip=100.0)  # fmt: skip
 
 
 def _model_defaults() -> WorldModelConfig:
@@ -114,9 +116,8 @@ class AgentRunConfig(Section):
     )
     ac: ActorCriticConfig = opt(default_factory=ActorCriticConfig, help="actor and critic")
     agent: AgentLoopConfig = opt(default_factory=AgentLoopConfig, help="acting and replay")
-    train: TrainConfig = opt(default_factory=_train_defaults,
-                             help="the loop (an epoch: steps_per_epoch environment steps; "
-                             "batch_size: replayed sequences per gradient step)")  # fmt: skip
+    train: StreamTrainConfig = opt(default_factory=_train_defaults,
+                                   help="the loop (an epoch: steps_per_epoch environment steps)")  # fmt: skip
     evaluate: AgentAfterTraining = opt(default_factory=AgentAfterTraining, help="after training")
 
     def validate(self):
@@ -140,8 +141,12 @@ class AgentRunConfig(Section):
             )
 
 
-class AgentLearner(Learner):
+class AgentLearner(ActingLearner):
     """World model, actor-critic, the environments and the replay (module docstring)."""
+
+    # the recurrent state of the acting, the last action and episode flags and returns
+    carried = ("h", "z", "prev_action", "first", "ret", "length")
+    counters = ("transitions", "credit", "seconds", "updates")
 
     def __init__(self, cfg: AgentRunConfig, seed: int = 0):
         super().__init__()
@@ -169,7 +174,6 @@ class AgentLearner(Learner):
         self.credit = 0.0
         self.seconds = 0.0
         self.updates = 0
-        self.last_eval = -math.inf
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
@@ -261,13 +265,13 @@ class AgentLearner(Learner):
     def learn(self, step: int) -> dict[str, float]:
         """One gradient step of the world model, then of the actor and of the critic."""
         cfg, dev = self.cfg, self.ctx.device
-        b = self.replay.sample(cfg.train.batch_size, cfg.agent.seq_len, dev)
+        b = self.replay.sample(cfg.agent.batch_size, cfg.agent.seq_len, dev)
         first = b["is_first"].bool()
         with self.ctx.autocast():
             state = self.wm.rssm.observe(self.wm.embed(b["obs"]), b["action"], is_first=first)
             heads = self.wm.heads(state)
         out = self.wm_loss(
-            heads["image_mean"].float(), self.wm.target(b["obs"]).float(),
+            heads["obs_mean"].float(), self.wm.target(b["obs"]).float(),
             heads["reward_mean"].float(), b["reward"], heads["discount_logits"].float(),
             cfg.objective.gamma * b["cont"], state.posterior.float(), state.prior.float(),
         )  # fmt: skip
@@ -284,65 +288,24 @@ class AgentLearner(Learner):
                                   self.ac.critic.named_parameters()))  # fmt: skip
         self.ac.update_target()
         self.updates += 1
-        values["kl"] = values["wm/kl"]
         values["entropy"] = values.pop("actor/entropy")
         return values
 
     # ---------------------------------------------------------------------- evaluating
     @torch.no_grad()
-    def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
-        """Fresh episodes with the most likely actions (the curve's points)."""
+    def evaluate(self, data, step: int, *, seed: int) -> Evaluation:
+        """Fresh episodes with the most likely actions (the curve's points); finished once their
+        mean return reaches ``stop_return``."""
         with self.eval_mode():
             r = play(self, self.cfg.agent.eval_episodes, seed=mix(seed, 0xE7A1), mode=True)
-        self.last_eval = r["mean_return"]
-        return {"return": r["mean_return"], "return_se": r["return_se"],
-                "env_steps": float(self.transitions), "seconds": self.seconds,
-                "updates": float(self.updates)}  # fmt: skip
-
-    @property
-    def finished(self) -> bool:
-        return self.last_eval >= self.cfg.agent.stop_return
+        metrics = {"return": r["mean_return"], "return_se": r["return_se"],
+                   "env_steps": float(self.transitions), "seconds": self.seconds,
+                   "updates": float(self.updates)}  # fmt: skip
+        return Evaluation(metrics, finished=r["mean_return"] >= self.cfg.agent.stop_return)
 
     def progress_terms(self, terms):
-        return {k: v for k, v in terms.items() if k in ("return", "kl", "entropy")}
-
-    # ------------------------------------------------------------------------ the state
-    def extra_state(self):
-        tensors, meta = {}, {}
-        rt, rm = self.replay.state()
-        tensors.update({f"replay.{k}": v for k, v in rt.items()})
-        et, em = self.env.state()
-        tensors.update({f"env.{k}": v for k, v in et.items()})
-        for k in ("h", "z", "prev_action", "first", "ret", "length"):
-            tensors[k] = getattr(self, k).detach().cpu().clone()
-        if self.obs is not None:
-            tensors["obs"] = self.obs.clone()
-        meta.update({"replay": rm, "env": em, "transitions": self.transitions,
-                     "credit": self.credit, "seconds": self.seconds, "updates": self.updates,
-                     "last_eval": self.last_eval if math.isfinite(self.last_eval) else None})  # fmt: skip
-        return tensors, meta
-
-    def load_extra_state(self, tensors, meta) -> None:
-        self.replay.load_state(
-            {k[7:]: v for k, v in tensors.items() if k.startswith("replay.")}, meta["replay"]
-        )
-        self.env.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("env.")},
-                            meta["env"])  # fmt: skip
-        dev = self.ctx.device
-        self.h, self.z = tensors["h"].to(dev), tensors["z"].to(dev)
-        self.prev_action, self.first = tensors["prev_action"], tensors["first"].bool()
-        self.ret, self.length = tensors["ret"].clone(), tensors["length"].clone()
-        self.transitions, self.credit = int(meta["transitions"]), float(meta["credit"])
-        self.seconds, self.updates = float(meta["seconds"]), int(meta["updates"])
-        last = meta.get("last_eval")
-        self.last_eval = -math.inf if last is None else float(last)
-        if "obs" in tensors and self.env.continues:
-            self.obs = tensors["obs"].clone()
-        else:  # the simulator's state was not saved: its episodes start again
-            self.obs = None
-
-    def close(self) -> None:
-        self.env.close()
+        shown = {"return": "return", "wm/kl": "kl", "entropy": "entropy"}
+        return {shown[k]: v for k, v in terms.items() if k in shown}
 
 
 @torch.no_grad()
@@ -356,9 +319,7 @@ def play(learner: AgentLearner, episodes: int, *, seed: int, mode: bool = True,
     e = cfg.env
     env = e.make(episodes, seed)
     gif = e.make(1, seed, pixels=64) if frames else None
-    gen = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with seeded(seed):
         obs = env.reset()
         if gif is not None:
             gif.reset()
@@ -409,8 +370,6 @@ def play(learner: AgentLearner, episodes: int, *, seed: int, mode: bool = True,
             out["frames"] = shown
             gif.close()
         return out
-    finally:
-        torch.random.set_rng_state(gen)
 
 
 @torch.no_grad()
@@ -441,6 +400,10 @@ class AgentRecipe(Recipe):
     help = "a Dreamer agent: a world model, and a policy learned in its imagination"
     config = AgentRunConfig
     eval_options = AgentEvalOptions
+    renamed: ClassVar[dict[str, str | None]] = {
+        "train.batch_size": "agent.batch_size", "model.image_shape": "model.obs_shape",
+        "objective.image_scale": "objective.obs_scale",
+    }  # fmt: skip
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "CartPole-v1 from states, 8 envs, until 20 fresh episodes return >= 475 "
         "(about a minute; at most 200k steps)",
@@ -458,12 +421,12 @@ class AgentRecipe(Recipe):
                    "objective": {"discount_scale": 5.0}},
         "pendulum": {"env": {"name": "Pendulum-v1"}, "train": {"epochs": 25}},
         "debug": {"agent": {"steps_per_epoch": 50, "prefill": 200, "buffer": 4000, "seq_len": 8,
-                            "eval_episodes": 2},
+                            "eval_episodes": 2, "batch_size": 4},
                   "model": {"deter": 16, "hidden": 16, "groups": 4, "classes": 4, "embed": 16,
                             "head_hidden": (16,), "channels": (8, 16)},
                   "ac": {"hidden": (16,), "horizon": 5},
                   "env": {"horizon": 60, "size": 16, "envs": 4},
-                  "train": {"epochs": 3, "batch_size": 4, "log_every": 10, "checkpoint_every": 50},
+                  "train": {"epochs": 3, "log_every": 10, "checkpoint_every": 50},
                   "evaluate": {"eval_episodes": 2}},
     }  # fmt: skip
 
@@ -482,7 +445,7 @@ class AgentRecipe(Recipe):
         the environment."""
         probe = cfg.env.make(1)
         try:
-            return derive(cfg, model={"image_shape": tuple(probe.obs_shape),
+            return derive(cfg, model={"obs_shape": tuple(probe.obs_shape),
                                       "action_dim": probe.act_dim})  # fmt: skip
         finally:
             probe.close()
@@ -506,7 +469,7 @@ class AgentRecipe(Recipe):
             f"world model: RSSM {m.deter} + {m.groups}x{m.classes} categorical, {wm_params:,} parameters",
             f"actor-critic: {list(ac.hidden)}, horizon {ac.horizon}, lambda {ac.lam}, actor by "
             f"{grad}, returns scaled {ac.return_norm}",
-            f"one gradient step per {a.train_every} environment steps on {cfg.train.batch_size} x "
+            f"one gradient step per {a.train_every} environment steps on {a.batch_size} x "
             f"{a.seq_len} replayed steps; {a.prefill} random steps first; at most {total:,} steps"
             + (f", stopping at an evaluation return >= {a.stop_return:g}" if math.isfinite(a.stop_return) else ""),
         ]  # fmt: skip
@@ -563,7 +526,7 @@ class AgentRecipe(Recipe):
             (figures.frames_gif(r["frames"], out / "policy.gif"),
              f"The policy acting (most likely actions): return {r['mean_return']:.0f}."),
             (curves(run.dir / "metrics.jsonl", out / "world_model.png",
-                    (("wm/image", "observation NLL (nats)"), ("wm/reward", "reward NLL (nats)"),
+                    (("wm/obs", "observation NLL (nats)"), ("wm/reward", "reward NLL (nats)"),
                      ("wm/discount", "discount NLL (nats)"), ("wm/kl", "KL(posterior || prior) (nats)"))),
              "World-model loss terms over training."),
             (curves(run.dir / "metrics.jsonl", out / "actor_critic.png",

@@ -13,7 +13,7 @@ A recipe says everything about one kind of run (``vae``, ``world-model``, ``line
     draw            what its report shows (``report`` writes RUN/report/report.html)
 
 The trainer, the CLI and the run directory are shared: adding a kind is its recipe module, one
-line in ``elbokit.recipes.RECIPES`` and its tests.
+line in ``elbokit.recipes.registry.KINDS`` and its tests.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from elbokit.config import ConfigError, Section, closest, merge
+from elbokit.config import ConfigError, Section, closest, leaves, merge
 from elbokit.files import atomic_write_text, read_json
 from elbokit.recipes._runs import read_saved
-from elbokit.train.checkpoint import load_checkpoint, load_module
+from elbokit.train.checkpoint import load_checkpoint
 from elbokit.train.learner import Learner, StepContext
 
 __all__ = ["Built", "Recipe", "Run", "derive"]
@@ -72,16 +73,13 @@ class Run:
         ``device``, and the state.json it came from."""
         data = self.data() if data is None else data
         learner = self.recipe.learner(self.config, data)
-        learner.setup(StepContext(device))
+        learner.setup(StepContext(device, batch_size=self.config.train.batch_size))
         snap, state = load_checkpoint(
             self.dir, learner.tensor_groups(with_optimizers=False), optional=("extra",)
         )
-        folder = self.dir / state["checkpoint"]
-        for name, module in learner.modules.items():
-            load_module(module, snap.tensors[name], str(folder / f"{name}.safetensors"))
+        learner.restore(snap, str(self.dir / state["checkpoint"]), optimizers=False)
+        for module in learner.modules.values():
             module.eval()
-        if "extra" in snap.tensors or "extra" in snap.meta:
-            learner.load_extra_state(snap.tensors.get("extra", {}), snap.meta.get("extra", {}))
         return learner, state
 
 
@@ -92,6 +90,13 @@ class Recipe:
     eval_options: type[Section]
     presets: ClassVar[dict[str, dict]] = {"default": {}}
     preset_notes: ClassVar[dict[str, str]] = {}  # a few words per preset, for --help
+    # "fit" for the kinds that are fitted rather than trained (exact models, a mixture by CAVI):
+    # ``elbokit fit KIND`` is then the same command as ``elbokit train KIND``
+    verb: ClassVar[str] = "train"
+    # named sweeps of this kind (``elbokit sweep NAME``): {name: the option it varies}
+    sweeps: ClassVar[dict[str, str]] = {}
+    # fields renamed since runs were saved: {"old.dotted.key": "new.dotted.key" or None}
+    renamed: ClassVar[dict[str, str | None]] = {}
 
     # ------------------------------------------------------------------ configs and presets
     def default(self) -> Section:
@@ -113,7 +118,20 @@ class Recipe:
         return merge(cfg, overrides or {}) if overrides else cfg
 
     def redo_command(self, cfg: Section | None = None) -> str:
-        return f"elbokit train {self.name} [options]"
+        """The command that trains ``cfg`` again: the options where it differs from the kind's
+        default (derived fields come from the data); without a config, the kind's usage."""
+        if cfg is None:
+            return f"elbokit train {self.name} [options]"
+        words = ["elbokit", "train", self.name]
+        for leaf, base in zip(leaves(cfg), leaves(self.default()), strict=True):
+            if leaf.field.metadata.get("derived") or leaf.value == base.value:
+                continue
+            if isinstance(leaf.value, bool):
+                words.append(f"--{'' if leaf.value else 'no-'}{leaf.flag}")
+            else:
+                values = leaf.value if isinstance(leaf.value, tuple) else (leaf.value,)
+                words += [f"--{leaf.flag}", *(shlex.quote(str(v)) for v in values)]
+        return " ".join(words)
 
     # ----------------------------------------------------------------- what a kind implements
     def default_out(self, cfg: Section) -> str:
@@ -132,6 +150,10 @@ class Recipe:
     def after_training(self, cfg: Section) -> Section | None:
         """The eval options to evaluate and report with once training ends, or None."""
         return None
+
+    def sweep_figure(self, name: str, points: list[dict], folder: Path) -> Path:
+        """The figure of a named sweep's results (``sweeps``), written into ``folder``."""
+        raise NotImplementedError(f"{self.name} has no {name!r} sweep")
 
     def measure(self, run: Run, options: Section) -> tuple[dict, list[str]]:
         """What the kind's evaluation computes: (the result for eval.json, lines to print)."""

@@ -23,15 +23,31 @@ from elbokit.config import ConfigError, Section, opt
 from elbokit.data.stream import StepStream
 from elbokit.models.bayes import FAMILIES, CoinConfig, NormalMeanConfig
 from elbokit.recipes.base import Built, Recipe, Run
-from elbokit.train.loop import TrainConfig
+from elbokit.train.loop import LoopConfig
 from elbokit.train.newton import NewtonLearner
 
 IDENTITY_ATOL = 1e-9  # |log p(D) - ELBO - KL| after the fit, nats (float64 gets ~1e-14)
 
 
-def _train_defaults() -> TrainConfig:
-    # one Newton step per "epoch": 30 are many more than it needs; no test split to evaluate
-    return TrainConfig(epochs=30, log_every=1, checkpoint_every=10, eval_every=10)
+@dataclass(frozen=True)
+class _Steps(Section):
+    steps: int = opt(30, "damped Newton steps (30 are many more than it needs)", ge=1)
+
+
+@dataclass(frozen=True)
+class NewtonTrainConfig(LoopConfig, _Steps):
+    """The loop of a Newton fit: one step per trainer epoch (there is no data to pass over);
+    evaluations every ``eval_every`` steps, of the whole data (``full/``)."""
+
+    batch_size: ClassVar[int] = 1
+
+    @property
+    def epochs(self) -> int:
+        return self.steps
+
+
+def _train_defaults() -> NewtonTrainConfig:
+    return NewtonTrainConfig(log_every=1, checkpoint_every=10, eval_every=10)
 
 
 @dataclass(frozen=True)
@@ -50,14 +66,14 @@ class ReportConfig(Section):
 class CoinRunConfig(Section):
     data: CoinConfig = opt(default_factory=CoinConfig, help="the tosses and the prior")
     objective: FamilyConfig = opt(default_factory=FamilyConfig, help="the variational family")
-    train: TrainConfig = opt(default_factory=_train_defaults, help="the fit")
+    train: NewtonTrainConfig = opt(default_factory=_train_defaults, help="the fit")
     evaluate: ReportConfig = opt(default_factory=ReportConfig, help="after the fit")
 
 
 @dataclass(frozen=True)
 class NormalMeanRunConfig(Section):
     data: NormalMeanConfig = opt(default_factory=NormalMeanConfig, help="observations and prior")
-    train: TrainConfig = opt(default_factory=_train_defaults, help="the fit")
+    train: NewtonTrainConfig = opt(default_factory=_train_defaults, help="the fit")
     evaluate: ReportConfig = opt(default_factory=ReportConfig, help="after the fit")
 
 
@@ -68,6 +84,11 @@ class NoOptions(Section):
 
 class _Conjugate(Recipe):
     eval_options = NoOptions
+    verb = "fit"
+    renamed: ClassVar[dict[str, str | None]] = {
+        "train.epochs": "train.steps",
+        "train.batch_size": None,
+    }
     parameter: ClassVar[str] = "theta"
 
     def model(self, cfg):
@@ -164,7 +185,7 @@ class CoinRecipe(_Conjugate):
         "default": "7 heads in 10 tosses, uniform prior, Beta q",
         "debug": "the same, 10 Newton steps",
     }
-    presets: ClassVar[dict[str, dict]] = {"default": {}, "debug": {"train": {"epochs": 10}}}
+    presets: ClassVar[dict[str, dict]] = {"default": {}, "debug": {"train": {"steps": 10}}}
     parameter = "theta"
 
     def default_out(self, cfg):
@@ -219,7 +240,7 @@ class NormalMeanRecipe(_Conjugate):
         "default": "20 draws from Normal(1.5, 1), prior Normal(0, 1), Normal q",
         "debug": "the same, 10 Newton steps",
     }
-    presets: ClassVar[dict[str, dict]] = {"default": {}, "debug": {"train": {"epochs": 10}}}
+    presets: ClassVar[dict[str, dict]] = {"default": {}, "debug": {"train": {"steps": 10}}}
     parameter = "mu"
 
     def default_out(self, cfg):

@@ -36,10 +36,9 @@ from elbokit.files import read_json
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
 from elbokit.objectives.base import ObjectiveOutput
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.run import check_device
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
-from elbokit.train.settings import check_device_name
+from elbokit.train.settings import check_device, check_device_name
 
 
 class DiffusionObjective:
@@ -367,9 +366,9 @@ class DiffusionRecipe(Recipe):
 def _vae_beside(path: str, run: Run, n: int) -> dict:
     """The bits/dim of a VAE run on the same data and test split, from its evaluation of the
     same number of test images (eval.json, or eval-nN-*.json written beside it)."""
-    from elbokit import recipes
+    from elbokit.recipes.run import open_run
 
-    vae = recipes.open_run(path)
+    vae = open_run(path)
     if vae.recipe.name != "vae":
         raise ConfigError(f"--vae {path}: a {vae.recipe.name} run, not a vae run")
     mine, theirs = run.config, vae.config

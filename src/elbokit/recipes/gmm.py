@@ -39,8 +39,8 @@ from elbokit.models.gmm import BayesianGMM, KnownVarianceGMM
 from elbokit.recipes.base import Built, Recipe, Run
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import CheckpointError
-from elbokit.train.learner import Learner, TrainingDiverged
-from elbokit.train.loop import TrainConfig
+from elbokit.train.learner import Evaluation, Learner, TrainingDiverged
+from elbokit.train.loop import LoopConfig
 
 MODELS = ("full", "known-variance")
 SKLEARN_MAX_ITER = 5000  # its default, 100, stops short of convergence here
@@ -102,6 +102,7 @@ class InferenceConfig(Section):
     tol: float = opt(1e-8, "cavi: stop once the ELBO's relative change is below this", ge=0)
     tau: float = opt(1.0, "svi: step size (t + tau)^-kappa", ge=0)
     kappa: float = opt(0.6, "svi: step size decay, in (0.5, 1]", gt=0.5, le=1)
+    batch_size: int = opt(256, "svi: points per step", ge=1)
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,28 @@ class GMMEvalOptions(Section):
                         "judge it by our full ELBO")  # fmt: skip
 
 
-def _train_defaults() -> TrainConfig:
-    # cavi: one iteration per "epoch", at most 2,000 (k-means splits the four clusters over ten
-    # components; merging them back takes ~1,300 iterations); the run stops once converged
-    return TrainConfig(
-        epochs=2000, batch_size=256, log_every=1, checkpoint_every=200, eval_every=100
-    )
+@dataclass(frozen=True)
+class _Iterations(Section):
+    # at most 2,000 (k-means splits the four clusters over ten components; merging them back
+    # takes ~1,300 iterations); the run stops once converged
+    iterations: int = opt(2000, "CAVI iterations, each a pass over all the points (at most: the "
+                          "fit stops once converged); svi: passes in minibatches", ge=1)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MixtureTrainConfig(LoopConfig, _Iterations):
+    """The loop of a mixture fit: its length in iterations (the trainer's epochs: one step each
+    for CAVI, ceil(N / batch_size) for SVI); evaluations every ``eval_every`` iterations."""
+
+    batch_size: ClassVar[int] = 1  # the points are the learner's: it draws its own minibatches
+
+    @property
+    def epochs(self) -> int:
+        return self.iterations
+
+
+def _train_defaults() -> MixtureTrainConfig:
+    return MixtureTrainConfig(log_every=1, checkpoint_every=200, eval_every=100)
 
 
 @dataclass(frozen=True)
@@ -130,17 +147,15 @@ class GMMRunConfig(Section):
     data: PointsConfig = opt(default_factory=PointsConfig, help="the points")
     model: MixtureConfig = opt(default_factory=MixtureConfig, help="the mixture and its priors")
     inference: InferenceConfig = opt(default_factory=InferenceConfig, help="CAVI or SVI")
-    train: TrainConfig = opt(default_factory=_train_defaults,
-                             help="the loop: epochs = CAVI iterations (svi: passes over the points, batch_size points a step)")  # fmt: skip
+    train: MixtureTrainConfig = opt(default_factory=_train_defaults, help="the loop")
     evaluate: GMMAfterTraining = opt(default_factory=GMMAfterTraining, help="after the fit")
 
 
+@dataclass(frozen=True)
 class PointStream(StepStream):
     """A step counter that carries the points (the learner draws its own minibatches)."""
 
-    def __init__(self, points: Points, steps_per_epoch: int):
-        super().__init__(steps_per_epoch, points.name)
-        object.__setattr__(self, "points", points)
+    points: Points | None = None
 
 
 class MixtureLearner(Learner):
@@ -188,7 +203,7 @@ class MixtureLearner(Learner):
             self.stats = self.model.svi_begin(
                 self.x, init=self.cfg.model.init, seed=self.cfg.train.seed
             )
-        batch = min(self.cfg.train.batch_size, n)
+        batch = min(self.cfg.inference.batch_size, n)
         per_epoch = -(-n // batch)
         epoch, b = divmod(step, per_epoch)
         order = torch.randperm(
@@ -206,8 +221,9 @@ class MixtureLearner(Learner):
                 "converged": float(self.converged)}  # fmt: skip
 
     @torch.no_grad()
-    def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
-        return {"elbo": self.model.elbo(self.x), **self._summary()}
+    def evaluate(self, data, step: int, *, seed: int) -> Evaluation:
+        """The full ELBO over all the points the mixture is fitted to (logged as ``full/``)."""
+        return Evaluation({"elbo": self.model.elbo(self.x), **self._summary()}, split="full")
 
     def extra_state(self):
         if not self.model.fitted:
@@ -241,13 +257,18 @@ class GMMRecipe(Recipe):
     help = "a Bayesian Gaussian mixture by CAVI (or SVI) with its full ELBO, beside scikit-learn's"
     config = GMMRunConfig
     eval_options = GMMEvalOptions
+    verb = "fit"
+    renamed: ClassVar[dict[str, str | None]] = {
+        "train.epochs": "train.iterations",
+        "train.batch_size": "inference.batch_size",
+    }
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "1,000 points from four Gaussians, 10 components, full model: seconds",
         "debug": "200 points, 50 iterations",
     }
     presets: ClassVar[dict[str, dict]] = {
         "default": {},
-        "debug": {"data": {"examples": 200}, "train": {"epochs": 50, "checkpoint_every": 20, "eval_every": 10}},
+        "debug": {"data": {"examples": 200}, "train": {"iterations": 50, "checkpoint_every": 20, "eval_every": 10}},
     }  # fmt: skip
 
     def default_out(self, cfg):
@@ -256,10 +277,10 @@ class GMMRecipe(Recipe):
     def data(self, cfg, run_dir=None) -> PointStream:
         points = cfg.data.load(cfg.train.seed)
         if cfg.inference.method == "svi":
-            steps = -(-len(points.x) // min(cfg.train.batch_size, len(points.x)))
+            steps = -(-len(points.x) // min(cfg.inference.batch_size, len(points.x)))
         else:
             steps = 1
-        return PointStream(points, steps)
+        return PointStream(steps, points.name, points=points)
 
     def learner(self, cfg, data) -> MixtureLearner:
         return MixtureLearner(cfg, data.points)
@@ -271,7 +292,7 @@ class GMMRecipe(Recipe):
         p, m = data.points, cfg.model
         learner = self.learner(cfg, data)
         how = ("CAVI, one iteration per step" if cfg.inference.method == "cavi" else
-               f"SVI, minibatches of {cfg.train.batch_size}, step (t + {cfg.inference.tau:g})^-{cfg.inference.kappa:g}")  # fmt: skip
+               f"SVI, minibatches of {cfg.inference.batch_size}, step (t + {cfg.inference.tau:g})^-{cfg.inference.kappa:g}")  # fmt: skip
         lines = [
             f"data: {p.name}, {len(p.x)} points in {p.dim} dimensions"
             + ("" if p.labels is None else f", {len(p.labels.unique())} true classes"),

@@ -15,17 +15,16 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
-from elbokit.config import ConfigError, Section, from_dict, merge
+from elbokit.config import Section, from_dict, merge
 from elbokit.recipes._runs import config_of, new_run_dir, read_saved, write_config
 from elbokit.recipes.base import Recipe, Run
+from elbokit.recipes.registry import get_recipe
 from elbokit.train.checkpoint import read_state
 from elbokit.train.distributed import setup, teardown
 from elbokit.train.loop import Trainer
-from elbokit.train.settings import check_device_name, choose_threads, resolve_precision
+from elbokit.train.settings import resolve_settings
 
-__all__ = ["check_device", "default_run_dir", "evaluate", "open_run", "report", "train"]
+__all__ = ["default_run_dir", "evaluate", "open_run", "report", "train"]
 
 
 def _quiet(*args, **kwargs):
@@ -33,29 +32,12 @@ def _quiet(*args, **kwargs):
 
 
 def _recipe(kind: str | Recipe) -> Recipe:
-    from elbokit.recipes import get_recipe
-
     return kind if isinstance(kind, Recipe) else get_recipe(kind)
 
 
 def default_run_dir(kind: str | Recipe, config: Section) -> Path:
     """Where a run goes when no --out is given: runs/KIND-DATA-TIME."""
     return Path(f"{_recipe(kind).default_out(config)}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def check_device(device: str) -> None:
-    """Fail before anything is written when the device does not exist on this machine."""
-    check_device_name(device)
-    d = torch.device(device)
-    if d.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device = {device!r}: this machine has no CUDA GPU (use --device cpu)"
-            )
-        if d.index is not None and d.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
 
 
 def open_run(run_dir: str | Path) -> Run:
@@ -65,12 +47,10 @@ def open_run(run_dir: str | Path) -> Run:
         CheckpointError: no config.json, or one that is not JSON or names no kind.
         ConfigError: an unknown kind or a config that does not fit the kind (naming the key).
     """
-    from elbokit.recipes import get_recipe
-
     saved = read_saved(run_dir)
     recipe = get_recipe(saved["kind"])
     where = str(Path(run_dir) / "config.json")
-    config = config_of(saved, recipe.config, recipe.default(), where, recipe.redo_command())
+    config = config_of(saved, recipe, where)
     return Run(Path(run_dir), recipe, config)
 
 
@@ -115,9 +95,7 @@ def train(
     if not resume:
         _clear_partial(run_dir)
     tcfg = config.train
-    check_device(tcfg.device)
-    precision, precision_why = resolve_precision(tcfg.precision, tcfg.device)
-    threads, threads_why = choose_threads(tcfg.threads)
+    settings = resolve_settings(tcfg.device, tcfg.precision, tcfg.threads)
     world = setup(tcfg.device)  # under torchrun: rank 0 alone writes and prints
     say = say if world.main else _quiet
     created = not run_dir.exists()
@@ -129,18 +107,20 @@ def train(
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         resolved = dataclasses.replace(
-            built.config, train=dataclasses.replace(built.config.train, precision=precision)
+            built.config,
+            train=dataclasses.replace(built.config.train, precision=settings.precision),
         )
         if world.main and not (resume and (run_dir / "config.json").exists()):
             write_config(run_dir, recipe.name, resolved)
         say(f"run directory: {run_dir}")
         for line in built.lines:
             say(line)
-        say(f"precision {precision_why}; threads {threads_why}"
-            + (f"; {world.size} processes" if world.size > 1 else ""))  # fmt: skip
-        trainer = Trainer(dataclasses.replace(resolved.train, threads=threads), run_dir)
+        say(settings.why + (f"; {world.size} processes" if world.size > 1 else ""))
+        trainer = Trainer(resolved.train, run_dir)
         t0 = time.perf_counter()
-        metrics = trainer.fit(built.learner, built.data, resume=bool(resume), stop_at=stop_at)
+        metrics = trainer.fit(
+            built.learner, built.data, resume=bool(resume), stop_at=stop_at, settings=settings
+        )
     finally:
         teardown(world)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.count("/") == 1)

@@ -41,11 +41,12 @@ from elbokit.evaluate.skills import (
 )
 from elbokit.models.envs import make_env
 from elbokit.models.sac import SAC, SACConfig
-from elbokit.models.skills import METHODS, SkillConfig
+from elbokit.models.skills import SKILL_METHODS, SkillConfig
 from elbokit.recipes.base import Built, Recipe, Run
-from elbokit.seeding import mix
-from elbokit.train.learner import Learner, StepContext, make_adam
-from elbokit.train.loop import TrainConfig
+from elbokit.seeding import mix, seeded
+from elbokit.train.acting import ActingLearner
+from elbokit.train.learner import Evaluation, StepContext, make_adam
+from elbokit.train.loop import StreamTrainConfig
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,10 @@ class EnvConfig(Section):
 
 
 @dataclass(frozen=True)
-class AgentConfig(Section):
+class SkillLoopConfig(Section):
     steps_per_epoch: int = opt(500, "environment steps (of all envs at once) per epoch", ge=1)
     updates: int = opt(1, "gradient steps per environment step (of all envs)", ge=1)
+    batch_size: int = opt(256, "replayed transitions per update", ge=1)
     buffer: int = opt(100_000, "replay capacity in transitions", ge=1)
     random_steps: int = opt(2000, "transitions with uniform random actions at the start", ge=0)
     learning_starts: int = opt(1000, "transitions stored before the first update", ge=1)
@@ -84,9 +86,9 @@ class SkillsEvalOptions(Section):
     seed: int = opt(12345, "seeds the fresh environments, skills and goals", ge=0)
 
 
-def _train_defaults() -> TrainConfig:
-    return TrainConfig(epochs=20, batch_size=256, log_every=100, checkpoint_every=2000,
-                       eval_every=2, threads=1)  # fmt: skip
+def _train_defaults() -> StreamTrainConfig:
+    return StreamTrainConfig(epochs=20, log_every=100, checkpoint_every=2000, eval_every=2,
+                             threads=1)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -94,32 +96,34 @@ class SkillsRunConfig(Section):
     env: EnvConfig = opt(default_factory=EnvConfig, help="the environment")
     skill: SkillConfig = opt(default_factory=SkillConfig, help="the method and its model")
     sac: SACConfig = opt(default_factory=SACConfig, help="the skill-conditioned policy")
-    agent: AgentConfig = opt(default_factory=AgentConfig, help="acting and replay")
-    train: TrainConfig = opt(default_factory=_train_defaults,
-                             help="the loop (an epoch: steps_per_epoch environment steps; "
-                             "batch_size: replayed transitions per update)")  # fmt: skip
+    loop: SkillLoopConfig = opt(default_factory=SkillLoopConfig, help="acting, replay, updates")
+    train: StreamTrainConfig = opt(default_factory=_train_defaults,
+                                   help="the loop (an epoch: steps_per_epoch environment steps)")  # fmt: skip
     evaluate: SkillsAfterTraining = opt(default_factory=SkillsAfterTraining, help="after training")
 
     def validate(self):
-        if self.agent.learning_starts > self.agent.buffer:
-            raise ConfigError(f"learning_starts = {self.agent.learning_starts} is more than the "
-                              f"buffer holds ({self.agent.buffer})")  # fmt: skip
+        if self.loop.learning_starts > self.loop.buffer:
+            raise ConfigError(f"learning_starts = {self.loop.learning_starts} is more than the "
+                              f"buffer holds ({self.loop.buffer})")  # fmt: skip
 
 
-class SkillLearner(Learner):
+class SkillLearner(ActingLearner):
     """Policy (SAC: actor, critic, critic_target, alpha) + the method's model, the environments
     and the replay buffer (see the module docstring)."""
+
+    carried = ("skill", "ret")  # each environment's skill and return so far
+    counters = ("transitions",)
 
     def __init__(self, cfg: SkillsRunConfig, seed: int = 0):
         super().__init__()
         self.cfg = cfg
         e = cfg.env
         self.env = e.make(e.envs, seed)
-        self.method = METHODS[cfg.skill.method](cfg.skill, self.env.obs_dim)
+        self.method = SKILL_METHODS[cfg.skill.method](cfg.skill, self.env.obs_dim)
         self.sac = SAC(cfg.sac, self.env.obs_dim + self.method.skill_dim, self.env.act_dim)
         self.modules = {**self.sac.modules(), **self.method.modules()}
         d, a = self.env.obs_dim, self.env.act_dim
-        self.replay = Replay(cfg.agent.buffer, {"obs": d, "action": a, "next_obs": d,
+        self.replay = Replay(cfg.loop.buffer, {"obs": d, "action": a, "next_obs": d,
                                                 "skill": self.method.skill_dim, "terminated": 1})  # fmt: skip
         self.skill = self.method.sample_skills(e.envs)
         self.obs: torch.Tensor | None = None
@@ -144,7 +148,7 @@ class SkillLearner(Learner):
         cfg, n = self.cfg, self.env.n
         if self.obs is None:
             self.obs = self.env.reset()
-        if self.transitions < cfg.agent.random_steps:
+        if self.transitions < cfg.loop.random_steps:
             action = 2 * torch.rand(n, self.env.act_dim) - 1
         else:
             action = self.act(self.obs, self.skill)
@@ -162,11 +166,11 @@ class SkillLearner(Learner):
             self.ret[done] = 0
             self.skill[done] = self.method.sample_skills(int(done.sum()))
         self.obs = tr.obs
-        if len(self.replay) < cfg.agent.learning_starts:
+        if len(self.replay) < cfg.loop.learning_starts:
             return terms
         sums: dict[str, float] = {}
-        for _ in range(cfg.agent.updates):
-            b = self.replay.sample(cfg.train.batch_size, self.ctx.device)
+        for _ in range(cfg.loop.updates):
+            b = self.replay.sample(cfg.loop.batch_size, self.ctx.device)
             b["x"] = torch.cat([b["obs"], b["skill"]], -1)
             b["next_x"] = torch.cat([b["next_obs"], b["skill"]], -1)
             t = self.method.train(b, step, self.update)
@@ -175,45 +179,21 @@ class SkillLearner(Learner):
             t["reward"] = float(reward.mean())
             for k, v in t.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-        terms.update({k: v / cfg.agent.updates for k, v in sums.items()})
+        terms.update({k: v / cfg.loop.updates for k, v in sums.items()})
         return terms
 
     @torch.no_grad()
-    def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
+    def evaluate(self, data, step: int, *, seed: int) -> Evaluation:
         """A quick look for the curves: every skill once, the policy's mean actions."""
         with self.eval_mode():
             r = judge(self, episodes=1, policy="mean", seed=mix(seed, 0xE7A1), goals=0)
         keys = ("mi_bound", "mi_fraction_of_log_k", "accuracy", "accuracy_final", "effective_skills", "coverage",
                 "dynamics_ll", "forward_mi_bound")  # fmt: skip
-        return {k: r[k] for k in keys if k in r}
+        return Evaluation({k: r[k] for k in keys if k in r})
 
-    def extra_state(self):
-        tensors, meta = {}, {}
-        rt, rm = self.replay.state()
-        tensors.update({f"replay.{k}": v for k, v in rt.items()})
-        et, em = self.env.state()
-        tensors.update({f"env.{k}": v for k, v in et.items()})
-        tensors["skill"], tensors["ret"] = self.skill.clone(), self.ret.clone()
-        if self.obs is not None:
-            tensors["obs"] = self.obs.clone()
-        meta.update({"replay": rm, "env": em, "transitions": self.transitions})
-        return tensors, meta
-
-    def load_extra_state(self, tensors, meta) -> None:
-        self.replay.load_state({k[7:]: v for k, v in tensors.items() if k.startswith("replay.")},
-                               meta["replay"])  # fmt: skip
-        self.env.load_state({k[4:]: v for k, v in tensors.items() if k.startswith("env.")},
-                            meta["env"])  # fmt: skip
-        self.skill, self.ret = tensors["skill"].clone(), tensors["ret"].clone()
-        self.transitions = int(meta["transitions"])
-        if "obs" in tensors and self.env.continues:
-            self.obs = tensors["obs"].clone()  # the point task, a classic-control simulator
-        else:  # a simulator whose state cannot be saved: its episodes start again
-            self.obs = None
-            self.ret.zero_()
-
-    def close(self) -> None:
-        self.env.close()
+    def restart(self) -> None:
+        super().restart()
+        self.ret.zero_()
 
 
 def eval_skills(learner: SkillLearner, episodes: int) -> torch.Tensor:
@@ -243,9 +223,7 @@ def judge(learner: SkillLearner, *, episodes: int, policy: str, seed: int, goals
         return learner.act(obs, z, deterministic=policy == "mean")
 
     env = fresh(len(skills))
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with seeded(seed):
         roll = rollout(env, act, skills)
         bounds = env.bounds
         env.close()
@@ -288,8 +266,6 @@ def judge(learner: SkillLearner, *, episodes: int, policy: str, seed: int, goals
                   "final_states": finals.tolist()})  # fmt: skip
         r["_rollout"] = roll
         return r
-    finally:
-        torch.random.set_rng_state(gen_state)
 
 
 class SkillsRecipe(Recipe):
@@ -297,6 +273,10 @@ class SkillsRecipe(Recipe):
     help = "skills discovered by mutual information with no reward (DIAYN, DADS) and a SAC policy"
     config = SkillsRunConfig
     eval_options = SkillsEvalOptions
+    renamed: ClassVar[dict[str, str | None]] = {
+        "agent": "loop",
+        "train.batch_size": "loop.batch_size",
+    }
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "DIAYN, 8 skills, 2-D point task, 8 envs, 80k transitions (about a minute)",
         "dads": "DADS, 2-D skills on the point task, 40k transitions, planning to goals",
@@ -305,10 +285,10 @@ class SkillsRecipe(Recipe):
     presets: ClassVar[dict[str, dict]] = {
         "default": {},
         "dads": {"skill": {"method": "dads"}, "train": {"epochs": 10}},
-        "debug": {"agent": {"steps_per_epoch": 50, "random_steps": 200, "learning_starts": 200,
-                            "buffer": 5000},
+        "debug": {"loop": {"steps_per_epoch": 50, "random_steps": 200, "learning_starts": 200,
+                           "buffer": 5000, "batch_size": 64},
                   "sac": {"hidden": (32, 32)}, "skill": {"hidden": (32, 32)},
-                  "train": {"epochs": 3, "batch_size": 64, "log_every": 10, "checkpoint_every": 50,
+                  "train": {"epochs": 3, "log_every": 10, "checkpoint_every": 50,
                             "eval_every": 1},
                   "evaluate": {"eval_episodes": 1}},
     }  # fmt: skip
@@ -317,7 +297,7 @@ class SkillsRecipe(Recipe):
         return f"runs/skills-{cfg.skill.method}-{cfg.env.name.lower()}"
 
     def data(self, cfg, run_dir=None) -> StepStream:
-        return StepStream(cfg.agent.steps_per_epoch, name=cfg.env.name)
+        return StepStream(cfg.loop.steps_per_epoch, name=cfg.env.name)
 
     def learner(self, cfg, data) -> SkillLearner:
         return SkillLearner(cfg, seed=cfg.train.seed)
@@ -327,7 +307,7 @@ class SkillsRecipe(Recipe):
             raise ConfigError("skills run in one process: the environments are stepped in it")
         torch.manual_seed(cfg.train.seed)
         learner = self.learner(cfg, None)
-        s, e, a = cfg.skill, cfg.env, cfg.agent
+        s, e, a = cfg.skill, cfg.env, cfg.loop
         what = (f"DIAYN, K = {s.skills} skills, reward log q(z | s_{'t+1' if s.score == 'next' else 't'})"
                 + (" + log K" if s.log_k_bonus else "") if s.method == "diayn" else
                 f"DADS, skills uniform on [-1, 1]^{s.skill_dim}, skill dynamics a mixture of "
@@ -340,7 +320,7 @@ class SkillsRecipe(Recipe):
             f"actions), {e.envs} at once",
             f"skills: {what}",
             f"policy: SAC, hidden {list(cfg.sac.hidden)}, alpha {alpha}; {a.updates} update(s) of "
-            f"{cfg.train.batch_size} replayed transitions per step of {e.envs} environments; "
+            f"{a.batch_size} replayed transitions per step of {e.envs} environments; "
             f"{total:,} transitions in all",
         ]
         return Built(cfg, self.data(cfg), learner, lines)

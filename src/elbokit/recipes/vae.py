@@ -27,10 +27,9 @@ from elbokit.evaluate import diagnose, importance_log_likelihood
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.run import check_device
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
-from elbokit.train.settings import PRECISIONS, check_device_name, resolve_precision
+from elbokit.train.settings import PRECISIONS, check_device, check_device_name, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,15 @@ class VAERecipe(Recipe):
         },
     }
 
+    sweeps: ClassVar[dict[str, str]] = {"beta": "objective.beta"}
+
     def default_out(self, cfg):
         return f"runs/vae-{Path(cfg.data.source).name}"
+
+    def sweep_figure(self, name, points, folder):
+        from elbokit.report.vae import rate_distortion
+
+        return rate_distortion(points, folder / "rate_distortion.png")
 
     def data(self, cfg, run_dir=None):
         return cfg.data.load(cfg.train.seed)

@@ -58,6 +58,10 @@ class WorldModelRecipe(Recipe):
     help = "a DreamerV2-style world model on episodes; --preset debug runs in seconds"
     config = WorldModelRunConfig
     eval_options = WorldModelEvalOptions
+    renamed: ClassVar[dict[str, str | None]] = {
+        "model.image_shape": "model.obs_shape",
+        "objective.image_scale": "objective.obs_scale",
+    }
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "the same as small",
         "small": "100 CartPole episodes at 64x64, RSSM 200 + 32x32, 100 epochs: ~15 min",
@@ -114,7 +118,7 @@ class WorldModelRecipe(Recipe):
                 f"no test episode has --context + --horizon = {ev.context + ev.horizon} steps for "
                 f"the open-loop evaluation; lower them, collect longer episodes, or pass --no-report"
             )
-        cfg = derive(cfg, model={"image_shape": data.image_shape, "action_dim": data.action_dim})
+        cfg = derive(cfg, model={"obs_shape": data.image_shape, "action_dim": data.action_dim})
         torch.manual_seed(cfg.train.seed)
         learner = self.learner(cfg, data)
         steps = sum(len(e["image"]) for e in data.train)
@@ -142,7 +146,7 @@ class WorldModelRecipe(Recipe):
             seed=options.seed, gamma=cfg.objective.gamma,
         )  # fmt: skip
         usage = latent_usage(model, data, seed=options.seed)
-        terms = Trainer(cfg.train, run.dir).evaluate(learner, data, state["step"])
+        terms = Trainer(cfg.train, run.dir).evaluate(learner, data, state["step"]).named()
         out = {"step": state["step"], "open_loop": result.as_dict(), "latent_usage": usage, **terms}
         ol = out["open_loop"]
         perp = torch.tensor(usage["perplexity"])
@@ -171,7 +175,7 @@ class WorldModelRecipe(Recipe):
         )  # fmt: skip
         ol = result["open_loop"]
         obj = cfg.objective
-        terms = (("image", "image NLL (nats)"), ("image_mse", "image MSE per pixel"),
+        terms = (("obs", "image NLL (nats)"), ("obs_mse", "image MSE per pixel"),
                  ("reward", "reward NLL (nats)"), ("discount", "discount NLL (nats)"),
                  ("kl", "KL(posterior || prior) (nats)"))  # fmt: skip
         pngs = [
@@ -199,7 +203,7 @@ class WorldModelRecipe(Recipe):
             "copy-last-frame baseline MSE": f"{ol['copy_last_mse_mean']:.5f} (the model's is {versus(ol['image_mse_mean'], ol['copy_last_mse_mean'])})",
             "open-loop reward MAE": f"{ol['reward_mae_mean']:.4f} (mean-reward baseline {ol['reward_mean_mae_mean']:.4f})",
             "open-loop discount MAE": f"{ol['discount_mae_mean']:.4f}",
-            "test image NLL / MSE per pixel": f"{result.get('test/image', float('nan')):.1f} nats / {result.get('test/image_mse', float('nan')):.5f}",
+            "test image NLL / MSE per pixel": f"{result.get('test/obs', float('nan')):.1f} nats / {result.get('test/obs_mse', float('nan')):.5f}",
             "test KL(posterior || prior)": f"{result.get('test/kl', float('nan')):.2f} nats",
             "latent usage (perplexity per group)": f"min {perp.min():.1f}, median {perp.median():.1f}, max {perp.max():.1f} of {result['latent_usage']['classes']}",
         }  # fmt: skip

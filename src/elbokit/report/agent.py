@@ -64,7 +64,7 @@ def open_loop(learner, record: dict, path, context: int = 5, horizon: int = 45) 
                                                  device=learner.ctx.device))  # fmt: skip
     batch.is_first[:, 0] = True
     dream = learner.wm.open_loop(batch, context, generator=torch.Generator().manual_seed(0))
-    imagined = dream["image"].cpu()
+    imagined = dream["obs"].cpu()
     if obs.dim() == 5:
         return prediction_strip(obs, imagined, path)
     plt = pyplot()

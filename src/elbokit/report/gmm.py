@@ -74,7 +74,7 @@ def elbo_curve(metrics_path, path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     steps, values = series(lines, "train/elbo")
     if not steps:
-        steps, values = series(lines, "test/elbo")
+        steps, values = series(lines, "full/elbo")
     while len(values) > 2 and values[-1] == values[-2]:  # converged: the rest are the same value
         steps, values = steps[:-1], values[:-1]
     ax.plot(steps, values, "-")

@@ -11,21 +11,25 @@ exact resume, torchrun / DDP.
 from elbokit.train.checkpoint import CheckpointError, Snapshot
 from elbokit.train.learner import (
     AdamConfig,
+    Evaluation,
     Learner,
     ObjectiveLearner,
     StepContext,
     TrainingDiverged,
     make_adam,
 )
-from elbokit.train.loop import TrainConfig, Trainer, step_seed
+from elbokit.train.loop import LoopConfig, StreamTrainConfig, TrainConfig, Trainer, step_seed
 
 __all__ = [
     "AdamConfig",
     "CheckpointError",
+    "Evaluation",
     "Learner",
+    "LoopConfig",
     "ObjectiveLearner",
     "Snapshot",
     "StepContext",
+    "StreamTrainConfig",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",

@@ -6,7 +6,11 @@ one or several, built in ``setup`` once the modules are on their device), any ex
 state) and
 
     train_step(batch, step) -> {name: float}     one step; the named terms to log
-    evaluate(data, step, ...) -> {name: float}   terms on held-out data (the trainer adds test/)
+    evaluate(data, step, seed=) -> Evaluation    named metrics, the split they were computed on
+                                                 (the trainer logs SPLIT/NAME) and whether the
+                                                 learner is done (a target return reached)
+    finished                                     True once further steps would change nothing
+                                                 (a converged coordinate ascent)
 
 ``update(name, loss, terms, step, named_params)`` is how a learner takes an optimizer step
 through the trainer's checks: the terms (and the loss) are averaged over processes and must be
@@ -42,6 +46,7 @@ from elbokit.train.distributed import World
 
 __all__ = [
     "AdamConfig",
+    "Evaluation",
     "Learner",
     "ObjectiveLearner",
     "ObjectiveModule",
@@ -59,6 +64,21 @@ class TrainingDiverged(RuntimeError):
 @dataclass(frozen=True)
 class AdamConfig(Section):
     lr: float = opt(1e-3, "Adam learning rate", gt=0)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What an evaluation found: ``metrics`` by name, the ``split`` they were computed on (the
+    trainer logs them as ``SPLIT/NAME``: "test" for held-out data or fresh episodes, "full" for
+    the whole data a model is fitted to), and ``finished``: the learner has reached what it was
+    trained for (a target return) and the trainer stops after saving."""
+
+    metrics: dict[str, float]
+    split: str = "test"
+    finished: bool = False
+
+    def named(self) -> dict[str, float]:
+        return {f"{self.split}/{k}": v for k, v in self.metrics.items()}
 
 
 def make_adam(params, lr: float) -> torch.optim.Optimizer:
@@ -108,11 +128,13 @@ class StepContext:
         world: World | None = None,
         precision: str = "fp32",
         grad_clip: float = 0.0,
+        batch_size: int = 100,
     ):
         self.device = torch.device(device)
         self.world = world or World()
         self.precision = precision
         self.grad_clip = grad_clip
+        self.batch_size = batch_size  # of held-out batches in the default evaluation
 
     def where(self) -> str:
         """Where the last good state is, for a divergence message."""
@@ -191,17 +213,20 @@ class Learner:
                 m.train()
 
     @torch.no_grad()
-    def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
-        """Means of ``eval_terms`` over the test split, weighted by batch size."""
+    def evaluate(self, data, step: int, *, seed: int) -> Evaluation:
+        """The learner judged at ``step`` (``data``: what it trains on; ``seed``: the run's).
+        This default: means of ``eval_terms`` over the test split in batches of
+        ``ctx.batch_size``, weighted by batch size. Learners that make their own data (fresh
+        episodes) or fit all of it (a mixture) override it."""
         sums: dict[str, float] = {}
         n = 0
         with self.eval_mode():
-            for x in data.batches("test", batch_size, seed=seed, epoch=-1, shuffle=False):
+            for x in data.batches("test", self.ctx.batch_size, seed=seed, epoch=-1, shuffle=False):
                 terms = self.eval_terms(to_device(x, self.ctx.device), step)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(x)
                 n += len(x)
-        return {k: v / n for k, v in sums.items()}
+        return Evaluation({k: v / n for k, v in sums.items()})
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """State beyond modules and optimizers: (tensors, JSON); saved as ``extra.*``."""
@@ -214,8 +239,9 @@ class Learner:
     @property
     def finished(self) -> bool:
         """True once further steps would change nothing (a converged coordinate ascent): the
-        trainer then evaluates, saves and stops before its epochs run out. Every process must
-        agree; the default never finishes."""
+        trainer then evaluates, saves and stops before its epochs run out. A state of the
+        learner (saved with it), not a side effect of evaluating: a goal reached at an evaluation
+        is ``Evaluation.finished``. Every process must agree; the default never finishes."""
         return False
 
     def close(self) -> None:
@@ -268,10 +294,14 @@ class Learner:
                 "(e.g. 'actor' and 'actor_optim')"
             )
 
-    def restore(self, snap: Snapshot, where: str = "checkpoint") -> None:
+    def restore(
+        self, snap: Snapshot, where: str = "checkpoint", *, optimizers: bool = True
+    ) -> None:
+        """The modules, the optimizers (unless ``optimizers=False``: a model rebuilt to be used,
+        not trained) and the extra state from a checkpoint."""
         for name, module in self.modules.items():
             load_module(module, snap.tensors[name], f"{where}/{name}.safetensors")
-        for name, optimizer in self.optimizers.items():
+        for name, optimizer in self.optimizers.items() if optimizers else ():
             restore_optimizer(optimizer, snap.tensors[name], snap.meta[name])
         if "extra" in snap.tensors or "extra" in snap.meta:
             self.load_extra_state(snap.tensors.get("extra", {}), snap.meta.get("extra", {}))

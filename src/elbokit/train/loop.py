@@ -22,6 +22,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -30,27 +31,37 @@ from elbokit.files import atomic_write_text
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
 from elbokit.train.distributed import setup
-from elbokit.train.learner import Learner, StepContext, TrainingDiverged, to_device
+from elbokit.train.learner import Evaluation, Learner, StepContext, TrainingDiverged, to_device
 from elbokit.train.settings import (
     PRECISIONS,
+    RunSettings,
     check_device_name,
-    choose_threads,
-    resolve_precision,
+    resolve_settings,
     run_settings,
 )
 from elbokit.train.writers import RunWriter
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "step_seed"]
+__all__ = [
+    "LoopConfig",
+    "StreamTrainConfig",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "step_seed",
+]
 
 
 @dataclass(frozen=True)
-class TrainConfig(Section):
-    epochs: int = opt(30, "passes over the training set (a stream: blocks of steps)", ge=1)
-    batch_size: int = opt(100, "examples per step", ge=1)
+class LoopConfig(Section):
+    """What the trainer needs of every run beside its length. A kind's train section derives
+    from it and gives the trainer ``epochs`` and ``batch_size`` (the batch size it hands the data
+    and the held-out evaluation), as fields (``TrainConfig``, ``StreamTrainConfig``) or as
+    properties over fields named for what they are in that kind (CAVI iterations)."""
+
     seed: int = opt(0, "seeds initialization, split, order and sampling", ge=0)
     checkpoint_every: int = opt(500, "steps between checkpoints (and at the end)", ge=1)
     log_every: int = opt(50, "steps between metrics.jsonl lines", ge=1)
-    eval_every: int = opt(1, "epochs between test evaluations (and at the end)", ge=1)
+    eval_every: int = opt(1, "epochs between evaluations (and at the end)", ge=1)
     threads: int = opt(
         -1,
         "torch threads for the run (-1: auto, one per core that other work leaves free, "
@@ -69,6 +80,34 @@ class TrainConfig(Section):
 
     def validate(self):
         check_device_name(self.device)
+
+
+@dataclass(frozen=True)
+class _Epochs(Section):
+    epochs: int = opt(30, "passes over the training set", ge=1)
+    batch_size: int = opt(100, "examples per step", ge=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig, _Epochs):
+    """A run over a data set: ``epochs`` passes in batches of ``batch_size`` examples (the
+    length fields come first in --help and config.json)."""
+
+
+@dataclass(frozen=True)
+class _Blocks(Section):
+    epochs: int = opt(
+        100, "blocks of steps_per_epoch environment steps, an evaluation after every eval_every",
+        ge=1,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StreamTrainConfig(LoopConfig, _Blocks):
+    """A run that makes its own data (environments it steps): its epochs are blocks of steps
+    (``elbokit.data.StepStream``); how much it replays per update is the kind's own setting."""
+
+    batch_size: ClassVar[int] = 1  # a stream's batches are step numbers
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -120,15 +159,23 @@ class Trainer:
     ``tensorboard/`` when tensorboard is installed. ``config.json`` is the recipe's.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path):
+    def __init__(self, config: LoopConfig, run_dir: str | Path):
         self.config = config
         self.run_dir = Path(run_dir)
         self.last_saved: int | None = None
 
     def fit(
-        self, learner: Learner, data, *, resume: bool = False, stop_at: int | None = None
+        self,
+        learner: Learner,
+        data,
+        *,
+        resume: bool = False,
+        stop_at: int | None = None,
+        settings: RunSettings | None = None,
     ) -> dict:
-        """Train; returns the last test metrics. ``stop_at`` ends early after that step (tests).
+        """Train; returns the last evaluation's metrics. ``stop_at`` ends early after that step
+        (tests). ``settings``: the device, precision and threads already resolved by whoever
+        started the run (``resolve_settings``; resolved here when not given).
 
         Raises:
             TrainingDiverged: NaN or inf in a term or a gradient; the last good checkpoint is
@@ -136,16 +183,16 @@ class Trainer:
             CheckpointError: resume=True and the checkpoint is missing, corrupt or does not fit.
         """
         cfg = self.config
+        if settings is None:
+            settings = resolve_settings(cfg.device, cfg.precision, cfg.threads)
         world = setup(cfg.device)
-        device = torch.device(cfg.device)
-        precision = cfg.precision
-        if precision != "fp32":
-            precision, _ = resolve_precision(precision, device)
+        device = settings.device
         if world.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         ctx = _TrainerContext(
-            self, device=device, world=world, precision=precision, grad_clip=cfg.grad_clip
-        )
+            self, device=device, world=world, precision=settings.precision,
+            grad_clip=cfg.grad_clip, batch_size=cfg.batch_size,
+        )  # fmt: skip
         learner.setup(ctx)
         learner.check_names()
         step, epoch, start = 0, 0, 0
@@ -166,8 +213,7 @@ class Trainer:
         window_n, t0 = 0, time.perf_counter()
         test_metrics: dict[str, float] = {}
         try:
-            threads = cfg.threads if cfg.threads >= 0 else choose_threads(cfg.threads)[0]
-            with run_settings(threads, cfg.flush_denormal):
+            with run_settings(settings.threads, cfg.flush_denormal):
                 while epoch < cfg.epochs:
                     for x in data.batches(
                         "train", cfg.batch_size, seed=cfg.seed, epoch=epoch, start=start
@@ -200,15 +246,16 @@ class Trainer:
                             break
                     if learner.finished:  # converged: evaluate where it stands, save, stop
                         if world.main:
-                            test_metrics = self.evaluate(learner, data, step)
+                            test_metrics = self.evaluate(learner, data, step).named()
                             writer.log(step, epoch, test_metrics)
                         break
                     epoch, start = epoch + 1, 0
                     if world.main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                        test_metrics = self.evaluate(learner, data, step)
+                        result = self.evaluate(learner, data, step)
+                        test_metrics = result.named()
                         writer.log(step, epoch, test_metrics)
-                    if learner.finished:  # the evaluation said so (a return reached): stop
-                        break  # here rather than after one more step and a second evaluation
+                        if result.finished:  # a goal reached (a target return): save, stop
+                            break  # here rather than after one more step and a second evaluation
                 if self.last_saved != step:
                     self._save(world, learner, step, epoch, start)
         finally:
@@ -218,13 +265,12 @@ class Trainer:
                 gc.collect()
         return test_metrics
 
-    def evaluate(self, learner: Learner, data, step: int) -> dict[str, float]:
-        """``test/``-prefixed terms over the test split, with a fixed seed (the same samples at
-        every evaluation)."""
+    def evaluate(self, learner: Learner, data, step: int) -> Evaluation:
+        """The learner's evaluation with a fixed seed (the same samples at every evaluation);
+        ``.named()`` gives its metrics as logged (``test/elbo``)."""
         cfg = self.config
         _seed_step(learner.ctx.device, step_seed(cfg.seed, -1))
-        terms = learner.evaluate(data, step, batch_size=cfg.batch_size, seed=cfg.seed)
-        return {f"test/{k}": v for k, v in terms.items()}
+        return learner.evaluate(data, step, seed=cfg.seed)
 
     def _save(self, world, learner: Learner, step: int, epoch: int, batch: int) -> None:
         if world.main:

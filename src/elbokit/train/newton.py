@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from elbokit.train.learner import Learner
+from elbokit.train.learner import Evaluation, Learner
 
 __all__ = ["NewtonLearner"]
 
@@ -82,8 +82,9 @@ class NewtonLearner(Learner):
         return terms
 
     @torch.no_grad()
-    def evaluate(self, data, step: int, *, batch_size: int, seed: int) -> dict[str, float]:
+    def evaluate(self, data, step: int, *, seed: int) -> Evaluation:
+        """The objective (and diagnostics) on the whole data it is fitted to: ``full/``."""
         terms = {self.name: self.objective().item()}
         if self.diagnostics is not None:
             terms.update(self.diagnostics())
-        return terms
+        return Evaluation(terms, split="full")

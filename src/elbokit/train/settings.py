@@ -31,12 +31,15 @@ import torch
 __all__ = [
     "CpuInfo",
     "PrecisionError",
+    "RunSettings",
     "bf16_is_native",
+    "check_device",
     "choose_threads",
     "cpu_info",
     "describe_machine",
     "matmul_rates",
     "resolve_precision",
+    "resolve_settings",
     "run_settings",
 ]
 
@@ -94,6 +97,49 @@ def check_device_name(device: str) -> None:
             f"device = {device!r}: expected cpu, cuda or cuda:N", field="device", value=device,
             detail="expected cpu, cuda or cuda:N",
         )  # fmt: skip
+
+
+def check_device(device: str) -> None:
+    """Fail before anything is written when the device does not exist on this machine."""
+    from elbokit.config import ConfigError
+
+    check_device_name(device)
+    d = torch.device(device)
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device = {device!r}: this machine has no CUDA GPU (use --device cpu)"
+            )
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's device, precision and thread count as resolved once for this machine, with a line
+    saying why (the banner's)."""
+
+    device: torch.device
+    precision: str
+    threads: int
+    why: str
+
+
+def resolve_settings(device: str, precision: str, threads: int) -> RunSettings:
+    """The device checked, the precision and the thread count chosen (``resolve_precision``,
+    ``choose_threads``): done once per run, by whoever starts it.
+
+    Raises:
+        ConfigError: a device this machine does not have.
+        PrecisionError: bf16 where it is not native.
+    """
+    check_device(device)
+    chosen, precision_why = resolve_precision(precision, device)
+    count, threads_why = choose_threads(threads)
+    return RunSettings(torch.device(device), chosen, count,
+                       f"precision {precision_why}; threads {threads_why}")  # fmt: skip
 
 
 def describe_machine() -> str:
