@@ -4,6 +4,7 @@ sequence replay, the environments' saved state, and the ``agent`` kind end to en
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ from elbokit.data.replay import SequenceReplay
 from elbokit.models.dreamer import ActorCritic, ActorCriticConfig, ReturnNorm, lambda_returns
 from elbokit.models.envs import GymBatch, make_env
 from elbokit.models.world_model import WorldModel, WorldModelConfig, symexp, symlog
+from references import assert_same_checkpoints
 
-TINY = WorldModelConfig(image_shape=(4,), action_dim=2, deter=16, hidden=16, groups=4, classes=4,
+TINY = WorldModelConfig(obs_shape=(4,), action_dim=2, deter=16, hidden=16, groups=4, classes=4,
                         embed=16, head_hidden=(16,))  # fmt: skip
 
 
@@ -100,7 +102,7 @@ def test_reset_mask_equals_observing_the_two_episodes_separately():
 
 def _ac(discrete: bool, **kw):
     torch.manual_seed(0)
-    cfg = WorldModelConfig(**{**TINY.to_dict(), "image_shape": (4,), "action_dim": 2})
+    cfg = WorldModelConfig(**{**TINY.to_dict(), "obs_shape": (4,), "action_dim": 2})
     wm = WorldModel(cfg)
     ac = ActorCritic(ActorCriticConfig(hidden=(16,), horizon=4, **kw), 16 + 16, 2, discrete)
     h, z = (
@@ -222,15 +224,30 @@ def test_cartpole_batch_takes_one_hot_actions_and_resumes_its_episodes_exactly()
 
 
 def test_vector_observations_enter_as_symlog_and_decode_back():
-    x = torch.tensor([-1e4, -3.0, -0.1, 0.0, 0.2, 5.0, 1e5])
-    torch.testing.assert_close(symexp(symlog(x)), x, rtol=1e-5, atol=0)
-    torch.testing.assert_close(
-        symlog(torch.tensor([0.001])), torch.tensor([0.001]), rtol=1e-3, atol=0
-    )
+    # symlog(x) = sign(x) ln(1 + |x|) (Hafner et al. 2023), by hand in numpy float64
+    x = np.array([-1e4, -3.0, -0.1, 0.0, 0.2, 5.0, 1e5])
+    ln = np.sign(x) * np.log1p(np.abs(x))
+    assert ln[1] == pytest.approx(-math.log(4.0)) and ln[5] == pytest.approx(math.log(6.0))
+    np.testing.assert_allclose(symlog(torch.tensor(x)).numpy(), ln, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(symexp(torch.tensor(ln)).numpy(), np.sign(ln) * np.expm1(np.abs(ln)),
+                               rtol=1e-12, atol=0)  # fmt: skip
+    np.testing.assert_allclose(symexp(torch.tensor(ln)).numpy(), x, rtol=1e-10, atol=0)
     model = WorldModel(TINY)
-    obs = torch.randn(2, 3, 4) * 10
-    torch.testing.assert_close(model.decoded(model.target(obs)), obs, rtol=1e-5, atol=1e-5)
-    assert model.embed(obs).shape == (2, 3, 16)
+    obs = torch.randn(2, 3, 4, dtype=torch.float64) * 10
+    expected = np.sign(obs.numpy()) * np.log1p(np.abs(obs.numpy()))
+    np.testing.assert_allclose(model.target(obs).numpy(), expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        model.decoded(torch.tensor(expected)).numpy(), obs.numpy(), rtol=1e-10
+    )
+    assert model.embed(obs.float()).shape == (2, 3, 16)
+    images = WorldModel(WorldModelConfig(**{**TINY.to_dict(), "obs_shape": (1, 16, 16),
+                                            "channels": (4, 8)}))  # fmt: skip
+    px = torch.tensor([0.0, 0.25, 1.0]).reshape(1, 1, 3, 1, 1).expand(1, 1, 3, 16, 16)
+    assert images.target(px)[0, 0, :, 0, 0].tolist() == [-0.5, -0.25, 0.5]  # centred x - 0.5
+    # decoded means are clipped to the pixel range [0, 1]
+    assert images.decoded(torch.tensor([-0.9, -0.5, 0.1, 0.7])).tolist() == pytest.approx(
+        [0.0, 0.0, 0.6, 1.0]
+    )
 
 
 def _quiet(*a, **k):
@@ -250,15 +267,8 @@ def test_train_agent_debug_resumes_exactly_evaluates_and_reports(tmp_path, env):
     a = recipes.train(kind, cfg, out=tmp_path / "a", say=_quiet)
     b = recipes.train(kind, cfg, out=tmp_path / "b", stop_at=70, say=_quiet)
     recipes.train(kind, resume=b, say=_quiet)
+    assert_same_checkpoints(a, b, ("world_model", "actor_critic", "extra", "actor_optim"))
     last_a = json.loads((a / "state.json").read_text())["checkpoint"]
-    last_b = json.loads((b / "state.json").read_text())["checkpoint"]
-    assert last_a == last_b
-    for name in ("world_model", "actor_critic", "extra", "actor_optim"):
-        wa = load_file(a / last_a / f"{name}.safetensors")
-        wb = load_file(b / last_b / f"{name}.safetensors")
-        assert wa.keys() == wb.keys()
-        for k in wa:
-            assert torch.equal(wa[k], wb[k]), (name, k)
     assert "replay.obs" in load_file(a / last_a / "extra.safetensors")
     lines = []
     result = recipes.evaluate(a, {"episodes": 3}, say=lines.append)

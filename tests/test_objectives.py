@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
 
 from elbokit.models import LinearGaussian
 from elbokit.objectives import ELBO, IWAE, KLSchedule, make_objective
@@ -91,8 +92,6 @@ def test_a_kl_over_weights_is_scaled_by_one_over_n_per_minibatch():
             2 * math.pi
         )
 
-    from torch.distributions import Normal, kl_divergence
-
     def kl_w():
         return kl_divergence(Normal(mu, log_s.exp()), Normal(0.0, 1.0)).sum()
 
@@ -114,12 +113,21 @@ def test_a_kl_over_weights_is_scaled_by_one_over_n_per_minibatch():
 
 
 def test_per_unit_terms_and_analytic_method_are_reported():
+    # each unit's term against torch's Normal KL of that unit's marginal q(z_i | x) =
+    # N(mu_i(x), exp(logvar_i)), averaged over the batch; the linear encoder written out here
     model = LinearGaussian(6, 3, generator=torch.Generator().manual_seed(0))
-    out = ELBO(per_unit=True)(model, model.sample(4))
+    with torch.no_grad():
+        model.enc_s.copy_(torch.tensor([-1.0, 0.3, 0.8], dtype=model.enc_s.dtype))
+    x = model.sample(4)
+    out = ELBO(per_unit=True)(model, x)
     assert out.kl_method == "analytic"
-    assert sum(out.terms[f"kl/dim_{i}"] for i in range(3)).item() == pytest.approx(
-        out.terms["kl"].item(), rel=1e-9
-    )
+    with torch.no_grad():
+        mu = (x - model.b) @ model.enc_A.T + model.enc_c  # (4, 3)
+        std = (0.5 * model.enc_s).exp().expand_as(mu)
+        ref = kl_divergence(Normal(mu, std), Normal(0.0, 1.0)).mean(0)
+    for i in range(3):
+        assert out.terms[f"kl/dim_{i}"].item() == pytest.approx(ref[i].item(), rel=1e-9)
+    assert out.terms["kl"].item() == pytest.approx(ref.sum().item(), rel=1e-9)
 
 
 def test_errors_name_the_value():
