@@ -124,16 +124,18 @@ def test_an_npz_of_one_array_named_y_is_images_without_labels(tmp_path):
 def test_an_interrupt_says_what_was_kept(tmp_path, capsys):
     from elbokit.cli.runs import _interruptible
 
-    def interrupted():
+    def interrupted(claimed, folder=None):
+        if folder is not None:
+            claimed(folder)
         raise KeyboardInterrupt
 
-    assert _interruptible(interrupted, str(tmp_path / "none")) == 130
+    assert _interruptible(interrupted) == 130
     assert "nothing was written" in capsys.readouterr().err
     vae = recipes.get_recipe("vae")
     cfg = vae.preset("debug", {"train": {"progress": False, "checkpoint_every": 5},
                                "evaluate": {"eval_k": 0}})  # fmt: skip
     run_dir = recipes.train(vae, cfg, out=tmp_path / "run", stop_at=12, say=QUIET)
-    assert _interruptible(interrupted, str(run_dir)) == 130
+    assert _interruptible(lambda claimed: interrupted(claimed, run_dir)) == 130
     assert f"(step 10) is kept: continue with elbokit train --resume {run_dir}" in (
         capsys.readouterr().err
     )

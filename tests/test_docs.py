@@ -43,6 +43,7 @@ def test_site_builds_with_its_computed_pages(site):
         "diffusion",
         "skills",
         "agent",
+        "python_api",
     ):
         assert (
             "Computed when this site was built"
@@ -54,14 +55,18 @@ def test_site_builds_with_its_computed_pages(site):
 
     for name in RECIPES:
         assert f"elbokit train {name}" in cli
-    # every public name of the package has its entry in the reference
+    # every public name of the package has its entry in the reference (load and train: the
+    # page of trained runs from Python)
     reference = (site / "reference" / "divergence" / "index.html").read_text()
+    python = (site / "reference" / "python" / "index.html").read_text()
     missing = [
         n
         for n in elbokit.__all__
-        if n != "__version__" and f'id="elbokit.divergence.{n}"' not in reference
+        if n not in ("__version__", "load", "train")
+        and f'id="elbokit.divergence.{n}"' not in reference
     ]
     assert not missing, missing
+    assert 'id="elbokit.load"' in python and 'id="elbokit.recipes.run.train_python"' in python
     # the search index knows the kl function
     index = json.loads((site / "search" / "search_index.json").read_text())
     assert any(d["location"].endswith("#elbokit.divergence.kl") for d in index["docs"])

@@ -443,7 +443,7 @@ def test_train_world_model_debug_end_to_end_with_report(tmp_path, capsys):
     assert main(["eval", str(out)]) == 0
     assert main(["report", str(out)]) == 0
     assert "copy-last-frame" in capsys.readouterr().out
-    assert main(["train", "world-model", "--resume", str(out), "--epochs", "3"]) == 2
+    assert main(["train", "world-model", "--resume", str(out), "--lr", "0.1"]) == 2
     assert "--resume continues" in capsys.readouterr().err
     other = tmp_path / "other"
     args = ["train", "world-model", "--preset", "debug", "--data", str(out / "episodes"),

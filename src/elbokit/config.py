@@ -79,6 +79,8 @@ def opt(
     positional: bool = False,
     on_resume: bool = False,
     nonempty: bool = True,
+    words: Mapping[str, Any] | None = None,
+    extends: bool = False,
 ) -> Any:
     """A config field with its help line and checks.
 
@@ -94,6 +96,8 @@ def opt(
         on_resume: may be given again with ``--resume`` (it does not change the result, like
             ``--no-progress``).
         nonempty: a tuple needs at least one value (unless False).
+        words: values the command line also takes by name ({"auto": -1}).
+        extends: a run's length: ``--resume`` may raise it, to continue a run past its end.
     """
     if not help:
         raise TypeError("every config field needs a help line")
@@ -107,6 +111,8 @@ def opt(
         "positional": positional,
         "on_resume": on_resume,
         "nonempty": nonempty,
+        "words": dict(words or {}),
+        "extends": extends,
     }
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)

@@ -54,6 +54,11 @@ class Latent:
     def posterior_mean(self, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
+        """q(z | x) as a torch Distribution over z (batch shape (B,), event shape (z_size,) or
+        (groups, classes)), for users of the encoder: ``sample``, ``log_prob``, ``entropy``."""
+        raise NotImplementedError
+
     def unit_activity(self, params: torch.Tensor) -> torch.Tensor:
         """How much each unit's posterior moves with x: the variance over the N examples of
         E_q[z_u | x], summed over a unit's coordinates (N, param_size) -> (units,). A unit above
@@ -129,6 +134,12 @@ class GaussianLatent(Latent):
 
     def posterior_mean(self, params):
         return self.split(params)[0]
+
+    def distribution(self, params):
+        mu, logvar = self.split(params)
+        return torch.distributions.Independent(
+            torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1
+        )
 
     def traversal(self, base, unit, steps, span: float = 3.0):
         z = base.repeat(steps, 1)
@@ -220,6 +231,12 @@ class CategoricalLatent(Latent):
 
     def posterior_mean(self, params):
         return self.log_probs(params).exp().flatten(-2)
+
+    def distribution(self, params):
+        """One one-hot categorical per group (event shape (groups, classes)); flatten a sample
+        (``.flatten(-2)``) for the decoder."""
+        d = torch.distributions.OneHotCategorical(logits=self.log_probs(params))
+        return torch.distributions.Independent(d, 1)
 
     def traversal(self, base, unit, steps):
         z = base.repeat(steps, 1).unflatten(-1, (self.groups, self.classes))

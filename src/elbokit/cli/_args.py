@@ -51,6 +51,9 @@ def _option_kwargs(leaf: Leaf, show_default: bool) -> dict:
         kw["type"], kw["nargs"] = args[0], "+"
     elif hint in (str, int, float):
         kw["type"] = hint
+        words = meta.get("words") or {}
+        if words:  # a value by name (--threads auto) or by number
+            kw["type"] = _word_or(hint, words)
     else:
         raise TypeError(f"config field {leaf.dotted!r} has unsupported type {hint!r}")
     choices = meta.get("choices")
@@ -60,7 +63,26 @@ def _option_kwargs(leaf: Leaf, show_default: bool) -> dict:
         kw["metavar"] = "{" + ",".join(map(str, kw["choices"])) + "}"
     elif "type" in kw:
         kw["metavar"] = {int: "N", float: "X"}.get(kw["type"], leaf.flag.upper().replace("-", "_"))
+    if meta.get("words"):  # {auto,N}
+        kw["metavar"] = (
+            "{" + ",".join([*meta["words"], {int: "N", float: "X"}.get(hint, "VALUE")]) + "}"
+        )
     return kw
+
+
+def _word_or(hint, words: dict):
+    def convert(text: str):
+        if text in words:
+            return words[text]
+        try:
+            return hint(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected {' or '.join(map(repr, words))} or {'an integer' if hint is int else 'a number'}"
+            ) from None
+
+    convert.__name__ = hint.__name__
+    return convert
 
 
 def add_config_arguments(

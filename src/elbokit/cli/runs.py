@@ -17,7 +17,6 @@ from elbokit.cli._args import (
 )
 from elbokit.config import leaves
 from elbokit.recipes._runs import read_saved
-from elbokit.recipes.run import default_run_dir
 from elbokit.train.checkpoint import read_state
 
 
@@ -35,12 +34,26 @@ def kinds_usage(verb: str = "train") -> str:
     return "\n".join(lines)
 
 
-def _train_parser(recipe, verb: str = "train") -> tuple[Parser, dict]:
+def _preset_named(argv: list[str], recipe) -> str:
+    """The preset ``argv`` asks for (so --help shows its values), or default."""
+    for i, word in enumerate(argv):
+        name = argv[i + 1] if word == "--preset" and i + 1 < len(argv) else (
+            word.split("=", 1)[1] if word.startswith("--preset=") else None)  # fmt: skip
+        if name is not None:
+            return name if name in recipe.presets else "default"  # a bad name: the parser says so
+    return "default"
+
+
+def _train_parser(recipe, verb: str = "train", preset: str = "default") -> tuple[Parser, dict]:
+    """The parser of ``elbokit train KIND``; its --help shows the values of ``preset``."""
+    shown = recipe.preset(preset)
     parser = Parser(
-        prog=f"elbokit {verb} {recipe.name}", description=recipe.help,
+        prog=f"elbokit {verb} {recipe.name}",
+        description=recipe.help + ("" if preset == "default" else
+                                   f" (defaults shown: --preset {preset})"),
         usage=f"elbokit {verb} {recipe.name} [--preset NAME] [options] [--out DIR] | --resume RUN",
     )  # fmt: skip
-    by_dest = add_config_arguments(parser, recipe.default())
+    by_dest = add_config_arguments(parser, shown)
     run = parser.add_argument_group("run")
     notes = "; ".join(f"{k}: {v}" for k, v in recipe.preset_notes.items())
     run.add_argument(
@@ -48,7 +61,8 @@ def _train_parser(recipe, verb: str = "train") -> tuple[Parser, dict]:
         help=f"named settings the other options override (default: default){'. ' + notes if notes else ''}",
     )  # fmt: skip
     run.add_argument("--out", default="", metavar="DIR",
-                     help=f"run directory (default: {recipe.default_out(recipe.default())}-TIME)")  # fmt: skip
+                     help=f"run directory (default: {recipe.default_out(shown)}-TIME, with -2, -3, "
+                          "... where another run took that name)")  # fmt: skip
     run.add_argument("--resume", default="", metavar="RUN",
                      help="continue the interrupted run in RUN from its last checkpoint")  # fmt: skip
     return parser, by_dest
@@ -74,10 +88,11 @@ def train_command(argv: list[str], verb: str = "train") -> int:
             f"({', '.join(n for n, r in recipes.RECIPES.items() if r.verb == verb)}); "
             f"a {recipe.name} run is trained: elbokit train {recipe.name}"
         )
-    parser, by_dest = _train_parser(recipe, verb)
+    parser, by_dest = _train_parser(recipe, verb, _preset_named(argv[1:], recipe))
     ns = parse(parser, argv[1:])
     if ns.resume:
-        allowed = [leaf for leaf in by_dest.values() if leaf.field.metadata.get("on_resume")]
+        allowed = [leaf for leaf in by_dest.values()
+                   if leaf.field.metadata.get("on_resume") or leaf.field.metadata.get("extends")]  # fmt: skip
         fixed = [f"--{leaf.flag}" for dest, leaf in by_dest.items()
                  if hasattr(ns, dest) and leaf not in allowed]  # fmt: skip
         fixed += ["--out"] if ns.out else []
@@ -85,23 +100,31 @@ def train_command(argv: list[str], verb: str = "train") -> int:
         if fixed:
             raise UsageError(
                 f"--resume continues {ns.resume} with its saved config; drop {', '.join(fixed)} "
-                f"(only {', '.join('--[no-]' + leaf.flag for leaf in allowed)} may change)"
+                f"(only {', '.join(('--[no-]' if leaf.hint is bool else '--') + leaf.flag for leaf in allowed)} "
+                "may change)"
             )
         return _interruptible(
-            lambda: recipes.train(recipe, resume=ns.resume, resume_changes=given(ns, by_dest)),
-            ns.resume,
-        )
+            lambda claimed: recipes.train(recipe, resume=ns.resume, claimed=claimed,
+                                          resume_changes=given(ns, by_dest)),
+        )  # fmt: skip
     config = merged(recipe.preset(ns.preset), ns, by_dest, parser.prog)
-    out = str(ns.out or default_run_dir(recipe, config))
-    return _interruptible(lambda: recipes.train(recipe, config, out=out), out)
+    return _interruptible(
+        lambda claimed: recipes.train(recipe, config, out=ns.out, claimed=claimed)
+    )
 
 
-def _interruptible(fn, run: str) -> int:
-    """Run ``fn``; on Ctrl-C, one line saying what was kept and how to go on, exit status 130."""
+def _interruptible(fn) -> int:
+    """Run ``fn(claimed)``; on Ctrl-C, one line saying what was kept and how to go on (of the
+    folder the run claimed), exit status 130."""
+    folders: list[Path] = []
     try:
-        fn()
+        fn(folders.append)
     except KeyboardInterrupt:
-        run_dir = Path(run)
+        if not folders:
+            print("\nelbokit: interrupted; nothing was written", file=sys.stderr)
+            return 130
+        run_dir = folders[0]
+        run = str(run_dir)
         if (run_dir / "state.json").exists():
             step = read_state(run_dir).get("step")
             what = (f"the last checkpoint (step {step}) is kept: continue with elbokit train "
@@ -136,6 +159,12 @@ def _run_parser(command: str, argv: list[str], description: str):
     )  # fmt: skip
     parser.add_argument("run", metavar="RUN", help="a run directory written by elbokit train")
     by_dest = add_config_arguments(parser, run.recipe.eval_options())
+    if command == "eval" and hasattr(getattr(run.config, "data", None), "source"):
+        parser.add_argument(
+            "--data", default="", metavar="DATA",
+            help="evaluate on this data's test split instead of the run's own (any source the "
+                 "kind reads); writes RUN/eval-data-NAME.json beside eval.json",
+        )  # fmt: skip
     return run, parser, by_dest
 
 
@@ -147,8 +176,9 @@ def eval_command(argv: list[str]) -> int:
     run, parser, by_dest = _run_parser("eval", argv, "evaluate a trained run; writes RUN/eval.json")
     if run is None:
         return 0
-    options = merged(run.recipe.eval_options(), parse(parser, argv), by_dest, parser.prog)
-    run.recipe.evaluate(run, options)
+    ns = parse(parser, argv)
+    options = merged(run.recipe.eval_options(), ns, by_dest, parser.prog)
+    run.recipe.evaluate(run.on(ns.data) if getattr(ns, "data", "") else run, options)
     return 0
 
 

@@ -192,7 +192,7 @@ def load_episodes(
 class EpisodeDataConfig(Section):
     """Where a world model's episodes come from and how they are cut into sequences."""
 
-    source: str = opt("", "folder of episodes (default: collect into RUN/episodes)", flag="data")
+    source: str = opt("", "folder of episodes (none: collect them into RUN/episodes)", flag="data")
     collect: CollectSettings = opt(
         default_factory=CollectSettings, help="what to collect when there is no folder"
     )

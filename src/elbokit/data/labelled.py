@@ -80,6 +80,9 @@ class LabelledData:
     y_mean: float = 0.0
     y_std: float = 1.0
     seed: int = 0
+    # how the inputs were standardized (per input feature; empty: they were not)
+    x_mean: tuple[float, ...] = ()
+    x_std: tuple[float, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -245,6 +248,7 @@ def _regression(name, x, y, test_fraction, split_seed, seed) -> LabelledData:
     return LabelledData(
         name, "regression", t((x[train] - mx) / sx), t((y[train] - my) / sy),
         t((x[test] - mx) / sx), t((y[test] - my) / sy), y_mean=my, y_std=sy, seed=seed,
+        x_mean=tuple(map(float, mx)), x_std=tuple(map(float, sx)),
     )  # fmt: skip
 
 
@@ -260,6 +264,24 @@ class LabelledDataConfig(Section):
     )
     test_fraction: float = opt(0.1, "held out for testing", gt=0, lt=1)
     examples: int = opt(500, "toy1d: training points drawn", ge=10)
+    # what a saved run needs of its data to predict without it (filled in by the recipe)
+    input_shape: tuple[int, ...] = opt((), "shape of one input, from the data", derived=True,
+                                       nonempty=False, ge=1)  # fmt: skip
+    classes: int = opt(0, "classes (0: a regression), from the data", derived=True, ge=0)
+    train_size: int = opt(0, "training examples, from the data", derived=True, ge=0)
+    x_mean: tuple[float, ...] = opt((), "the inputs' training means (standardized inputs), from "
+                                    "the data", derived=True, nonempty=False)  # fmt: skip
+    x_std: tuple[float, ...] = opt((), "the inputs' training standard deviations, from the data",
+                                   derived=True, nonempty=False)  # fmt: skip
+    y_mean: float = opt(0.0, "the targets' training mean, from the data", derived=True)
+    y_std: float = opt(1.0, "the targets' training standard deviation, from the data",
+                       derived=True, gt=0)  # fmt: skip
+
+    def derived(self, data: LabelledData) -> dict:
+        """The derived fields of ``data`` (for ``derive``)."""
+        return {"input_shape": data.input_shape, "classes": data.classes,
+                "train_size": len(data.y_train), "x_mean": data.x_mean, "x_std": data.x_std,
+                "y_mean": data.y_mean, "y_std": data.y_std}  # fmt: skip
 
     def validate(self):
         if self.source == "toy1d" and self.test_fraction != 0.1:

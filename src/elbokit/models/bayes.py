@@ -289,7 +289,7 @@ class NormalMeanConfig(Section):
     """The observations and the prior of a Normal mean with known noise."""
 
     values: tuple[float, ...] = opt(
-        (), "observations x_i (default: draw --n of them from Normal(--true-mean, --sigma^2))",
+        (), "observations x_i (none: draw --n of them from Normal(--true-mean, --sigma^2))",
         nonempty=False,
     )  # fmt: skip
     n: int = opt(20, "observations to draw when --values is 0", ge=1)

@@ -153,7 +153,7 @@ class DiffusionConfig(Section):
     mults: tuple[int, ...] = opt((1, 2, 2), "unet: channel multiple per resolution")
     blocks: int = opt(3, "mlp: residual blocks", ge=1)
     dropout: float = opt(0.0, "dropout in the residual blocks", ge=0, lt=1)
-    data_shape: tuple[int, ...] = opt((1, 28, 28), "set from the data")
+    data_shape: tuple[int, ...] = opt((1, 28, 28), "set from the data", derived=True, ge=1)
     discrete: bool = opt(True, "8-bit data: L_0 is a discretized Gaussian (a mass); else a density")
     levels: int = opt(256, "grey levels of discrete data, evenly spaced on [-1, 1]", ge=2)
 

@@ -627,6 +627,16 @@ class KnownVarianceGMM(_MixtureVI):
         eye = torch.eye(self.dim, dtype=torch.float64, device=self.m.device)
         return (self.noise_var * eye).expand(self.n_components, -1, -1).clone()
 
+    def predictive_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(n,) log p(x | D) under q, exactly: pi and the means are independent under q, so
+        E_q[sum_k pi_k N(x | mu_k, noise_var I)] = sum_k E_q[pi_k] N(x | m_k, (noise_var + s2_k) I)."""
+        x = self._data(x)
+        var = self.noise_var + self.s2  # (K,)
+        d = self.dim
+        sq = (x[:, None, :] - self.m[None]).square().sum(-1)  # (n, K)
+        log_n = -0.5 * (d * torch.log(2 * math.pi * var) + sq / var)
+        return torch.logsumexp(log_n + self.weights().log(), 1)
+
     def state(self) -> dict[str, torch.Tensor]:
         """Priors and variational parameters as float64 tensors: prior_var, noise_var, m (K, D),
         s2 (K,), and for Dirichlet weights alpha0 and alpha (K,) (their absence means uniform)."""
@@ -931,6 +941,25 @@ class BayesianGMM(_MixtureVI):
         raise ValueError(f"kind = {kind!r}: expected 'point' or 'mean'")
 
     # -- state ----------------------------------------------------------------------------------
+
+    def predictive_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(n,) log p(x | D) under q: a mixture of Student's t (Bishop 10.81),
+
+        p(x | D) = sum_k (alpha_k / sum_j alpha_j) St(x | m_k, L_k, nu_k + 1 - D),
+        L_k = (nu_k + 1 - D) beta_k / (1 + beta_k) W_k   (a precision matrix)."""
+        x = self._data(x)
+        d = self.dim
+        dof = self.nu + 1 - d  # (K,)
+        # L_k^-1 = (1 + beta_k) / (dof_k beta_k) W_k^-1: its Cholesky factor gives the quadratic
+        scale = self.w_inv * ((1 + self.beta) / (dof * self.beta))[:, None, None]  # (K, D, D)
+        chol = torch.linalg.cholesky(scale)
+        diff = (x[None] - self.m[:, None]).transpose(1, 2)  # (K, D, n)
+        sol = torch.linalg.solve_triangular(chol, diff, upper=False)
+        maha = sol.square().sum(1)  # (K, n)
+        half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # log|L^-1| / 2
+        log_t = (torch.lgamma((dof + d) / 2) - torch.lgamma(dof / 2) - d / 2 * torch.log(dof * math.pi)
+                 - half_logdet)[:, None] - ((dof + d) / 2)[:, None] * torch.log1p(maha / dof[:, None])  # fmt: skip
+        return torch.logsumexp(log_t + self.weights().log()[:, None], 0)
 
     def state(self) -> dict[str, torch.Tensor]:
         """Priors and variational parameters as float64 tensors: alpha0, beta0, nu0 (scalars),

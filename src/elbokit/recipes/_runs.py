@@ -11,6 +11,8 @@ holds its flag; one that no section holds is an error that says how to redo the 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 from elbokit._version import __version__
@@ -21,7 +23,8 @@ from elbokit.train.checkpoint import CheckpointError
 FORMAT = 2
 # what a run writes into its folder: another folder holding only these is one a run started in
 RUN_FILES = frozenset({"config.json", "state.json", "metrics.jsonl", "eval.json", "checkpoints",
-                       "report", "tensorboard", "episodes"})  # fmt: skip
+                       "report", "tensorboard", "episodes", ".lock"})  # fmt: skip
+LOCK = ".lock"  # the pid and host of the process writing the run
 
 
 def new_run_dir(out: str | Path) -> Path:
@@ -42,6 +45,97 @@ def new_run_dir(out: str | Path) -> Path:
                 "or empty folder (or one a run left before its first checkpoint)"
             )
     return run_dir
+
+
+def claim_run_dir(out: str | Path, *, unique: bool) -> tuple[Path, bool]:
+    """Make ``out`` this process's run folder and lock it (``lock_run``); returns (the folder,
+    whether this call created it). ``unique`` (a default name, runs/KIND-DATA-TIME): the folder
+    is created atomically, and a name another run took (two runs started in the same second, in
+    one process or many) gets -2, -3, ... added. Otherwise ``out`` as given may already exist
+    (empty, or left by a run before its first checkpoint; ``new_run_dir``).
+
+    Raises:
+        ValueError: ``out`` holds a run or other files, or another live run is writing it.
+    """
+    base = Path(out)
+    if not unique:
+        run_dir = new_run_dir(base)
+        created = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock_run(run_dir)
+        except ValueError:
+            if created:
+                run_dir.rmdir()
+            raise
+        return run_dir, created
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        run_dir = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            run_dir.mkdir()  # atomic: exactly one process creates a given name
+        except FileExistsError:
+            continue
+        lock_run(run_dir)
+        return run_dir, True
+    raise ValueError(f"{base}: 9,999 runs of that name already; pass --out")
+
+
+def lock_run(run_dir: Path) -> None:
+    """Claim ``run_dir`` for this process: RUN/.lock, created exclusively, holds our pid and
+    host. A lock whose process has died (same host) is stale and taken over.
+
+    Raises:
+        ValueError: a live process is writing the run (naming it).
+    """
+    path = Path(run_dir) / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+                return  # ours already (a resume inside the same process)
+            if holder and holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                path.unlink(missing_ok=True)  # its writer died without cleaning up
+                continue
+            raise ValueError(
+                f"{run_dir} is being written by another elbokit run (pid {holder.get('pid', '?')} "
+                f"on {holder.get('host', '?')}); wait for it to end, or pick another folder "
+                f"(remove {path} if that process is gone)"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return
+    raise ValueError(f"{run_dir}: could not take its lock {path}")
+
+
+def unlock_run(run_dir: Path) -> None:
+    """Release RUN/.lock if this process holds it."""
+    path = Path(run_dir) / LOCK
+    if _read_lock(path).get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def read_saved(run_dir: str | Path) -> dict:

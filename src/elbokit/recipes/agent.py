@@ -28,6 +28,7 @@ error.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from elbokit.models.envs import make_env
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import ActingLoaded, as_batch, play_gymnasium
 from elbokit.seeding import mix, seeded
 from elbokit.train.acting import ActingLearner
 from elbokit.train.learner import Evaluation, StepContext, make_adam
@@ -180,11 +182,15 @@ class AgentLearner(ActingLearner):
         if ctx.device.type != "cpu":
             self.h, self.z = self.h.to(ctx.device), self.z.to(ctx.device)
         c = self.cfg
-        self.optimizers = {
-            "world_model_optim": make_adam(self.wm.parameters(), c.agent.wm_lr),
-            "actor_optim": make_adam(self.ac.actor.parameters(), c.ac.actor_lr),
-            "critic_optim": make_adam(self.ac.critic.parameters(), c.ac.critic_lr),
-        }
+        self.optimizers = (
+            {}
+            if not ctx.training
+            else {
+                "world_model_optim": make_adam(self.wm.parameters(), c.agent.wm_lr),
+                "actor_optim": make_adam(self.ac.actor.parameters(), c.ac.actor_lr),
+                "critic_optim": make_adam(self.ac.critic.parameters(), c.ac.critic_lr),
+            }
+        )
 
     # ------------------------------------------------------------------------- acting
     def _store_first(self, envs: torch.Tensor, obs: torch.Tensor) -> None:
@@ -395,11 +401,61 @@ def value_error(learner: AgentLearner, record: dict, gamma: float) -> dict:
             "return_to_go_mean": float(g.mean()), "value_steps": len(e)}  # fmt: skip
 
 
+class LoadedAgent(ActingLoaded):
+    """A trained Dreamer agent (``elbokit.load``). ``act(obs, state)`` is stable-baselines3's
+    ``predict`` for a recurrent policy: the world model filters each observation into its
+    state, the actor picks the action; ``state`` carries (h, z, the last action) from one call
+    to the next (None at an episode's start). ``play`` runs whole episodes."""
+
+    @torch.no_grad()
+    def act(self, obs, state=None, *, deterministic: bool = True, seed: int | None = None):
+        """obs (obs_dim,) or a batch (N, obs_dim) -> (action(s) in the env's space, state).
+        ``deterministic``: the policy's mode, else a draw. The world model draws its latent
+        state (as Dreamer acts), from ``seed`` when given, else from torch's generator."""
+        lr = self.learner
+        x = as_batch(obs, "obs")
+        single = x.dim() == len(self.env.obs_shape)
+        x = x[None] if single else x
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if tuple(x.shape[1:]) != tuple(self.env.obs_shape):
+            raise ValueError(f"obs has shape {tuple(x.shape)}; this agent observes "
+                             f"{tuple(self.env.obs_shape)} ({self.env.name})")  # fmt: skip
+        n = len(x)
+        if state is None:
+            h, z = lr.wm.rssm.initial(n, torch.zeros(1, device=self.device))
+            prev, first = torch.zeros(n, self.env.act_dim), torch.ones(n, dtype=torch.bool)
+        else:
+            h, z, prev = state
+            first = torch.zeros(n, dtype=torch.bool)
+        with seeded(seed) if seed is not None else contextlib.nullcontext():
+            h, z, feat = lr.observe(x, h, z, prev, first)  # z is drawn from q(z | h, obs)
+            a = lr.policy(feat, mode=deterministic)
+        action = self.env_action(a)
+        return (action[0] if single else action), (h, z, a)
+
+    def play(
+        self, env=None, episodes: int = 10, *, seed: int = 0, deterministic: bool = True
+    ) -> dict:
+        """Whole episodes with the actor: in the run's own environment (``env`` None; fresh
+        copies, as its evaluation plays) or in a gymnasium ``env`` of the same spaces.
+        Returns the returns, lengths, mean return and its standard error."""
+        if env is None:
+            return play(self.learner, episodes, seed=seed, mode=deterministic)
+        if self.config.env.pixels:
+            raise ValueError("a pixels agent observes frames it renders itself: play() without "
+                             "env plays its own environment")  # fmt: skip
+        self.check_env(env)
+        with seeded(seed):  # the latent draws, as the resets, from seed
+            return play_gymnasium(env, lambda o, s: self.act(o, s, deterministic=deterministic),
+                                  episodes, seed)  # fmt: skip
+
+
 class AgentRecipe(Recipe):
     name = "agent"
     help = "a Dreamer agent: a world model, and a policy learned in its imagination"
     config = AgentRunConfig
     eval_options = AgentEvalOptions
+    loaded = LoadedAgent
     renamed: ClassVar[dict[str, str | None]] = {
         "train.batch_size": "agent.batch_size", "model.image_shape": "model.obs_shape",
         "objective.image_scale": "objective.obs_scale",

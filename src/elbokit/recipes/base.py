@@ -8,7 +8,8 @@ A recipe says everything about one kind of run (``vae``, ``world-model``, ``line
     presets         named overrides of the default config ("default", "debug", ...)
     eval_options    the options of ``elbokit eval RUN`` / ``elbokit report RUN`` for this kind
     build           data and learner from a config (filling in what comes from the data)
-    learner         the learner of a resolved config (to rebuild a saved run)
+    learner         the learner of a resolved config (to rebuild a saved run, without its data)
+    loaded          the class of a trained run used from Python (``elbokit.load``): its verbs
     measure         what its evaluation computes (``evaluate`` writes it to RUN/eval.json)
     draw            what its report shows (``report`` writes RUN/report/report.html)
 
@@ -29,6 +30,7 @@ from typing import Any, ClassVar
 from elbokit.config import ConfigError, Section, closest, leaves, merge
 from elbokit.files import atomic_write_text, read_json
 from elbokit.recipes._runs import read_saved
+from elbokit.recipes.loaded import Loaded
 from elbokit.train.checkpoint import load_checkpoint
 from elbokit.train.learner import Learner, StepContext
 
@@ -58,22 +60,53 @@ class Run:
     dir: Path
     recipe: Recipe
     config: Section
+    _other_data: str = ""
 
     def saved(self) -> dict:
         """config.json as written (for the report's configuration table)."""
         return read_saved(self.dir)
 
     def data(self):
-        """The run's data, split exactly as it was for training."""
-        return self.recipe.data(self.config, self.dir)
+        """The run's data, split exactly as it was for training (or the other data of ``on``,
+        checked to have the shape the model takes)."""
+        data = self.recipe.data(self.config, self.dir)
+        shape = getattr(getattr(self.config, "model", None), "data_shape", None)
+        if self.other_data and shape is not None and hasattr(data, "shape") and \
+                tuple(data.shape) != tuple(shape):  # fmt: skip
+            raise ValueError(f"--data {self.other_data} has examples of shape {tuple(data.shape)}; "
+                             f"this run's model takes {tuple(shape)}")  # fmt: skip
+        return data
+
+    @property
+    def other_data(self) -> str:
+        """The data source this run is evaluated on when it is not its own ('': its own)."""
+        return self._other_data
+
+    def on(self, source: str) -> Run:
+        """The same run evaluated on other data: ``source`` in place of its data source (any
+        source the kind reads), with the rest of its data settings kept.
+
+        Raises:
+            ConfigError: the kind's evaluation takes no data (an agent acts in environments).
+        """
+        data = getattr(self.config, "data", None)
+        if data is None or not hasattr(data, "source"):
+            raise ConfigError(
+                f"a {self.recipe.name} run is not evaluated on a data set, so --data does not "
+                "apply to it"
+            )
+        config = merge(self.config, {"data": {"source": str(source)}}, where="--data")
+        run = Run(self.dir, self.recipe, config)
+        run._other_data = source
+        return run
 
     def learner(self, data=None, device: str = "cpu") -> tuple[Learner, dict]:
         """The learner with the weights of the latest checkpoint (modules and the learner's
         extra state, such as closed-form variational parameters; no optimizer state) on
-        ``device``, and the state.json it came from."""
-        data = self.data() if data is None else data
+        ``device``, and the state.json it came from. Without ``data`` it is rebuilt from the
+        saved config alone (the training data may have moved)."""
         learner = self.recipe.learner(self.config, data)
-        learner.setup(StepContext(device, batch_size=self.config.train.batch_size))
+        learner.setup(StepContext(device, batch_size=self.config.train.batch_size, training=False))
         snap, state = load_checkpoint(
             self.dir, learner.tensor_groups(with_optimizers=False), optional=("extra",)
         )
@@ -95,6 +128,8 @@ class Recipe:
     verb: ClassVar[str] = "train"
     # named sweeps of this kind (``elbokit sweep NAME``): {name: the option it varies}
     sweeps: ClassVar[dict[str, str]] = {}
+    # the class of a loaded run (``elbokit.load``): its kind's verbs
+    loaded: ClassVar[type[Loaded]] = Loaded
     # fields renamed since runs were saved: {"old.dotted.key": "new.dotted.key" or None}
     renamed: ClassVar[dict[str, str | None]] = {}
 
@@ -145,7 +180,15 @@ class Recipe:
         raise NotImplementedError
 
     def learner(self, cfg: Section, data) -> Learner:
+        """The learner of ``cfg``; ``data`` is None when a saved run is rebuilt from its config
+        alone (everything the model needs of the data is in the config's derived fields)."""
         raise NotImplementedError
+
+    def load(self, run: Run, device: str = "cpu"):
+        """The trained run as a Python object with its kind's verbs (``loaded``), its weights
+        read from the latest checkpoint, without its training data."""
+        learner, state = run.learner(device=device)
+        return self.loaded(run, learner, state, device)
 
     def after_training(self, cfg: Section) -> Section | None:
         """The eval options to evaluate and report with once training ends, or None."""
@@ -182,7 +225,10 @@ class Recipe:
                 "not finite or the model is broken; eval.json was not written"
             )
         target = run.dir / "eval.json"
-        if target.exists():
+        if run.other_data:  # another data set's evaluation goes beside the run's own
+            result = {"data": run.other_data, **result}
+            target = run.dir / f"eval-data-{_slug(run.other_data)}.json"
+        elif target.exists():
             try:
                 before = self.thoroughness(read_json(target, ""))
             except (ValueError, KeyError, TypeError):  # a damaged or older eval.json: replace it
@@ -218,6 +264,13 @@ class Recipe:
         page = write_html(out / "report.html", title, numbers, pngs, run.saved())
         say(f"wrote {page} and {len(pngs)} figures in {out}")
         return page
+
+
+def _slug(source: str) -> str:
+    """A file-name part for a data source: its last path part without its suffix, safe
+    characters only."""
+    name = Path(source.rstrip("/")).stem or "data"
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
 def _non_finite(value, key: str = "") -> list[str]:

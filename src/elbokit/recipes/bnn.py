@@ -20,6 +20,7 @@ against targets, the reliability diagram, entropy in and out of distribution, cu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,7 +37,9 @@ from elbokit.evaluate.predictive import (
 from elbokit.models.bnn import BNNConfig, Predictor, kl_estimate, kl_to_prior
 from elbokit.objectives import ELBO
 from elbokit.objectives.schedules import KLSchedule
-from elbokit.recipes.base import Built, Recipe, Run
+from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import Loaded, as_batch
+from elbokit.seeding import seeded
 from elbokit.train.learner import AdamConfig, Learner, StepContext, make_adam
 from elbokit.train.loop import TrainConfig
 
@@ -97,14 +100,17 @@ class BNNLearner(Learner):
     """The Bayesian network (module ``bnn``) and, with ``baselines``, ``det`` and ``dropout``,
     each with its own Adam, stepped on the same batch."""
 
-    def __init__(self, cfg: BNNRunConfig, data: LabelledData):
+    def __init__(self, cfg: BNNRunConfig, data: LabelledData | None = None):
         super().__init__()
         m = cfg.model
         self.prior = m.weight_prior()
         self.objective = cfg.objective.build()
         self.lr = cfg.optim.lr
-        self.n = len(data.y_train)
-        shape, outs, task = data.input_shape, data.outputs, data.task
+        d = cfg.data  # without the data: its shapes as saved with the run
+        self.n = d.train_size if data is None else len(data.y_train)
+        shape = d.input_shape if data is None else data.input_shape
+        classes = d.classes if data is None else data.classes
+        task, outs = ("classification", classes) if classes else ("regression", 1)
         self.modules = {"bnn": Predictor(m, shape, outs, task, "bayes")}
         if m.baselines:
             self.modules["det"] = Predictor(m, shape, outs, task, "plain")
@@ -114,9 +120,11 @@ class BNNLearner(Learner):
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
-        self.optimizers = {
-            f"{k}_optim": make_adam(v.parameters(), self.lr) for k, v in self.modules.items()
-        }
+        self.optimizers = (
+            {}
+            if not ctx.training
+            else {f"{k}_optim": make_adam(v.parameters(), self.lr) for k, v in self.modules.items()}
+        )
 
     def kl(self) -> tuple[torch.Tensor, str]:
         return kl_to_prior(self.modules["bnn"].net, self.prior)
@@ -159,12 +167,84 @@ def predict(net: Predictor, x, y, samples: int, y_std: float = 1.0) -> dict[str,
     return classification_metrics(outs.softmax(-1).mean(0), y)
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A regression's predictive distribution per input, in the targets' units: ``mean`` (N,),
+    ``aleatoric`` (N,) the noise's standard deviation, ``epistemic`` (N,) the standard
+    deviation of the mean over weight draws; ``std`` = sqrt(aleatoric^2 + epistemic^2)."""
+
+    mean: torch.Tensor
+    aleatoric: torch.Tensor
+    epistemic: torch.Tensor
+
+    @property
+    def std(self) -> torch.Tensor:
+        return (self.aleatoric.square() + self.epistemic.square()).sqrt()
+
+
+class LoadedBNN(Loaded):
+    """A trained Bayesian network (``elbokit.load``): ``predict(x)`` and, for classification,
+    ``predict_proba(x)``, averaging ``samples`` weight draws (seeded), on inputs in the data's
+    own units (standardized as in training, with the training split's statistics saved with the
+    run). ``net="det"`` or ``"dropout"`` asks the baselines trained beside it instead."""
+
+    def _net(self, net: str) -> Predictor:
+        if net not in self.modules:
+            raise ValueError(f"net = {net!r}; this run has {', '.join(self.modules)}")
+        return self.modules[net]
+
+    def _inputs(self, x) -> torch.Tensor:
+        d = self.config.data
+        x = as_batch(x, "x", device=self.device)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        shape = tuple(d.input_shape)  # () for a run saved before its shapes were
+        if x.dim() == 1 and shape == (1,):
+            x = x[:, None]
+        if x.dim() == 2 and len(shape) > 1 and x.shape[1] == math.prod(shape):
+            x = x.reshape(len(x), *shape)
+        if shape and tuple(x.shape[1:]) != shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}; this network takes "
+                             f"(N, {', '.join(map(str, shape))})")  # fmt: skip
+        if d.x_mean:
+            mean = torch.tensor(d.x_mean, dtype=torch.float64, device=x.device)
+            std = torch.tensor(d.x_std, dtype=torch.float64, device=x.device)
+            x = ((x.double() - mean) / std).float()
+        return x
+
+    def _outputs(self, x, samples: int, seed: int, net: str) -> torch.Tensor:
+        if samples < 1:
+            raise ValueError(f"samples = {samples}; expected at least 1")
+        with seeded(seed):
+            return self._net(net).sample_outputs(self._inputs(x), samples)
+
+    def predict(self, x, *, samples: int = 100, seed: int = 0, net: str = "bnn"):
+        """Regression: a ``Prediction`` (mean, aleatoric and epistemic spread, targets'
+        units). Classification: the most probable class (N,)."""
+        outs = self._outputs(x, samples, seed, net)
+        if self._net(net).task == "classification":
+            return outs.softmax(-1).mean(0).argmax(-1)
+        d = self.config.data
+        noise = self._net(net).noise().detach()
+        mean, spread = outs.double().mean(0), outs.double().std(0, correction=0)
+        return Prediction(mean * d.y_std + d.y_mean, (noise * d.y_std).double().expand_as(mean),
+                          spread * d.y_std)  # fmt: skip
+
+    def predict_proba(self, x, *, samples: int = 100, seed: int = 0, net: str = "bnn"):
+        """Classification: (N, classes) predictive probabilities, the mean over weight draws of
+        the softmax."""
+        if self._net(net).task != "classification":
+            raise ValueError("predict_proba is for classification; this network is a regression "
+                             "(predict gives its mean and spread)")  # fmt: skip
+        return self._outputs(x, samples, seed, net).softmax(-1).mean(0)
+
+
 class BNNRecipe(Recipe):
     name = "bnn"
     help = (
         "Bayes by backprop (mean-field Gaussian weights) beside a deterministic net and MC dropout"
     )
     config = BNNRunConfig
+    loaded = LoadedBNN
     eval_options = BNNEvalOptions
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "toy1d: 500 points with a gap, MLP 1-50-1, 800 epochs: ~30 s",
@@ -192,6 +272,8 @@ class BNNRecipe(Recipe):
         return cfg.data.load(cfg.train.seed)
 
     def learner(self, cfg, data) -> BNNLearner:
+        if data is None and not cfg.data.train_size:  # saved before its shapes were: read them
+            data = self.data(cfg)
         return BNNLearner(cfg, data)
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
@@ -200,6 +282,7 @@ class BNNRecipe(Recipe):
             raise ConfigError(
                 f"arch = conv needs images; {data.name} has inputs of shape {data.input_shape}"
             )
+        cfg = derive(cfg, data=cfg.data.derived(data))
         torch.manual_seed(cfg.train.seed)  # initialization
         learner = self.learner(cfg, data)
         n_w = sum(

@@ -23,6 +23,7 @@ from elbokit.config import ConfigError, Section, opt
 from elbokit.data.stream import StepStream
 from elbokit.models.bayes import FAMILIES, CoinConfig, NormalMeanConfig
 from elbokit.recipes.base import Built, Recipe, Run
+from elbokit.recipes.loaded import Loaded
 from elbokit.train.loop import LoopConfig
 from elbokit.train.newton import NewtonLearner
 
@@ -31,7 +32,8 @@ IDENTITY_ATOL = 1e-9  # |log p(D) - ELBO - KL| after the fit, nats (float64 gets
 
 @dataclass(frozen=True)
 class _Steps(Section):
-    steps: int = opt(30, "damped Newton steps (30 are many more than it needs)", ge=1)
+    steps: int = opt(30, "damped Newton steps (30 are many more than it needs)", ge=1,
+                     extends=True)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,44 @@ class NoOptions(Section):
     """The evaluation of an exact model has no options."""
 
 
+class LoadedConjugate(Loaded):
+    """A fitted conjugate model (``elbokit.load``): the exact ``posterior()`` and
+    ``log_evidence()`` beside the fitted variational ``q()`` and its ``elbo()``; their gap,
+    log p(D) - ELBO, is KL(q || posterior) >= 0."""
+
+    @property
+    def model(self):
+        """The Bayesian model with its data (``BetaBernoulli`` or ``NormalMean``)."""
+        return self.run.recipe.model(self.config)
+
+    def posterior(self) -> torch.distributions.Distribution:
+        """The exact posterior p(theta | D)."""
+        return self.model.posterior()
+
+    def log_evidence(self) -> float:
+        """The exact log p(D), nats."""
+        return float(self.model.log_evidence())
+
+    @torch.no_grad()
+    def q(self) -> torch.distributions.Distribution:
+        """The fitted q(theta) (a logit-normal q as a sigmoid-transformed Normal)."""
+        module = self.modules["q"]
+        if hasattr(module, "distribution"):
+            return module.distribution()
+        return torch.distributions.TransformedDistribution(
+            module.gaussian(), torch.distributions.transforms.SigmoidTransform()
+        )
+
+    @torch.no_grad()
+    def elbo(self) -> float:
+        """The ELBO of the fitted q, nats (its gap to ``log_evidence`` is KL(q || posterior))."""
+        return float(self.modules["q"].elbo(self.model))
+
+
 class _Conjugate(Recipe):
     eval_options = NoOptions
     verb = "fit"
+    loaded = LoadedConjugate
     renamed: ClassVar[dict[str, str | None]] = {
         "train.epochs": "train.steps",
         "train.batch_size": None,

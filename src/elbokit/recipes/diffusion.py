@@ -36,6 +36,7 @@ from elbokit.files import read_json
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
 from elbokit.objectives.base import ObjectiveOutput
 from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import Loaded, as_batch
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import check_device, check_device_name
@@ -121,10 +122,74 @@ class DiffusionEvalOptions(Section):
             raise ConfigError("mc = 1 has no standard error; use --mc 2 or more")
 
 
+class LoadedDiffusion(Loaded):
+    """A trained DDPM (``elbokit.load``): ``sample(n)`` and ``bound(x)``, the whole variational
+    bound of each example term by term. Images are given as 8-bit pixels (uint8) or floats in
+    [0, 1] and sampled in [0, 1]; 2-D points as they are."""
+
+    @property
+    def model(self) -> Diffusion:
+        return self.learner.model
+
+    @property
+    def toy(self) -> bool:
+        return is_toy(self.config)
+
+    def prepare(self, x, what: str = "x") -> torch.Tensor:
+        """x in the model's units: images scaled to [-1, 1], points as they are."""
+        x = as_batch(x, what, device=self.device)
+        shape = tuple(self.config.model.data_shape)
+        if x.dim() == 2 and not self.toy and x.shape[1] == math.prod(shape):
+            x = x.reshape(len(x), *shape)
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes "
+                             f"(B, {', '.join(map(str, shape))})")  # fmt: skip
+        if self.toy:
+            return x.float()
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if bool(((x < 0) | (x > 1)).any()):
+            raise ValueError(f"{what} has values outside [0, 1]; expected images in [0, 1] or "
+                             "8-bit pixels (uint8)")  # fmt: skip
+        return 2 * x - 1
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int = 0) -> torch.Tensor:
+        """n ancestral samples through all T steps: images (n, C, H, W) in [0, 1] (not yet
+        quantized to 8 bits), or points (n, 2)."""
+        if n < 1:
+            raise ValueError(f"n = {n}; expected at least one sample")
+        g = torch.Generator(self.device).manual_seed(seed)
+        x = self.model.sample(n, generator=g, device=self.device)
+        return x if self.toy else ((x + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def bound(self, x, *, seed: int = 0, batch: int = 256) -> dict[str, torch.Tensor]:
+        """The variational bound on -log p(x) of each example, every term (one x_t ~ q(x_t |
+        x_0) per example and t, drawn from ``seed``): ``L_T`` (B,), ``L_t`` (B, T) = L_{t-1}
+        for t = 1..T (L_0, the decoder's term, first), ``total`` (B,) nats, and for images
+        ``bits_per_dim`` (B,)."""
+        x = self.prepare(x)
+        g = torch.Generator(self.device).manual_seed(seed)
+        prior, per_t = self.model.bound(x, batch=batch, generator=g)
+        total = prior.double() + per_t.double().sum(1)
+        out = {"L_T": prior, "L_t": per_t, "total": total}
+        if not self.toy:
+            out["bits_per_dim"] = total / (self.model.dims * math.log(2))
+        return out
+
+    def log_prob(self, x, *args, **kwargs):
+        """A DDPM has no tractable log p(x): ``bound(x)["total"]`` bounds -log p(x) from above."""
+        raise NotImplementedError(
+            "a diffusion model has no tractable log p(x); bound(x)['total'] is an upper bound on "
+            "-log p(x) (the ELBO's negative), term by term"
+        )
+
+
 class DiffusionRecipe(Recipe):
     name = "diffusion"
     help = "a DDPM on 8-bit images, judged by its whole variational bound in bits/dim"
     config = DiffusionRunConfig
+    loaded = LoadedDiffusion
     eval_options = DiffusionEvalOptions
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "mnist5k 8-bit, U-Net 16-32-32 channels, T = 1000, cosine schedule with s = 0.001 (less noise at t = 1 than 0.008: L_0 120 nats per image, not 432), learned variances, hybrid loss (Nichol and Dhariwal), x_0 clipped at t >= 2 (the cosine schedule's last step, beta_T = 0.999, otherwise costs ~300 nats per image), 70 epochs: ~30 min on 2 cores",

@@ -36,7 +36,8 @@ from elbokit.config import ConfigError, Section, opt
 from elbokit.data.clusters import Points, load_points
 from elbokit.data.stream import StepStream
 from elbokit.models.gmm import BayesianGMM, KnownVarianceGMM
-from elbokit.recipes.base import Built, Recipe, Run
+from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import Loaded, as_batch
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import CheckpointError
 from elbokit.train.learner import Evaluation, Learner, TrainingDiverged
@@ -55,6 +56,7 @@ class PointsConfig(Section):
     )
     examples: int = opt(1000, "four-gaussians: points drawn", ge=2)
     project: int = opt(4, "digits-pca: principal axes kept", ge=1)
+    dim: int = opt(0, "dimension of the points, from the data", derived=True, ge=0)
 
     def load(self, seed: int) -> Points:
         return load_points(self.source, examples=self.examples, project=self.project, seed=seed)
@@ -123,7 +125,7 @@ class _Iterations(Section):
     # at most 2,000 (k-means splits the four clusters over ten components; merging them back
     # takes ~1,300 iterations); the run stops once converged
     iterations: int = opt(2000, "CAVI iterations, each a pass over all the points (at most: the "
-                          "fit stops once converged); svi: passes in minibatches", ge=1)  # fmt: skip
+                          "fit stops once converged); svi: passes in minibatches", ge=1, extends=True)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,11 @@ class MixtureLearner(Learner):
     """A learner with no optimizer: its state is the mixture's variational parameters (and, for
     SVI, the running sufficient statistics), saved as the checkpoint's extra state."""
 
-    def __init__(self, cfg: GMMRunConfig, points: Points):
+    def __init__(self, cfg: GMMRunConfig, points: Points | None = None):
         super().__init__()
-        self.cfg, self.x = cfg, points.x
-        self.model = cfg.model.build(points.dim)
+        # without the points (a saved run rebuilt to be used), the fit comes from the checkpoint
+        self.cfg, self.x = cfg, None if points is None else points.x
+        self.model = cfg.model.build(cfg.data.dim if points is None else points.dim)
         self.stats: dict[str, torch.Tensor] | None = None
         self.resp: torch.Tensor | None = None  # q(z), carried between CAVI iterations
         self.last: float | None = None  # the ELBO after the last iteration
@@ -252,12 +255,57 @@ def _ari(labels, guess) -> float:
     return float(adjusted_rand_score(labels.numpy(), guess.numpy()))
 
 
+class LoadedGMM(Loaded):
+    """A fitted mixture (``elbokit.load``) with scikit-learn's verbs, on points (n, D) in the
+    space it was fitted in: ``predict`` (the most responsible component), ``predict_proba``
+    (q(z = k | x), as sklearn's BayesianGaussianMixture computes them: from E_q[ln pi_k] and
+    E_q[ln p(x | theta_k)]), ``score_samples`` (the log posterior predictive density log p(x |
+    D), exact under q: a mixture of Student's t for the full model, Bishop 10.81), ``score``
+    (its mean); ``weights_``, ``means_``, ``covariances_`` as sklearn names them."""
+
+    @property
+    def model(self):
+        return self.learner.model
+
+    def _x(self, x) -> torch.Tensor:
+        return as_batch(x, "x", dtype=torch.float64)
+
+    def predict(self, x) -> torch.Tensor:
+        """(n,) int64: the component of largest responsibility."""
+        return self.model.predict(self._x(x))
+
+    def predict_proba(self, x) -> torch.Tensor:
+        """(n, K) responsibilities q(z = k | x)."""
+        return self.model.responsibilities(self._x(x))
+
+    def score_samples(self, x) -> torch.Tensor:
+        """(n,) log p(x | D), the posterior predictive density, nats."""
+        return self.model.predictive_log_prob(self._x(x))
+
+    def score(self, x) -> float:
+        """The mean of ``score_samples`` (sklearn's ``score``)."""
+        return float(self.score_samples(x).mean())
+
+    @property
+    def weights_(self) -> torch.Tensor:
+        return self.model.weights()
+
+    @property
+    def means_(self) -> torch.Tensor:
+        return self.model.means()
+
+    @property
+    def covariances_(self) -> torch.Tensor:
+        return self.model.covariances()
+
+
 class GMMRecipe(Recipe):
     name = "gmm"
     help = "a Bayesian Gaussian mixture by CAVI (or SVI) with its full ELBO, beside scikit-learn's"
     config = GMMRunConfig
     eval_options = GMMEvalOptions
     verb = "fit"
+    loaded = LoadedGMM
     renamed: ClassVar[dict[str, str | None]] = {
         "train.epochs": "train.iterations",
         "train.batch_size": "inference.batch_size",
@@ -283,13 +331,14 @@ class GMMRecipe(Recipe):
         return PointStream(steps, points.name, points=points)
 
     def learner(self, cfg, data) -> MixtureLearner:
-        return MixtureLearner(cfg, data.points)
+        return MixtureLearner(cfg, None if data is None else data.points)
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
         if world.size > 1:
             raise ConfigError("gmm fits on one process: run it without torchrun")
         data = self.data(cfg)
         p, m = data.points, cfg.model
+        cfg = derive(cfg, data={"dim": p.dim})
         learner = self.learner(cfg, data)
         how = ("CAVI, one iteration per step" if cfg.inference.method == "cavi" else
                f"SVI, minibatches of {cfg.inference.batch_size}, step (t + {cfg.inference.tau:g})^-{cfg.inference.kappa:g}")  # fmt: skip

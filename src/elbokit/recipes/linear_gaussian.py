@@ -33,6 +33,7 @@ from elbokit.evaluate import importance_log_likelihood
 from elbokit.models.linear_gaussian import LinearGaussianConfig
 from elbokit.objectives import ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import LatentLoaded, as_batch
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 
@@ -96,10 +97,34 @@ def _exact(model, x):
     return model.exact_terms(x)
 
 
+class LoadedLinearGaussian(LatentLoaded):
+    """A fitted linear-Gaussian model (``elbokit.load``): the verbs of ``LatentLoaded`` on
+    vectors (B, D), and its exact answers: ``posterior(x)`` = p(z | x) and ``log_evidence(x)``
+    = log p(x), against which the encoder's q(z | x) and the ELBO can be judged."""
+
+    def prepare(self, x, what: str = "x") -> torch.Tensor:
+        x = as_batch(x, what, device=self.device)
+        d = self.config.model.data_dim
+        if x.dim() != 2 or x.shape[1] != d:
+            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes (B, {d})")
+        return x
+
+    @torch.no_grad()
+    def posterior(self, x) -> torch.distributions.MultivariateNormal:
+        """The exact posterior p(z | x) of each example (batch shape (B,))."""
+        return self.model.posterior(self.prepare(x))
+
+    @torch.no_grad()
+    def log_evidence(self, x) -> torch.Tensor:
+        """The exact log p(x) of each example, (B,) nats."""
+        return self.model.log_marginal(self.prepare(x))
+
+
 class LinearGaussianRecipe(Recipe):
     name = "linear-gaussian"
     help = "probabilistic PCA by its ELBO, with log p(x) and the KL to the posterior exact"
     config = LinearGaussianRunConfig
+    loaded = LoadedLinearGaussian
     eval_options = LinearGaussianEvalOptions
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "2,000 vectors in 20-D from a 4-latent model, 40 epochs: seconds",
@@ -122,7 +147,10 @@ class LinearGaussianRecipe(Recipe):
         return cfg.data.load(cfg.train.seed)
 
     def learner(self, cfg, data) -> ObjectiveLearner:
-        total = cfg.train.epochs * data.num_batches("train", cfg.train.batch_size)
+        # the annealing schedules run over the steps of training; a saved run rebuilt
+        # without its data (data None) is only evaluated, where they do not apply
+        per_epoch = 1 if data is None else data.num_batches("train", cfg.train.batch_size)
+        total = cfg.train.epochs * per_epoch
         model = cfg.model.build()
         return ObjectiveLearner(model, cfg.objective.build(total), cfg.optim, diagnostics=_exact)
 

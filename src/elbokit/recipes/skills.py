@@ -23,6 +23,7 @@ forward-MI bound and goal reaching by planning over skills against random skills
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -43,6 +44,7 @@ from elbokit.models.envs import make_env
 from elbokit.models.sac import SAC, SACConfig
 from elbokit.models.skills import SKILL_METHODS, SkillConfig
 from elbokit.recipes.base import Built, Recipe, Run
+from elbokit.recipes.loaded import ActingLoaded, as_batch, play_gymnasium
 from elbokit.seeding import mix, seeded
 from elbokit.train.acting import ActingLearner
 from elbokit.train.learner import Evaluation, StepContext, make_adam
@@ -132,6 +134,8 @@ class SkillLearner(ActingLearner):
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)  # one process: the recipe's build refuses several
+        if not ctx.training:
+            return
         self.optimizers = self.sac.optimizers(make_adam)
         name, module = next(iter(self.method.modules().items()))
         self.optimizers[f"{name}_optim"] = make_adam(module.parameters(), self.cfg.skill.lr)
@@ -268,11 +272,90 @@ def judge(learner: SkillLearner, *, episodes: int, policy: str, seed: int, goals
         return r
 
 
+class LoadedSkills(ActingLoaded):
+    """Trained skills (``elbokit.load``): ``act(obs, skill)`` the SAC policy's action for a
+    skill, ``skill_policy(skill)`` a function of the observation alone, ``play`` whole
+    episodes of one skill. A skill is an index 0..K-1 (DIAYN) or a vector in [-1, 1]^d (DADS)."""
+
+    @property
+    def skills(self) -> int:
+        """DIAYN's K (0 for DADS, whose skills are continuous)."""
+        return self.learner.method.k if self.learner.method.name == "diayn" else 0
+
+    def skill_vector(self, skill) -> torch.Tensor:
+        """The policy's skill input: a one-hot of K (DIAYN) or the vector itself (DADS)."""
+        m = self.learner.method
+        if m.name == "diayn":
+            if isinstance(skill, bool) or not isinstance(skill, int) or not 0 <= skill < m.k:
+                raise ValueError(f"skill = {skill!r}; expected an index 0..{m.k - 1}")
+            return torch.nn.functional.one_hot(torch.tensor(skill), m.k).float()
+        z = as_batch([skill] if not hasattr(skill, "__len__") else skill, "skill")
+        if z.shape != (m.skill_dim,) or bool((z.abs() > 1).any()):
+            raise ValueError(f"skill = {skill!r}; expected a vector of {m.skill_dim} values in "
+                             "[-1, 1]")  # fmt: skip
+        return z
+
+    @torch.no_grad()
+    def act(self, obs, skill, *, deterministic: bool = True, seed: int | None = None):
+        """obs (obs_dim,) or a batch (N, obs_dim) -> action(s) in the env's space."""
+        x = as_batch(obs, "obs")
+        single = x.dim() == 1
+        x = x[None] if single else x
+        if x.shape[1:] != (self.env.obs_dim,):
+            raise ValueError(f"obs has shape {tuple(x.shape)}; these skills observe "
+                             f"({self.env.obs_dim},) ({self.env.name})")  # fmt: skip
+        z = self.skill_vector(skill).expand(len(x), -1)
+        with seeded(seed) if seed is not None and not deterministic else contextlib.nullcontext():
+            a = self.learner.act(x, z, deterministic=deterministic)
+        action = self.env_action(a)
+        return action[0] if single else action
+
+    def skill_policy(self, skill, *, deterministic: bool = True):
+        """The policy of one skill: a function obs -> action."""
+        self.skill_vector(skill)  # checked now, not at the first call
+        return lambda obs: self.act(obs, skill, deterministic=deterministic)
+
+    def play(self, skill, env=None, episodes: int = 1, *, seed: int = 0,
+             deterministic: bool = True) -> dict:  # fmt: skip
+        """Episodes of one skill, in the run's own environment (``env`` None: a fresh copy of
+        it, ``point`` included) or in a gymnasium ``env`` of the same spaces; with the
+        final states reached ("final_states", (episodes, obs_dim))."""
+        policy = self.skill_policy(skill, deterministic=deterministic)
+        if env is not None:
+            self.check_env(env)
+            return play_gymnasium(env, lambda o, s: (policy(o), s), episodes, seed)
+        if episodes < 1:
+            raise ValueError(f"episodes = {episodes}; expected at least 1")
+        z = self.skill_vector(skill)[None]
+        own = self.config.env.make(1, seed)  # takes the policy's [-1, 1] actions as they are
+        returns, lengths, finals = [], [], []
+        try:
+            with seeded(seed):
+                for _ in range(episodes):
+                    obs, total, length = own.reset(), 0.0, 0
+                    while True:
+                        tr = own.step(self.learner.act(obs, z, deterministic=deterministic))
+                        total, length = total + float(tr.reward[0]), length + 1
+                        if bool(tr.done[0]):
+                            finals.append(tr.next_obs[0].tolist())
+                            break
+                        obs = tr.obs
+                    returns.append(total)
+                    lengths.append(length)
+        finally:
+            own.close()
+        r = torch.tensor(returns, dtype=torch.float64)
+        return {"returns": returns, "lengths": lengths, "mean_return": float(r.mean()),
+                "return_se": float(r.std() / math.sqrt(episodes)) if episodes > 1 else 0.0,
+                "final_states": finals}  # fmt: skip
+
+
 class SkillsRecipe(Recipe):
     name = "skills"
     help = "skills discovered by mutual information with no reward (DIAYN, DADS) and a SAC policy"
     config = SkillsRunConfig
     eval_options = SkillsEvalOptions
+    loaded = LoadedSkills
     renamed: ClassVar[dict[str, str | None]] = {
         "agent": "loop",
         "train.batch_size": "loop.batch_size",

@@ -27,6 +27,7 @@ from elbokit.evaluate import diagnose, importance_log_likelihood
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import LatentLoaded, as_batch
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import PRECISIONS, check_device, check_device_name, resolve_precision
@@ -65,6 +66,29 @@ class VAEEvalOptions(Section):
         check_device_name(self.device)
 
 
+class LoadedVAE(LatentLoaded):
+    """A trained VAE (``elbokit.load``): ``sample``, ``encode``, ``decode``, ``reconstruct``,
+    ``elbo``, ``log_prob`` (``LatentLoaded``) on images of the run's shape, given as 8-bit
+    pixels (uint8, 0..255) or floats in [0, 1]; binarized as in training where the run
+    binarized (a Bernoulli draw per pixel from ``seed``)."""
+
+    def prepare(self, x, what: str = "x", seed: int = 0) -> torch.Tensor:
+        x = as_batch(x, what, device=self.device)
+        shape = self.model.data_shape
+        if x.dim() == 2 and x.shape[1] == math.prod(shape):  # flattened images
+            x = x.reshape(len(x), *shape)
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes images of "
+                             f"shape (B, {', '.join(map(str, shape))})")  # fmt: skip
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if self.config.data.binarize != "none" and not bool(((x == 0) | (x == 1)).all()):
+            x = torch.bernoulli(
+                x.clamp(0, 1), generator=torch.Generator(x.device).manual_seed(seed)
+            )
+        self.model.likelihood.check_data(x, what)
+        return x
+
+
 class VAERecipe(Recipe):
     name = "vae"
     help = "a VAE on images (mnist5k by default); --preset debug runs in seconds"
@@ -85,6 +109,7 @@ class VAERecipe(Recipe):
     }
 
     sweeps: ClassVar[dict[str, str]] = {"beta": "objective.beta"}
+    loaded = LoadedVAE
 
     def default_out(self, cfg):
         return f"runs/vae-{Path(cfg.data.source).name}"
@@ -98,7 +123,10 @@ class VAERecipe(Recipe):
         return cfg.data.load(cfg.train.seed)
 
     def learner(self, cfg, data) -> ObjectiveLearner:
-        total = cfg.train.epochs * data.num_batches("train", cfg.train.batch_size)
+        # the annealing schedules run over the steps of training; a saved run rebuilt
+        # without its data (data None) is only evaluated, where they do not apply
+        per_epoch = 1 if data is None else data.num_batches("train", cfg.train.batch_size)
+        total = cfg.train.epochs * per_epoch
         return ObjectiveLearner(VAE(cfg.model), cfg.objective.build(total), cfg.optim)
 
     def build(self, cfg, run_dir, *, world, say) -> Built:

@@ -26,6 +26,7 @@ from elbokit.evaluate.world_model import OpenLoopSettings, latent_usage, open_lo
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
+from elbokit.recipes.loaded import Loaded, as_batch
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig, Trainer
 
@@ -53,11 +54,63 @@ class WorldModelEvalOptions(Section):
     seed: int = opt(0, "seed of the imagined samples", ge=0)
 
 
+class LoadedWorldModel(Loaded):
+    """A trained world model (``elbokit.load``): ``observe`` filters a recorded sequence into
+    the RSSM's states, ``imagine`` continues it under actions with the prior alone and decodes
+    what it dreams. Observations are (B, T, *obs_shape): images in [0, 1] (or uint8 pixels),
+    or vectors; actions (B, T, action_dim) as recorded (one-hot for discrete actions)."""
+
+    @property
+    def model(self) -> WorldModel:
+        return self.learner.model
+
+    def _sequence(self, obs, actions) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = as_batch(obs, "obs", device=self.device)
+        obs = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        actions = as_batch(actions, "actions", device=self.device)
+        shape, a = self.model.obs_shape, self.model.config.action_dim
+        if obs.dim() != 2 + len(shape) or tuple(obs.shape[2:]) != shape:
+            raise ValueError(f"obs has shape {tuple(obs.shape)}; this model takes (B, T, "
+                             f"{', '.join(map(str, shape))})")  # fmt: skip
+        if actions.dim() != 3 or actions.shape[-1] != a or actions.shape[:2] != obs.shape[:2]:
+            raise ValueError(f"actions have shape {tuple(actions.shape)}; expected "
+                             f"({obs.shape[0]}, {obs.shape[1]}, {a}), beside obs")  # fmt: skip
+        return obs, actions
+
+    @torch.no_grad()
+    def observe(self, obs, actions, *, seed: int = 0):
+        """The posterior states of a sequence (an ``RSSMState``: h (B, T, deter), z (B, T,
+        groups * classes), the prior's and posterior's log-probabilities (B, T, G, K)); the
+        action at t is the one that led to obs t (zeros at the start)."""
+        obs, actions = self._sequence(obs, actions)
+        g = torch.Generator(self.device).manual_seed(seed)
+        return self.model.rssm.observe(self.model.embed(obs), actions, generator=g)
+
+    @torch.no_grad()
+    def imagine(self, obs, actions, future_actions, *, seed: int = 0, sample: bool = True):
+        """Observe (obs, actions), then imagine ``future_actions`` (B, H, action_dim) ahead:
+        {"obs" (B, H, *obs_shape) decoded, "reward" (B, H), "discount" (B, H) probabilities}.
+        ``sample=False`` takes each step's most likely latent classes."""
+        seen = self.observe(obs, actions, seed=seed)
+        future = as_batch(future_actions, "future_actions", device=self.device)
+        if future.dim() != 3 or future.shape[0] != seen.h.shape[0] or \
+                future.shape[-1] != self.model.config.action_dim:  # fmt: skip
+            raise ValueError(f"future_actions have shape {tuple(future.shape)}; expected "
+                             f"({seen.h.shape[0]}, H, {self.model.config.action_dim})")  # fmt: skip
+        g = torch.Generator(self.device).manual_seed(seed + 1)
+        dream = self.model.rssm.imagine((seen.h[:, -1], seen.z[:, -1]), future, g, sample)
+        out = self.model.heads(dream)
+        return {"obs": self.model.decoded(out["obs_mean"].float()),
+                "reward": out["reward_mean"].float(),
+                "discount": torch.sigmoid(out["discount_logits"].float())}  # fmt: skip
+
+
 class WorldModelRecipe(Recipe):
     name = "world-model"
     help = "a DreamerV2-style world model on episodes; --preset debug runs in seconds"
     config = WorldModelRunConfig
     eval_options = WorldModelEvalOptions
+    loaded = LoadedWorldModel
     renamed: ClassVar[dict[str, str | None]] = {
         "model.image_shape": "model.obs_shape",
         "objective.image_scale": "objective.obs_scale",

@@ -70,8 +70,10 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dic
     optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict) -> Path:
-    """Write the checkpoint of ``step`` and point state.json at it; returns its folder."""
+def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict, *, keep: int = 1,
+                    protect: str = "") -> Path:  # fmt: skip
+    """Write the checkpoint of ``step`` and point state.json at it; returns its folder. The last
+    ``keep`` checkpoints are kept (0: all), and the one named ``protect`` (the best so far)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
@@ -90,8 +92,11 @@ def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict) -
         run_dir / "state.json",
         json.dumps({**state, "step": step, "checkpoint": f"checkpoints/{name}"}, indent=2),
     )
+    steps = sorted(p.name for p in root.iterdir() if p.name.startswith("step-") and p.is_dir()
+                   and not p.name.endswith(".tmp"))  # fmt: skip
+    kept = set(steps[-keep:] if keep else steps) | {name, Path(protect).name}
     for old in root.iterdir():
-        if old.name != name:
+        if old.name not in kept:
             shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -39,6 +39,14 @@ class World:
         dist.all_reduce(values)
         return values / self.size
 
+    def broadcast(self, value):
+        """Rank 0's ``value`` (any picklable object of our own making) on every rank."""
+        if self.size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 def setup(device: str) -> World:
     """Join torchrun's process group when WORLD_SIZE > 1; otherwise a world of one."""

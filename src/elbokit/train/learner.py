@@ -129,8 +129,12 @@ class StepContext:
         precision: str = "fp32",
         grad_clip: float = 0.0,
         batch_size: int = 100,
+        training: bool = True,
     ):
         self.device = torch.device(device)
+        # False for a learner rebuilt only to be used (a loaded run): no optimizers are built
+        # (making the first one imports torch's compiler, a second on a laptop)
+        self.training = training
         self.world = world or World()
         self.precision = precision
         self.grad_clip = grad_clip
@@ -188,7 +192,7 @@ class Learner:
     # ---------------------------------------------------------------- what a learner implements
     def setup(self, ctx: StepContext) -> None:
         """Move the modules to ``ctx.device`` and build the optimizers (override to add yours,
-        calling this first)."""
+        calling this first; none where ``ctx.training`` is False)."""
         self.ctx = ctx
         for module in self.modules.values():
             module.to(ctx.device)
@@ -352,7 +356,8 @@ class ObjectiveLearner(Learner):
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
-        self.optimizers = {"optimizer": make_adam(self.model.parameters(), self.optim.lr)}
+        if ctx.training:
+            self.optimizers = {"optimizer": make_adam(self.model.parameters(), self.optim.lr)}
         self.module = ctx.wrap(ObjectiveModule(self.model, self.objective))
 
     def train_step(self, batch, step: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import torch
 
-from elbokit.config import Section, opt
+from elbokit.config import ConfigError, Section, opt
 from elbokit.files import atomic_write_text
 from elbokit.seeding import mix
 from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
@@ -59,15 +59,22 @@ class LoopConfig(Section):
     properties over fields named for what they are in that kind (CAVI iterations)."""
 
     seed: int = opt(0, "seeds initialization, split, order and sampling", ge=0)
-    checkpoint_every: int = opt(500, "steps between checkpoints (and at the end)", ge=1)
+    checkpoint_every: int = opt(500, "steps between checkpoints (and at the end; a run shorter "
+                                "than this also halfway, so it can be resumed)", ge=1)  # fmt: skip
+    keep_checkpoints: int = opt(1, "the last N checkpoints kept (0: all)", ge=0, on_resume=True)
+    keep_best: str = opt(
+        "", "also keep the checkpoint of the best evaluation by this logged metric, "
+        "METRIC[:max|:min] (test/elbo; max unless :min)", on_resume=True,
+    )  # fmt: skip
     log_every: int = opt(50, "steps between metrics.jsonl lines", ge=1)
     eval_every: int = opt(1, "epochs between evaluations (and at the end)", ge=1)
     threads: int = opt(
-        -1,
-        "torch threads for the run (-1: auto, one per core that other work leaves free, "
-        "measured at the start; 0: torch's default)",
-        ge=-1,
-    )
+        0,
+        "torch threads: 0, one per core of this machine (the same count however busy it is, so "
+        "the same numbers); auto (-1), one per core that other work leaves free at the start; "
+        "N, that many. The count used is saved with the run and a resume uses it",
+        ge=-1, words={"auto": -1},
+    )  # fmt: skip
     flush_denormal: bool = opt(True, "flush denormal floats during the run")
     progress: bool = opt(True, "progress bar", on_resume=True)
     grad_clip: float = opt(0.0, "clip each update's gradient norm to this (0: off)", ge=0)
@@ -80,11 +87,31 @@ class LoopConfig(Section):
 
     def validate(self):
         check_device_name(self.device)
+        if self.keep_best:
+            metric, _, direction = self.keep_best.partition(":")
+            if not metric or direction not in ("", "max", "min"):
+                raise ConfigError(
+                    f"keep_best = {self.keep_best!r}: expected METRIC, METRIC:max or METRIC:min "
+                    "(test/elbo:max)", field="keep_best", value=self.keep_best,
+                    detail="expected METRIC, METRIC:max or METRIC:min (test/elbo:max)",
+                )  # fmt: skip
+
+    def best_metric(self) -> tuple[str, bool]:
+        """(the metric of keep_best, whether larger is better)."""
+        metric, _, direction = self.keep_best.partition(":")
+        return metric, direction != "min"
+
+
+def checkpoint_interval(every: int, total: int) -> int:
+    """Steps between checkpoints for a run of ``total`` steps: ``every``, or half the run where
+    ``every`` would leave it no checkpoint before its end (a run that can never be resumed)."""
+    return every if every < total or total < 2 else max(1, total // 2)
 
 
 @dataclass(frozen=True)
 class _Epochs(Section):
-    epochs: int = opt(30, "passes over the training set", ge=1)
+    epochs: int = opt(30, "passes over the training set (--resume RUN --epochs N continues a run "
+                      "to N)", ge=1, extends=True)  # fmt: skip
     batch_size: int = opt(100, "examples per step", ge=1)
 
 
@@ -98,7 +125,7 @@ class TrainConfig(LoopConfig, _Epochs):
 class _Blocks(Section):
     epochs: int = opt(
         100, "blocks of steps_per_epoch environment steps, an evaluation after every eval_every",
-        ge=1,
+        ge=1, extends=True,
     )  # fmt: skip
 
 
@@ -163,6 +190,7 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.last_saved: int | None = None
+        self.best: dict | None = None  # the best evaluation by keep_best, and its checkpoint
 
     def fit(
         self,
@@ -196,7 +224,7 @@ class Trainer:
         learner.setup(ctx)
         learner.check_names()
         step, epoch, start = 0, 0, 0
-        self.last_saved = None
+        self.last_saved, self.best = None, None
         if resume:
             snap, state = load_checkpoint(
                 self.run_dir, learner.tensor_groups(), list(learner.optimizers), ("extra",)
@@ -204,9 +232,11 @@ class Trainer:
             learner.restore(snap, str(self.run_dir / state["checkpoint"]))
             step, epoch, start = state["step"], state["epoch"], state["batch"]
             self.last_saved = step
+            self.best = state.get("best")
             if world.main:
                 _drop_lines_after(self.run_dir / "metrics.jsonl", step)
         per_epoch = data.num_batches("train", cfg.batch_size)
+        every = checkpoint_interval(cfg.checkpoint_every, cfg.epochs * per_epoch)
         writer = RunWriter(self.run_dir, world.main, cfg.progress, cfg.epochs * per_epoch, step)
         window: dict[str, float] = {}
         counts: dict[str, int] = {}
@@ -238,7 +268,7 @@ class Trainer:
                             line = {f"train/{k}": v / counts[k] for k, v in window.items()}
                             writer.log(step, epoch, {**line, "time/steps_per_s": rate})
                             window, counts, window_n, t0 = {}, {}, 0, time.perf_counter()
-                        if step % cfg.checkpoint_every == 0:
+                        if step % every == 0:
                             self._save(world, learner, step, epoch, start)
                         if stop_at is not None and step >= stop_at:
                             return test_metrics
@@ -248,12 +278,14 @@ class Trainer:
                         if world.main:
                             test_metrics = self.evaluate(learner, data, step).named()
                             writer.log(step, epoch, test_metrics)
+                            self._keep_best(test_metrics, world, learner, step, epoch, start)
                         break
                     epoch, start = epoch + 1, 0
                     if world.main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                         result = self.evaluate(learner, data, step)
                         test_metrics = result.named()
                         writer.log(step, epoch, test_metrics)
+                        self._keep_best(test_metrics, world, learner, step, epoch, start)
                         if result.finished:  # a goal reached (a target return): save, stop
                             break  # here rather than after one more step and a second evaluation
                 if self.last_saved != step:
@@ -274,6 +306,28 @@ class Trainer:
 
     def _save(self, world, learner: Learner, step: int, epoch: int, batch: int) -> None:
         if world.main:
-            state = {"epoch": epoch, "batch": batch, "seed": self.config.seed}
-            save_checkpoint(self.run_dir, step, learner.snapshot(), state)
+            cfg = self.config
+            state = {"epoch": epoch, "batch": batch, "seed": cfg.seed}
+            if self.best:
+                state["best"] = self.best
+            save_checkpoint(self.run_dir, step, learner.snapshot(), state,
+                            keep=cfg.keep_checkpoints, protect=(self.best or {}).get("checkpoint", ""))  # fmt: skip
         self.last_saved = step
+
+    def _keep_best(self, metrics: dict, world, learner: Learner, step, epoch, batch) -> None:
+        """With ``keep_best``: a checkpoint of this step kept while it is the best evaluation."""
+        if not self.config.keep_best:
+            return
+        metric, larger = self.config.best_metric()
+        if metric not in metrics:
+            raise ConfigError(
+                f"--keep-best {self.config.keep_best}: this run's evaluation logs "
+                f"{', '.join(sorted(metrics))}, not {metric}; the checkpoints so far are kept "
+                f"(--resume continues with --keep-best one of those)"
+            )
+        value = float(metrics[metric])
+        best = self.best
+        if best is None or (value > best["value"] if larger else value < best["value"]):
+            self.best = {"metric": metric, "value": value, "step": step,
+                         "checkpoint": f"checkpoints/step-{step:07d}"}  # fmt: skip
+            self._save(world, learner, step, epoch, batch)

@@ -9,8 +9,9 @@ bf16 runs under 0.75x the fp32 rate (a run would take up to twice as long, or ho
 picks bf16 only where it runs at least 1.3x fp32, else fp32. On CUDA, bf16 needs
 ``torch.cuda.is_bf16_supported()`` and ``auto`` takes it there.
 
-Threads. ``threads=-1`` (the default) picks one thread per core that other work leaves free,
-measured when the run starts; ``0`` leaves torch's count; see ``choose_threads``.
+Threads. ``threads=0`` (the default) takes one thread per core of the machine, never its load
+(the thread count changes a run's numbers); ``-1`` (``--threads auto``) one per core that other
+work leaves free, measured when the run starts; see ``choose_threads``.
 
 Denormals are flushed for the run's duration (restored afterwards, never at import): Adam's
 moment estimates decay into the denormal range and slowed epochs from 9 s to 13 s on one
@@ -245,25 +246,32 @@ def _busy_cores(interval: float = 0.1) -> float:
 
 
 def choose_threads(requested: int) -> tuple[int, str]:
-    """(threads, why). ``requested`` > 0: that many. 0: torch's current count. -1 (auto, the
-    default): the usable cores minus those other work keeps busy, measured over 0.1 s at the
-    start of the run, at least 1 and at most torch's count. OpenMP threads that share a core with
-    other work spin-wait for each other: beside a 2-thread matmul loop on 2 cores the main job
-    ran 1.82 s/epoch with 2 threads against 0.92 with auto's 1 (AMD EPYC, AVX-512; 17x its idle
-    time on an AVX2 EPYC), while idle, auto picks 2 and runs as the default does
-    (benchmarks/threads_under_load.py)."""
+    """(threads, why). ``requested`` > 0: that many. 0 (the default): one per usable core of
+    this machine (at most torch's count, shared among torchrun's processes on it), whatever its
+    load, because the count changes the numbers (the main job's log p(x) moved by 0.3 nats
+    between 1 and 2 threads); where other work keeps cores busy, ``why`` says that fewer would
+    run faster. -1 (auto): the usable cores minus those other work keeps busy, measured over
+    0.1 s at the start: OpenMP threads that share a core with other work spin-wait for each
+    other, and beside a 2-thread matmul loop on 2 cores the main job ran 1.82 s/epoch with 2
+    threads against 0.92 with 1 (AMD EPYC, AVX-512; 17x its idle time on an AVX2 EPYC;
+    benchmarks/threads_under_load.py)."""
     current = torch.get_num_threads()
     if requested > 0:
         return requested, f"{requested} (--threads)"
-    if requested == 0:
-        return current, f"{current} (torch's default)"
     cores = cpu_info().cores
     busy = _busy_cores()
     # under torchrun the processes on this machine share its cores
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    free = max(1, min(current, cores // local, round(cores - busy)))
     share = f", {local} processes" if local > 1 else ""
-    return free, f"{free} (auto: {cores} cores{share}, {busy:.1f} busy with other work)"
+    machine = max(1, min(current, cores // local))
+    free = max(1, min(machine, round(cores - busy)))
+    if requested == -1:
+        return free, f"{free} (auto: {cores} cores{share}, {busy:.1f} busy with other work)"
+    hint = ""
+    if free < machine:
+        hint = (f"; other work keeps {busy:.1f} of {cores} cores busy: --threads {free} (or "
+                f"auto) would likely run ~{machine / free:.0f}x faster here, with other numbers")  # fmt: skip
+    return machine, f"{machine} (one per core{share}){hint}"
 
 
 @contextlib.contextmanager
