@@ -121,6 +121,17 @@ def add_config_arguments(
     return by_dest
 
 
+# what other libraries call our options: answered with ours (closest() cannot see these)
+SYNONYMS = {
+    "--learning-rate": "--lr", "--learning_rate": "--lr", "--lr-rate": "--lr",
+    "--num-epochs": "--epochs", "--n-epochs": "--epochs", "--max-epochs": "--epochs",
+    "--bs": "--batch-size", "--batch": "--batch-size", "--batchsize": "--batch-size",
+    "--z-dim": "--latent-dim", "--zdim": "--latent-dim", "--latent-size": "--latent-dim",
+    "--dataset": "--data", "--output": "--out", "--output-dir": "--out", "--outdir": "--out",
+    "--random-seed": "--seed", "--num-threads": "--threads",
+}  # fmt: skip
+
+
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """Parse ``argv``; an unknown option is a UsageError naming the closest valid option."""
     ns, extras = parser.parse_known_args(argv)
@@ -129,7 +140,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
         if bad.startswith("-"):
             name = bad.split("=", 1)[0]
             options = [s for a in parser._actions for s in a.option_strings]
-            hint = closest(name, options)
+            hint = SYNONYMS.get(name) if SYNONYMS.get(name) in options else closest(name, options)
             raise UsageError(
                 f"{parser.prog}: unknown option {name}"
                 + (f"; did you mean {hint}?" if hint else "")

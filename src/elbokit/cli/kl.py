@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -78,7 +79,10 @@ def run_kl(cfg: KLConfig) -> int:
     if cfg.check:
         if p.event_shape != torch.Size() or p.support.is_discrete:
             raise ValueError("--check integrates univariate continuous pairs only")
-        checks = (kl_quadrature(p, q), kl_quadrature(q, p))
+        with warnings.catch_warnings(record=True) as caught:  # told in one line below
+            warnings.simplefilter("always")
+            checks = (kl_quadrature(p, q), kl_quadrature(q, p))
+        unsure = any(issubclass(w.category, RuntimeWarning) for w in caught)
     if cfg.json:
         out = {"p": cfg.p, "q": cfg.q, "kl_pq": _record(forward), "kl_qp": _record(reverse)}
         if checks:
@@ -86,12 +90,26 @@ def run_kl(cfg: KLConfig) -> int:
         print(json.dumps(out, indent=2, allow_nan=False))
         return 0
     print(f"p = {cfg.p}\nq = {cfg.q}")
-    print(f"KL(p || q) = {forward}")
-    print(f"KL(q || p) = {reverse}")
-    if checks:
-        print(f"reference, KL(p || q) = {checks[0]}")
-        print(f"reference, KL(q || p) = {checks[1]}")
+    same_support = p.support == q.support or str(p.support) == str(q.support)
+    for name, e in (("KL(p || q)", forward), ("KL(q || p)", reverse)):
+        print(f"{name} = {e}" + _overflow_note(e, same_support))
+    for name, e in zip(("KL(p || q)", "KL(q || p)"), checks or (), strict=False):
+        if math.isnan(e.value.item()):
+            print(f"reference, {name}: the quadrature failed at these scales (its integrand "
+                  "over- or underflows float64); no reference value")  # fmt: skip
+        else:
+            print(f"reference, {name} = {e}" + _overflow_note(e, same_support))
+    if checks and unsure:
+        print("(scipy's quadrature did not converge on every interval: the references may be off)")
     return 0
+
+
+def _overflow_note(e: KLEstimate, same_support: bool) -> str:
+    """An infinite KL between distributions on the same support is a value past float64's
+    largest (1.8e308), not an infinite divergence: say so."""
+    if math.isinf(e.value.item()) and same_support:
+        return " (beyond float64's largest number, 1.8e308: finite, but too large to compute)"
+    return ""
 
 
 def run_kl_plot(cfg: KLPlotConfig) -> int:

@@ -278,6 +278,12 @@ def _build(call: _Call, text: str) -> td.Distribution:
     constraints = fam.build.arg_constraints
     for key, value in given.items() if isinstance(constraints, dict) else ():
         constraint = constraints.get(key)
+        matrix = key in ("covariance_matrix", "scale_tril", "precision_matrix", "cov_factor")
+        if matrix and value.dim() < 2:
+            raise SpecError(
+                f"{call.name}: {key} = {value.tolist()} is not a matrix; write it as a list of "
+                f"rows, [[...]] ({fam.doc})", text, where.get(key, call.pos),
+            )  # fmt: skip
         if constraint is not None and not bool(constraint.check(value).all()):
             raise SpecError(
                 f"{call.name}: {key} = {value.tolist()} does not satisfy {constraint}",

@@ -343,7 +343,8 @@ class Diffusion(nn.Module):
     def loss(self, x0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss of the config (a batch mean) and named terms (batch means): "mse",
         "vlb_t" (L_{t-1} at the sampled t, nats), and "bound" = L_T + T L_{t-1}, an unbiased
-        single-sample estimate of the whole bound in bits/dim."""
+        single-sample estimate of the whole bound (L_0 included, as t = 1 is one of the t drawn),
+        in bits/dim for discrete (8-bit) data and in nats per example for a density."""
         cfg = self.cfg
         t, weight = self.sample_t(len(x0), x0.device)
         noise = torch.randn_like(x0)
@@ -362,7 +363,10 @@ class Diffusion(nn.Module):
         named = {
             "mse": terms["mse"].mean().detach(),
             "vlb_t": terms["vlb"].mean().detach(),
-            "bound": (prior_bits + self.steps * weight * vlb_bits).mean().detach(),
+            # in the unit its evaluation reports: bits/dim for 8-bit images, nats per example
+            # for a density (2-D points); t = 1 is drawn like every t, so L_0 is in it
+            "bound": (prior_bits + self.steps * weight * vlb_bits).mean().detach()
+            * (1.0 if cfg.discrete else bits),
         }
         return loss.mean(), named
 

@@ -456,6 +456,22 @@ class AgentRecipe(Recipe):
     config = AgentRunConfig
     eval_options = AgentEvalOptions
     loaded = LoadedAgent
+    labels: ClassVar[dict[str, str]] = {
+        "mean_return": "mean return",
+        "return_se": "mean return, standard error",
+        "value_error": "critic's error, mean |v - G| on real episodes",
+        "value_mean": "critic's mean value v",
+        "return_to_go_mean": "mean discounted return-to-go G",
+        "value_steps": "steps the critic was judged on",
+        "episodes": "fresh episodes",
+        "policy": "policy (mode: its most likely action)",
+        "env_steps": "environment steps",
+        "updates": "gradient updates",
+        "train_seconds": "training time (s)",
+        "seed": "seed of the evaluation",
+        "pixels": "observes pixels",
+        "env": "environment",
+    }
     renamed: ClassVar[dict[str, str | None]] = {
         "train.batch_size": "agent.batch_size", "model.image_shape": "model.obs_shape",
         "objective.image_scale": "objective.obs_scale",
@@ -556,8 +572,8 @@ class AgentRecipe(Recipe):
             f"{run.dir} at step {state['step']} ({learner.transitions:,} environment steps, "
             f"{learner.updates:,} gradient steps, {learner.seconds:.0f} s of training): "
             f"{options.episodes} fresh episodes of {cfg.env.name}, policy {options.policy}",
-            f"  return {r['mean_return']:.1f} +- {r['return_se']:.1f} (min {min(r['returns']):.0f}, "
-            f"max {max(r['returns']):.0f})",
+            f"  return {r['mean_return']:.1f} +- {r['return_se']:.1f} (min {min(r['returns']):.1f}, "
+            f"max {max(r['returns']):.1f})",
             f"  critic on the real episodes: mean |v - G| {ve['value_error']:.2f} against a mean "
             f"return-to-go G of {ve['return_to_go_mean']:.2f} ({ve['value_steps']} steps; G "
             f"discounted by gamma = {cfg.objective.gamma}, bootstrapped where a time limit cut it)",

@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from elbokit.config import ConfigError, Section, closest, leaves, merge
 from elbokit.files import atomic_write_text, read_json
 from elbokit.recipes._runs import read_saved
 from elbokit.recipes.loaded import Loaded
-from elbokit.train.checkpoint import load_checkpoint
+from elbokit.train.checkpoint import CheckpointError, load_checkpoint, read_state
 from elbokit.train.learner import Learner, StepContext
+from elbokit.train.settings import available_memory
 
 __all__ = ["Built", "Recipe", "Run", "derive"]
 
@@ -105,6 +108,12 @@ class Run:
         extra state, such as closed-form variational parameters; no optimizer state) on
         ``device``, and the state.json it came from. Without ``data`` it is rebuilt from the
         saved config alone (the training data may have moved)."""
+        if not (self.dir / "state.json").exists():
+            raise CheckpointError(
+                f"{self.dir} has no checkpoint: its training stopped before the first one "
+                f"({_last_step(self.dir)}), so there are no weights to use; train it again "
+                "(elbokit train --resume RUN starts it from step 0 with its saved config)"
+            )
         learner = self.recipe.learner(self.config, data)
         learner.setup(StepContext(device, batch_size=self.config.train.batch_size, training=False))
         snap, state = load_checkpoint(
@@ -130,6 +139,8 @@ class Recipe:
     sweeps: ClassVar[dict[str, str]] = {}
     # the class of a loaded run (``elbokit.load``): its kind's verbs
     loaded: ClassVar[type[Loaded]] = Loaded
+    # what its report's table calls the keys of eval.json it shows as they are
+    labels: ClassVar[dict[str, str]] = {}
     # fields renamed since runs were saved: {"old.dotted.key": "new.dotted.key" or None}
     renamed: ClassVar[dict[str, str | None]] = {}
 
@@ -190,6 +201,30 @@ class Recipe:
         learner, state = run.learner(device=device)
         return self.loaded(run, learner, state, device)
 
+    def check_size(self, cfg: Section) -> None:
+        """Refuse, before anything is allocated or written, a model whose parameters with their
+        gradients and Adam's two moments (16 bytes each) would not fit in the memory this
+        machine has available (the learner is built on torch's meta device: shapes only).
+
+        Raises:
+            ConfigError: the sizes asked for, with the memory they need and the memory there is.
+        """
+        if hasattr(cfg, "env"):  # the acting kinds build environments with their learner
+            return
+        try:
+            with torch.device("meta"):
+                learner = self.learner(cfg, None)
+            n = sum(p.numel() for m in learner.modules.values() for p in m.parameters())
+        except Exception:  # a learner that needs more than shapes: no estimate, no refusal
+            return
+        need, there = 16 * n, available_memory()
+        if there is not None and need > there:
+            raise ConfigError(
+                f"these sizes make a model of {n:,} parameters, {need / 2**30:,.1f} GiB with "
+                f"their gradients and Adam's moments; this machine has {there / 2**30:,.1f} GiB "
+                "available: lower the sizes (--latent-dim, --hidden, --channels, ...)"
+            )
+
     def after_training(self, cfg: Section) -> Section | None:
         """The eval options to evaluate and report with once training ends, or None."""
         return None
@@ -240,6 +275,9 @@ class Recipe:
                 lines.append(f"  (kept eval.json, a more thorough evaluation: {before}; this one "
                              f"goes beside it)")  # fmt: skip
         atomic_write_text(target, json.dumps(result, indent=2, allow_nan=False))
+        stopped = interrupted(read_state(run.dir))
+        if stopped:
+            lines.append(f"  (training {stopped}: elbokit train --resume {run.dir} continues it)")
         for line in lines:
             say(line)
         say(f"wrote {target}")
@@ -261,9 +299,41 @@ class Recipe:
         learner, state = run.learner(data)
         out = run.dir / "report"
         title, numbers, pngs = self.draw(run, result, data, learner, state, out, options)
+        numbers = {readable(k, {"step": "trained (steps)", **self.labels}): v
+                   for k, v in numbers.items()}  # fmt: skip
+        if interrupted(state):
+            numbers = {"training": f"{interrupted(state)} (elbokit train --resume RUN continues it)",
+                       **numbers}  # fmt: skip
         page = write_html(out / "report.html", title, numbers, pngs, run.saved())
         say(f"wrote {page} and {len(pngs)} figures in {out}")
         return page
+
+
+def readable(key: str, labels: dict[str, str]) -> str:
+    """A report table's label for a key of eval.json passed on as it is: ``labels`` (the kind's
+    ``Recipe.labels``), for "NET: key" the part after the colon too, else the key with spaces
+    for underscores."""
+    head, sep, tail = key.rpartition(": ")
+    if sep and tail in labels:
+        return f"{head}: {labels[tail]}"
+    return labels.get(key, key.replace("_", " ") if " " not in key else key)
+
+
+def _last_step(run_dir: Path) -> str:
+    """What metrics.jsonl says of how far a run got."""
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return f"its last metrics are of step {json.loads(lines[-1])['step']}"
+    except (OSError, IndexError, ValueError, KeyError):
+        return "it logged no metrics"
+
+
+def interrupted(state: dict) -> str:
+    """'interrupted at step 1000 of 1350' for a checkpoint of a run that did not end, else ''."""
+    total = state.get("total")
+    if state.get("complete", True) or not total or state.get("step", 0) >= total:
+        return ""
+    return f"interrupted at step {state['step']:,} of {total:,}"
 
 
 def _slug(source: str) -> str:

@@ -245,6 +245,17 @@ class BNNRecipe(Recipe):
     )
     config = BNNRunConfig
     loaded = LoadedBNN
+    labels: ClassVar[dict[str, str]] = {
+        "nll": "test NLL per example (nats)",
+        "log_likelihood": "test log-likelihood per example (nats)",
+        "rmse": "test RMSE",
+        "coverage_95": "test targets inside the 95% interval",
+        "sd_aleatoric": "aleatoric sd (the noise)",
+        "sd_epistemic": "epistemic sd (over weights)",
+        "accuracy": "test accuracy",
+        "ece": "expected calibration error",
+        "ood_auroc": "out-of-distribution ROC AUC (entropy)",
+    }
     eval_options = BNNEvalOptions
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "toy1d: 500 points with a gap, MLP 1-50-1, 800 epochs: ~30 s",

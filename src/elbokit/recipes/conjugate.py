@@ -122,6 +122,25 @@ class _Conjugate(Recipe):
     eval_options = NoOptions
     verb = "fit"
     loaded = LoadedConjugate
+    labels: ClassVar[dict[str, str]] = {
+        "elbo": "ELBO of the fitted q (nats)",
+        "gap": "log p(D) - ELBO (nats)",
+        "kl_q_posterior": "KL(q || exact posterior) (nats)",
+        "identity_residual": "log p(D) - ELBO - KL(q || posterior) (0 up to rounding)",
+        "family": "variational family q",
+        "q": "fitted q's parameters",
+        "posterior_a": "exact posterior Beta(a, b): a",
+        "posterior_b": "exact posterior Beta(a, b): b",
+        "posterior_mean": "exact posterior mean",
+        "posterior_sd": "exact posterior standard deviation",
+        "log_evidence": "log evidence log p(D), exact (nats)",
+        "log_evidence_sequence": "log p(D) of this sequence of tosses (nats)",
+        "log_evidence_count": "log p(D) of the number of heads (nats)",
+        "predictive_heads": "P(next toss is heads | D)",
+        "predictive_mean": "posterior predictive mean",
+        "predictive_sd": "posterior predictive standard deviation",
+        "n": "observations",
+    }
     renamed: ClassVar[dict[str, str | None]] = {
         "train.epochs": "train.steps",
         "train.batch_size": None,

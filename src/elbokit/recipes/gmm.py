@@ -306,6 +306,16 @@ class GMMRecipe(Recipe):
     eval_options = GMMEvalOptions
     verb = "fit"
     loaded = LoadedGMM
+    labels: ClassVar[dict[str, str]] = {
+        "elbo": "full ELBO, every term (nats, summed over the points)",
+        "ari": "adjusted Rand index against the true labels",
+        "lower_bound_": "its own lower_bound_ (drops constants: not comparable)",
+        "effective_components": "effective components (expected count >= 1% of the points)",
+        "iterations": "iterations",
+        "seconds": "time (s)",
+        "points": "points",
+        "inference": "inference",
+    }
     renamed: ClassVar[dict[str, str | None]] = {
         "train.epochs": "train.iterations",
         "train.batch_size": "inference.batch_size",

@@ -186,6 +186,7 @@ def train(
         wanted, unique = (Path(out), False) if out else (default_run_dir(recipe, config), True)
         if not unique:
             new_run_dir(wanted)  # a folder holding a run or other files: refused before anything
+        recipe.check_size(config)
     tcfg = config.train
     settings = resolve_settings(tcfg.device, tcfg.precision, tcfg.threads)
     world = setup(tcfg.device)  # under torchrun: rank 0 alone writes and prints
@@ -206,6 +207,7 @@ def train(
                 _clear_partial(run_dir)
             try:
                 built = recipe.build(config, run_dir, world=world, say=say)
+                _check_batch_size(built)
             except BaseException:
                 if created and world.main:  # rejected before training: leave no orphan folder
                     shutil.rmtree(run_dir, ignore_errors=True)
@@ -239,6 +241,21 @@ def train(
         if world.main and run_dir is not None and run_dir.exists():
             unlock_run(run_dir)
     return run_dir
+
+
+def _check_batch_size(built) -> None:
+    """A batch larger than the training split is refused by name (it would silently be the
+    whole split, every step)."""
+    size = getattr(built.config.train, "batch_size", 1)
+    try:
+        n = len(built.data.split("train"))
+    except (AttributeError, TypeError, ValueError):  # a stream: its batches are its own
+        return
+    if size > n:
+        raise ConfigError(
+            f"--batch-size {size}: the training split of {built.config.data.source or 'the data'} "
+            f"has only {n:,} examples; use at most {n}"
+        )
 
 
 def _check_extension(run: Run, config: Section) -> None:

@@ -356,6 +356,28 @@ class SkillsRecipe(Recipe):
     config = SkillsRunConfig
     eval_options = SkillsEvalOptions
     loaded = LoadedSkills
+    labels: ClassVar[dict[str, str]] = {
+        "mi_bound": "I(s; z) lower bound (nats)",
+        "mi_bound_se": "I(s; z) bound, standard error",
+        "mi_fraction_of_log_k": "I(s; z) bound as a fraction of log K",
+        "log_k": "log K, the most I(s; z) can be (nats)",
+        "accuracy": "discriminator accuracy",
+        "accuracy_final": "discriminator accuracy on final states",
+        "effective_skills": "effective number of skills",
+        "coverage": "state coverage (fraction of grid cells visited)",
+        "skills_judged": "skills judged",
+        "episodes": "fresh episodes per skill",
+        "policy": "policy (mean: its deterministic action)",
+        "mean_return": "mean return",
+        "dynamics_ll": "skill dynamics log-likelihood (nats per step)",
+        "dynamics_ll_se": "skill dynamics log-likelihood, standard error",
+        "forward_mi_bound": "I(s'; z | s) lower bound (nats per step)",
+        "forward_mi_bound_se": "I(s'; z | s) bound, standard error",
+        "prior_samples": "prior skills per reward (L)",
+        "include_true": "the true skill among them",
+        "states_scored": "states scored",
+        "env": "environment",
+    }
     renamed: ClassVar[dict[str, str | None]] = {
         "agent": "loop",
         "train.batch_size": "loop.batch_size",
@@ -478,7 +500,14 @@ class SkillsRecipe(Recipe):
                                        ("dynamics_ll", "skill dynamics log-lik (nats)"))  # fmt: skip
         pngs.append((curves(run.dir / "metrics.jsonl", out / "curves.png", keys),
                      "Training (line, replayed batches) and fresh rollouts (points)."))  # fmt: skip
-        skip = ("confusion", "final_states", "planning", "accuracy_per_skill", "collapse")
+        skip = (
+            "confusion",
+            "final_states",
+            "planning",
+            "accuracy_per_skill",
+            "collapse",
+            *(("mean_return",) if run.config.env.name == "point" else ()),
+        )  # the point task pays nothing
         numbers = {k: (f"{v:.4g}" if isinstance(v, float) else str(v))
                    for k, v in result.items() if k not in skip}  # fmt: skip
         numbers["collapse"] = "; ".join(result["collapse"]) or "none found"

@@ -82,7 +82,7 @@ def open_loop(learner, record: dict, path, context: int = 5, horizon: int = 45) 
     return save(fig, path)
 
 
-def frames_gif(frames: list[np.ndarray], path, every: int = 2, size: int = 160) -> Path:
+def frames_gif(frames: list[np.ndarray], path, every: int = 2, size: int = 320) -> Path:
     """An animated GIF of rendered frames (H, W, 3) uint8, every ``every``-th, ``size`` wide."""
     from PIL import Image
 

@@ -17,7 +17,10 @@ import torch
 from elbokit.report._draw import save, show
 from elbokit.report._mpl import pyplot
 
-CURVES = (("mse", "epsilon MSE (per element)"), ("bound", "bound, one-sample estimate (bits/dim)"))
+CURVES = (
+    ("mse", "epsilon MSE (per element)"),
+    ("bound", "bound, one-sample estimate (bits/dim; 2-D points: nats/point)"),
+)
 
 
 def samples(x: torch.Tensor, path) -> Path:

@@ -58,12 +58,18 @@ def curves(metrics_path, path, keys=VAE_CURVES) -> Path:
     a key ending in ``_mse`` on a log scale."""
     lines = read_metrics(metrics_path)
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.7 * len(keys), 3.8), squeeze=False)
-    for ax, (key, label) in zip(axes[0], keys, strict=True):
+    # at most three panels a row, so a figure shown at page width keeps legible fonts
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.7 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    for ax, (key, label) in zip(axes.flat, keys, strict=False):
         for split, style in (("train", "-"), ("test", "o-")):
             steps, values = series(lines, f"{split}/{key}")
             if steps:
                 ax.plot(steps, values, style, label=split, markersize=3)
         ax.set(title=label, xlabel="step", yscale="log" if key.endswith("_mse") else "linear")
         ax.legend()
+    fig.tight_layout()
     return save(fig, path)

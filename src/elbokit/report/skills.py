@@ -81,7 +81,7 @@ def animation(roll, bounds, path, method: str, frames: int = 30) -> Path:
         _draw(ax, roll, bounds, method, upto=m)
         ax.set_title(f"step {m}")
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=60)
+        fig.savefig(buf, format="png", dpi=80)  # 320 px
         plt.close(fig)
         buf.seek(0)
         images.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE))

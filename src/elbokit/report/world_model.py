@@ -49,7 +49,8 @@ def prediction_gif(truth: torch.Tensor, imagined: torch.Tensor, path, scale: int
         if img.shape[-1] == 1:
             img = img[..., 0]
         im = Image.fromarray(img)
-        frames.append(im.resize((im.width * scale, im.height * scale), Image.NEAREST))
+        k = max(scale, -(-320 // im.width))  # at least 320 px wide
+        frames.append(im.resize((im.width * k, im.height * k), Image.NEAREST))
     with atomic_path(path, suffix=".gif") as tmp:
         frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=200, loop=0)
     return path
@@ -94,6 +95,9 @@ def latent_usage(usage: dict, path) -> Path:
         label="perplexity of the aggregate posterior",
     )
     ax.axhline(usage["classes"], color="k", lw=0.8, ls=":")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # groups are whole numbers
     ax.set(
         title=f"latent usage per group (of K = {usage['classes']} classes)",
         xlabel="group",

@@ -174,7 +174,9 @@ class _TrainerContext(StepContext):
     def where(self) -> str:
         last = self.trainer.last_saved
         if last is None:
-            return super().where()
+            return (f"no checkpoint was written yet: {self.trainer.run_dir} keeps its config and "
+                    "metrics, and no weights to evaluate; a new run with other settings (a lower "
+                    "--lr, --grad-clip) is the way on")  # fmt: skip
         return f"the last good checkpoint (step {last}) is kept in {self.trainer.run_dir}"
 
 
@@ -191,6 +193,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.last_saved: int | None = None
         self.best: dict | None = None  # the best evaluation by keep_best, and its checkpoint
+        self.total = 0  # the run's steps (its epochs' batches)
 
     def fit(
         self,
@@ -236,7 +239,8 @@ class Trainer:
             if world.main:
                 _drop_lines_after(self.run_dir / "metrics.jsonl", step)
         per_epoch = data.num_batches("train", cfg.batch_size)
-        every = checkpoint_interval(cfg.checkpoint_every, cfg.epochs * per_epoch)
+        self.total = cfg.epochs * per_epoch
+        every = checkpoint_interval(cfg.checkpoint_every, self.total)
         writer = RunWriter(self.run_dir, world.main, cfg.progress, cfg.epochs * per_epoch, step)
         window: dict[str, float] = {}
         counts: dict[str, int] = {}
@@ -288,8 +292,8 @@ class Trainer:
                         self._keep_best(test_metrics, world, learner, step, epoch, start)
                         if result.finished:  # a goal reached (a target return): save, stop
                             break  # here rather than after one more step and a second evaluation
-                if self.last_saved != step:
-                    self._save(world, learner, step, epoch, start)
+                # the end (the last epoch, a goal reached, converged): a checkpoint that says so
+                self._save(world, learner, step, epoch, start, complete=True)
         finally:
             writer.close()
             learner.close()
@@ -304,10 +308,12 @@ class Trainer:
         _seed_step(learner.ctx.device, step_seed(cfg.seed, -1))
         return learner.evaluate(data, step, seed=cfg.seed)
 
-    def _save(self, world, learner: Learner, step: int, epoch: int, batch: int) -> None:
+    def _save(self, world, learner: Learner, step: int, epoch: int, batch: int,
+              complete: bool = False) -> None:  # fmt: skip
         if world.main:
             cfg = self.config
-            state = {"epoch": epoch, "batch": batch, "seed": cfg.seed}
+            state = {"epoch": epoch, "batch": batch, "seed": cfg.seed, "total": self.total,
+                     "complete": complete}  # fmt: skip
             if self.best:
                 state["best"] = self.best
             save_checkpoint(self.run_dir, step, learner.snapshot(), state,

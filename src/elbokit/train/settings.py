@@ -274,6 +274,16 @@ def choose_threads(requested: int) -> tuple[int, str]:
     return machine, f"{machine} (one per core{share}){hint}"
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (/proc/meminfo's MemAvailable), or None
+    where that cannot be read."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
 @contextlib.contextmanager
 def run_settings(threads: int, flush_denormal: bool):
     """For the block: ``threads`` torch threads (0: as they are) and denormals flushed."""
