@@ -313,3 +313,45 @@ def test_skills_play_the_same_in_our_point_env_and_gymnasiums(tmp_path):
         assert np.allclose(obs, own["final_states"][0], atol=1e-6)
     with pytest.raises(ValueError, match="0..7"):
         m.act(np.zeros(2), 8)
+
+
+def test_inputs_outside_the_models_range_are_refused_by_name(vae, tmp_path):
+    m, x, _ = vae
+    with pytest.raises(ValueError, match=r"x\[0, 0, 0, 2\] is -0.3137"):
+        m.log_prob(-(x.float() / 255), k=10)
+    with pytest.raises(ValueError, match="integers from 0 to 381"):
+        m.elbo(torch.arange(128).reshape(2, 1, 8, 8) * 3)  # up to 381
+    nan = torch.zeros(2, 1, 8, 8)
+    nan[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"x\[1, 0, 3, 3\] is nan"):
+        m.encode(nan)
+    as_ints = m.log_prob(x.long(), k=50).value  # integers 0..255 are 8-bit pixels too
+    assert torch.equal(as_ints, m.log_prob(x, k=50).value)
+    with pytest.raises(ValueError, match="at least 1"):
+        m.sample(0)
+    with pytest.raises(ValueError, match="standard error"):
+        m.log_prob(x, k=1)
+
+
+def test_a_linear_gaussian_samples_in_its_own_precision(tmp_path):
+    m = elbokit.train("linear-gaussian", preset="debug", out=tmp_path / "lg", eval_k=0,
+                      progress=False, **QUIET)  # fmt: skip
+    s = m.sample(5)
+    assert s.shape == (5, m.config.model.data_dim) and s.dtype == m.model.W.dtype
+
+
+def test_a_resumed_runs_evaluation_replaces_the_earlier_steps(tmp_path):
+    """A thorough eval.json of step 66 is replaced by a quicker one of step 132 (later weights):
+    the report must not show the old step's numbers; the same step's quicker look goes beside."""
+    from elbokit.cli import main
+
+    out = tmp_path / "v"
+    assert main(["train", "vae", "--preset", "debug", "--eval-k", "0", "--no-progress", "--threads",
+                 "1", "--out", str(out)]) == 0  # fmt: skip
+    assert main(["eval", str(out), "--k", "40"]) == 0
+    assert main(["eval", str(out), "--k", "10"]) == 0  # same step, quicker: beside it
+    assert json.loads((out / "eval.json").read_text())["k"] == 40
+    assert main(["train", "--resume", str(out), "--epochs", "4", "--no-progress"]) == 0
+    assert main(["eval", str(out), "--k", "10"]) == 0
+    now = json.loads((out / "eval.json").read_text())
+    assert now["step"] == 132 and now["k"] == 10

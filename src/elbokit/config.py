@@ -63,6 +63,17 @@ def _bad(name: str, value, detail: str) -> ConfigError:
     return ConfigError(f"{name} = {shown}: {detail}", field=name, value=value, detail=detail)
 
 
+# what other libraries call our options: answered with ours (closest() cannot see these)
+SYNONYMS = {
+    "--learning-rate": "--lr", "--learning_rate": "--lr", "--lr-rate": "--lr",
+    "--num-epochs": "--epochs", "--n-epochs": "--epochs", "--max-epochs": "--epochs",
+    "--bs": "--batch-size", "--batch": "--batch-size", "--batchsize": "--batch-size",
+    "--z-dim": "--latent-dim", "--zdim": "--latent-dim", "--latent-size": "--latent-dim",
+    "--dataset": "--data", "--output": "--out", "--output-dir": "--out", "--outdir": "--out",
+    "--random-seed": "--seed", "--num-threads": "--threads",
+}  # fmt: skip
+
+
 def opt(
     default: Any = _MISSING,
     help: str = "",

@@ -13,7 +13,7 @@ import argparse
 import typing
 from collections.abc import Mapping
 
-from elbokit.config import ConfigError, Leaf, Section, closest, leaves, merge, nest
+from elbokit.config import SYNONYMS, ConfigError, Leaf, Section, closest, leaves, merge, nest
 
 __all__ = ["Parser", "UsageError", "add_config_arguments", "as_flags", "given", "merged", "parse"]
 
@@ -119,17 +119,6 @@ def add_config_arguments(
             target.add_argument("--" + leaf.flag, dest=leaf.dotted, **kw)
         by_dest[leaf.dotted] = leaf
     return by_dest
-
-
-# what other libraries call our options: answered with ours (closest() cannot see these)
-SYNONYMS = {
-    "--learning-rate": "--lr", "--learning_rate": "--lr", "--lr-rate": "--lr",
-    "--num-epochs": "--epochs", "--n-epochs": "--epochs", "--max-epochs": "--epochs",
-    "--bs": "--batch-size", "--batch": "--batch-size", "--batchsize": "--batch-size",
-    "--z-dim": "--latent-dim", "--zdim": "--latent-dim", "--latent-size": "--latent-dim",
-    "--dataset": "--data", "--output": "--out", "--output-dir": "--out", "--outdir": "--out",
-    "--random-seed": "--seed", "--num-threads": "--threads",
-}  # fmt: skip
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

@@ -73,12 +73,25 @@ class Run:
         """The run's data, split exactly as it was for training (or the other data of ``on``,
         checked to have the shape the model takes)."""
         data = self.recipe.data(self.config, self.dir)
-        shape = getattr(getattr(self.config, "model", None), "data_shape", None)
-        if self.other_data and shape is not None and hasattr(data, "shape") and \
-                tuple(data.shape) != tuple(shape):  # fmt: skip
-            raise ValueError(f"--data {self.other_data} has examples of shape {tuple(data.shape)}; "
-                             f"this run's model takes {tuple(shape)}")  # fmt: skip
+        if self.other_data:
+            self._check_other(data)
         return data
+
+    def _check_other(self, data) -> None:
+        """Other data must have the shape (and classes) the model takes: said before scoring."""
+        model, saved = getattr(self.config, "model", None), self.config.data
+        shapes = [(getattr(model, "data_shape", None), getattr(data, "shape", None)),
+                  (getattr(saved, "input_shape", None) or None, getattr(data, "input_shape", None))]  # fmt: skip
+        if getattr(model, "data_dim", None) and hasattr(data, "dim"):
+            shapes.append(((model.data_dim,), (data.dim,)))
+        for want, got in shapes:
+            if want is not None and got is not None and tuple(want) != tuple(got):
+                raise ValueError(f"data {self.other_data} has examples of shape {tuple(got)}; this "
+                                 f"run's model takes {tuple(want)}")  # fmt: skip
+        classes = getattr(saved, "classes", None) if getattr(saved, "train_size", 0) else None
+        if classes is not None and getattr(data, "classes", classes) != classes:
+            raise ValueError(f"data {self.other_data} has {data.classes or 'no'} classes (0: a "
+                             f"regression); this run's model predicts {classes or 'a regression'}")  # fmt: skip
 
     @property
     def other_data(self) -> str:
@@ -108,6 +121,13 @@ class Run:
         extra state, such as closed-form variational parameters; no optimizer state) on
         ``device``, and the state.json it came from. Without ``data`` it is rebuilt from the
         saved config alone (the training data may have moved)."""
+        kept = sorted(p.name for p in (self.dir / "checkpoints").glob("step-*") if p.is_dir()) \
+            if (self.dir / "checkpoints").is_dir() else []  # fmt: skip
+        if not (self.dir / "state.json").exists() and kept:
+            raise CheckpointError(
+                f"{self.dir}/state.json is missing, so which checkpoint is the run's last is not "
+                f"known (checkpoints/ holds {', '.join(kept)}); the run's folder was damaged"
+            )
         if not (self.dir / "state.json").exists():
             raise CheckpointError(
                 f"{self.dir} has no checkpoint: its training stopped before the first one "
@@ -135,6 +155,8 @@ class Recipe:
     # "fit" for the kinds that are fitted rather than trained (exact models, a mixture by CAVI):
     # ``elbokit fit KIND`` is then the same command as ``elbokit train KIND``
     verb: ClassVar[str] = "train"
+    # the metric a study of this kind optimizes by default, METRIC:max or METRIC:min
+    headline: ClassVar[str] = ""
     # named sweeps of this kind (``elbokit sweep NAME``): {name: the option it varies}
     sweeps: ClassVar[dict[str, str]] = {}
     # the class of a loaded run (``elbokit.load``): its kind's verbs
@@ -263,17 +285,26 @@ class Recipe:
         if run.other_data:  # another data set's evaluation goes beside the run's own
             result = {"data": run.other_data, **result}
             target = run.dir / f"eval-data-{_slug(run.other_data)}.json"
-        elif target.exists():
+        if target.exists():
             try:
-                before = self.thoroughness(read_json(target, ""))
-            except (ValueError, KeyError, TypeError):  # a damaged or older eval.json: replace it
-                before = {}
+                saved = read_json(target, "")
+                before = self.thoroughness(saved)
+            except (ValueError, KeyError, TypeError):  # a damaged or older file: replace it
+                saved, before = {}, {}
             now = self.thoroughness(result)
-            if before and any(now[k] < before[k] for k in now):
-                # a quicker look must not replace a more thorough evaluation the report uses
-                target = run.dir / f"eval-{'-'.join(f'{k}{v}' for k, v in now.items())}.json"
-                lines.append(f"  (kept eval.json, a more thorough evaluation: {before}; this one "
-                             f"goes beside it)")  # fmt: skip
+            # a quicker look at the same weights must not replace a more thorough evaluation
+            # the report uses; an evaluation of later weights (a resumed run) always does
+            if (
+                before
+                and saved.get("step") == result.get("step")
+                and any(now[k] < before[k] for k in now)
+            ):
+                kept = target.name
+                target = target.with_name(
+                    f"{target.stem}-{'-'.join(f'{k}{v}' for k, v in now.items())}.json"
+                )
+                lines.append(f"  (kept {kept}, a more thorough evaluation of the same step: "
+                             f"{before}; this one goes beside it)")  # fmt: skip
         atomic_write_text(target, json.dumps(result, indent=2, allow_nan=False))
         stopped = interrupted(read_state(run.dir))
         if stopped:

@@ -38,7 +38,7 @@ from elbokit.models.bnn import BNNConfig, Predictor, kl_estimate, kl_to_prior
 from elbokit.objectives import ELBO
 from elbokit.objectives.schedules import KLSchedule
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.loaded import Loaded, as_batch
+from elbokit.recipes.loaded import Loaded, as_batch, as_pixels
 from elbokit.seeding import seeded
 from elbokit.train.learner import AdamConfig, Learner, StepContext, make_adam
 from elbokit.train.loop import TrainConfig
@@ -195,9 +195,9 @@ class LoadedBNN(Loaded):
 
     def _inputs(self, x) -> torch.Tensor:
         d = self.config.data
-        x = as_batch(x, "x", device=self.device)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
         shape = tuple(d.input_shape)  # () for a run saved before its shapes were
+        images = len(shape) == 3  # pixels in [0, 1] (or 8-bit), as in training
+        x = as_pixels(x, "x", self.device) if images else as_batch(x, "x", device=self.device)
         if x.dim() == 1 and shape == (1,):
             x = x[:, None]
         if x.dim() == 2 and len(shape) > 1 and x.shape[1] == math.prod(shape):
@@ -239,6 +239,7 @@ class LoadedBNN(Loaded):
 
 
 class BNNRecipe(Recipe):
+    headline = "test/nll:min"  # what a study optimizes by default
     name = "bnn"
     help = (
         "Bayes by backprop (mean-field Gaussian weights) beside a deterministic net and MC dropout"
@@ -288,6 +289,8 @@ class BNNRecipe(Recipe):
         return BNNLearner(cfg, data)
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
+        if world.size > 1:  # its three networks step unwrapped, on batches of pairs
+            raise ConfigError("bnn trains in one process: run it without torchrun")
         data = self.data(cfg)
         if cfg.model.arch == "conv" and len(data.input_shape) != 3:
             raise ConfigError(

@@ -28,7 +28,7 @@ from elbokit.seeding import seeded
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["ActingLoaded", "LatentLoaded", "Loaded", "as_batch", "play_gymnasium"]
+__all__ = ["ActingLoaded", "LatentLoaded", "Loaded", "as_batch", "as_pixels", "play_gymnasium"]
 
 
 def as_batch(x, what: str = "x", dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
@@ -46,7 +46,36 @@ def as_batch(x, what: str = "x", dtype: torch.dtype = torch.float32, device="cpu
         raise ValueError(f"{what} has shape {tuple(t.shape)}; expected a batch of examples")
     if t.dtype == torch.bool or t.is_complex():
         raise ValueError(f"{what} is {t.dtype}; expected numbers")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        where = tuple(torch.nonzero(~torch.isfinite(t))[0].tolist())
+        raise ValueError(f"{what}{list(where)} is {t[where].item()}; expected finite numbers")
     return t.to(device) if t.dtype == torch.uint8 else t.to(device=device, dtype=dtype)
+
+
+def as_pixels(x, what: str, device="cpu") -> torch.Tensor:
+    """Images given as 8-bit pixels (uint8, or integers 0..255), 0/1 integers, or floats in
+    [0, 1], as floats in [0, 1] (training's scale).
+
+    Raises:
+        ValueError: values outside those ranges (naming the first), NaN or inf.
+    """
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    integer = not t.is_floating_point() and t.dtype != torch.bool
+    t = as_batch(t, what, device=device)
+    if integer and t.dtype != torch.uint8:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{what} holds integers from {lo} to {hi}; expected 8-bit pixels "
+                             "0..255 (or floats in [0, 1])")  # fmt: skip
+        return t.float() if hi <= 1 else t.float() / 255.0
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    bad = (t < 0) | (t > 1)
+    if bool(bad.any()):
+        where = tuple(torch.nonzero(bad)[0].tolist())
+        raise ValueError(f"{what}{list(where)} is {t[where].item():g}; expected images in [0, 1] "
+                         "or 8-bit pixels (uint8)")  # fmt: skip
+    return t
 
 
 class Loaded:
@@ -117,15 +146,15 @@ class LatentLoaded(Loaded):
         return as_batch(x, what, device=self.device)
 
     def _generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(self.device).manual_seed(seed)
+        return torch.Generator(self.device).manual_seed(_seed(seed))
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """n draws z ~ p(z), decoded to the mean of p(x | z): (n, *data_shape)."""
-        if n < 1:
-            raise ValueError(f"n = {n}; expected at least one sample")
-        z = self.model.latent.sample_prior(n, generator=torch.Generator().manual_seed(seed))
-        return self.decode(z.to(self.device))
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n = {n!r}; expected a whole number of samples, at least 1")
+        z = self.model.latent.sample_prior(n, generator=torch.Generator().manual_seed(_seed(seed)))
+        return self.decode(z)
 
     @torch.no_grad()
     def encode(self, x) -> torch.distributions.Distribution:
@@ -135,7 +164,8 @@ class LatentLoaded(Loaded):
     @torch.no_grad()
     def decode(self, z) -> torch.Tensor:
         """E[x | z]: the mean of p(x | z) for codes z (B, z_size), in the data's units."""
-        z = as_batch(z, "z", device=self.device)
+        dtype = next(self.model.parameters()).dtype  # float64 for an exact linear model
+        z = as_batch(z, "z", device=self.device, dtype=dtype)
         size = self.model.latent.z_size
         if z.dim() != 2 or z.shape[1] != size:
             raise ValueError(f"z has shape {tuple(z.shape)}; expected (B, {size})")
@@ -160,6 +190,9 @@ class LatentLoaded(Loaded):
     def log_prob(self, x, k: int = 1000, *, seed: int = 0) -> LogLikelihood:
         """log p(x) of each example by importance sampling with k draws from q(z | x) (Burda et
         al. 2016): a LogLikelihood with ``value`` (B,) nats and its Monte Carlo ``stderr``."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"k = {k!r}; expected a whole number of samples >= 2 (one sample "
+                             "has no standard error: elbo(x) is the one-sample bound)")  # fmt: skip
         x = self.prepare(x)
         return importance_log_likelihood(self.model, x, k, generator=self._generator(seed))
 
@@ -167,6 +200,12 @@ class LatentLoaded(Loaded):
         """-log2 p(x) per dimension, averaged over the examples (for discrete data)."""
         x = self.prepare(x)
         return self.log_prob(x, k, seed=seed).bits_per_dim(math.prod(x.shape[1:]))
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed = {seed!r}; expected a whole number >= 0")
+    return seed
 
 
 class ActingLoaded(Loaded):
@@ -190,6 +229,9 @@ class ActingLoaded(Loaded):
 
     def check_env(self, env) -> None:
         """Refuse a gymnasium env whose spaces are not the run's (by name, before playing)."""
+        if not hasattr(env, "observation_space") or not hasattr(env, "action_space"):
+            raise ValueError(f"env = {env!r}: expected a gymnasium environment (gymnasium.make(...)) "
+                             "of the run's spaces, or None for the run's own")  # fmt: skip
         obs_shape = tuple(getattr(env.observation_space, "shape", ()) or ())
         want = (self.env.obs_dim,)
         if obs_shape != want:
@@ -209,12 +251,15 @@ class ActingLoaded(Loaded):
 def play_gymnasium(env, step, episodes: int, seed: int) -> dict:
     """``episodes`` episodes of a gymnasium ``env``, one after another, reset with seeds
     seed, seed + 1, ...; ``step(obs, state) -> (action, state)`` with state None at each start.
-    Returns the returns, lengths, their mean and standard error."""
+    Returns the returns, lengths, their mean and standard error (NaN from one episode), and each
+    episode's final observation. A non-env is refused by name."""
+    if not (hasattr(env, "reset") and hasattr(env, "step") and hasattr(env, "action_space")):
+        raise ValueError(f"env = {env!r}: expected a gymnasium environment (gymnasium.make(...))")
     import numpy as np
 
     if episodes < 1:
         raise ValueError(f"episodes = {episodes}; expected at least 1")
-    returns, lengths = [], []
+    returns, lengths, finals = [], [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         state, total, length, done = None, 0.0, 0, False
@@ -225,6 +270,8 @@ def play_gymnasium(env, step, episodes: int, seed: int) -> dict:
             done = terminated or truncated
         returns.append(total)
         lengths.append(length)
+        finals.append(np.asarray(obs, np.float64).tolist())
     r = torch.tensor(returns, dtype=torch.float64)
     return {"returns": returns, "lengths": lengths, "mean_return": float(r.mean()),
-            "return_se": float(r.std() / math.sqrt(episodes)) if episodes > 1 else 0.0}  # fmt: skip
+            "return_se": float(r.std() / math.sqrt(episodes)) if episodes > 1 else math.nan,
+            "final_states": finals}  # fmt: skip

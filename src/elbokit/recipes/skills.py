@@ -346,11 +346,12 @@ class LoadedSkills(ActingLoaded):
             own.close()
         r = torch.tensor(returns, dtype=torch.float64)
         return {"returns": returns, "lengths": lengths, "mean_return": float(r.mean()),
-                "return_se": float(r.std() / math.sqrt(episodes)) if episodes > 1 else 0.0,
+                "return_se": float(r.std() / math.sqrt(episodes)) if episodes > 1 else math.nan,
                 "final_states": finals}  # fmt: skip
 
 
 class SkillsRecipe(Recipe):
+    headline = "test/mi_bound:max"  # what a study optimizes by default
     name = "skills"
     help = "skills discovered by mutual information with no reward (DIAYN, DADS) and a SAC policy"
     config = SkillsRunConfig

@@ -27,7 +27,7 @@ from elbokit.evaluate import diagnose, importance_log_likelihood
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.loaded import LatentLoaded, as_batch
+from elbokit.recipes.loaded import LatentLoaded, as_pixels
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import PRECISIONS, check_device, check_device_name, resolve_precision
@@ -73,14 +73,13 @@ class LoadedVAE(LatentLoaded):
     binarized (a Bernoulli draw per pixel from ``seed``)."""
 
     def prepare(self, x, what: str = "x", seed: int = 0) -> torch.Tensor:
-        x = as_batch(x, what, device=self.device)
+        x = as_pixels(x, what, device=self.device)
         shape = self.model.data_shape
         if x.dim() == 2 and x.shape[1] == math.prod(shape):  # flattened images
             x = x.reshape(len(x), *shape)
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes images of "
                              f"shape (B, {', '.join(map(str, shape))})")  # fmt: skip
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
         if self.config.data.binarize != "none" and not bool(((x == 0) | (x == 1)).all()):
             x = torch.bernoulli(
                 x.clamp(0, 1), generator=torch.Generator(x.device).manual_seed(seed)
@@ -90,6 +89,7 @@ class LoadedVAE(LatentLoaded):
 
 
 class VAERecipe(Recipe):
+    headline = "test/elbo:max"  # what a study optimizes by default
     name = "vae"
     help = "a VAE on images (mnist5k by default); --preset debug runs in seconds"
     config = VAERunConfig

@@ -26,7 +26,7 @@ from elbokit.evaluate.world_model import OpenLoopSettings, latent_usage, open_lo
 from elbokit.models.world_model import WorldModel, WorldModelConfig
 from elbokit.objectives import WorldModelObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.loaded import Loaded, as_batch
+from elbokit.recipes.loaded import Loaded, as_batch, as_pixels
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig, Trainer
 
@@ -65,8 +65,12 @@ class LoadedWorldModel(Loaded):
         return self.learner.model
 
     def _sequence(self, obs, actions) -> tuple[torch.Tensor, torch.Tensor]:
-        obs = as_batch(obs, "obs", device=self.device)
-        obs = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        vector = len(self.model.obs_shape) == 1
+        obs = (
+            as_batch(obs, "obs", device=self.device)
+            if vector
+            else as_pixels(obs, "obs", self.device)
+        )
         actions = as_batch(actions, "actions", device=self.device)
         shape, a = self.model.obs_shape, self.model.config.action_dim
         if obs.dim() != 2 + len(shape) or tuple(obs.shape[2:]) != shape:
@@ -106,6 +110,7 @@ class LoadedWorldModel(Loaded):
 
 
 class WorldModelRecipe(Recipe):
+    headline = "test/obs:min"  # what a study optimizes by default
     name = "world-model"
     help = "a DreamerV2-style world model on episodes; --preset debug runs in seconds"
     config = WorldModelRunConfig

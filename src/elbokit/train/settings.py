@@ -257,7 +257,10 @@ def choose_threads(requested: int) -> tuple[int, str]:
     benchmarks/threads_under_load.py)."""
     current = torch.get_num_threads()
     if requested > 0:
-        return requested, f"{requested} (--threads)"
+        cores = cpu_info().cores
+        more = (f"; more than this machine's {cores} cores: threads that share a core wait for "
+                "each other, expect it to run slower") if requested > cores else ""  # fmt: skip
+        return requested, f"{requested} (--threads){more}"
     cores = cpu_info().cores
     busy = _busy_cores()
     # under torchrun the processes on this machine share its cores
