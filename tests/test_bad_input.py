@@ -36,7 +36,7 @@ def run(capsys, *argv):
         (["train", "vae", "--laten-dim", "3"], "did you mean --latent-dim?"),
         (["train"], "kinds:"),
         (["eval"], "which run?"),
-        (["sweep", "gamma"], "the one sweep is over beta"),
+        (["sweep", "gamma"], "'gamma' is not a kind"),
         (["sweep", "beta", "--values", "1", "1"], "each beta once"),
         (["sweep", "beta", "--values", "1", "--beta", "2"], "--beta is what the sweep varies"),
         (["sweep", "beta", "--values", "nan"], "finite and >= 0"),

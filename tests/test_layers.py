@@ -11,7 +11,7 @@ from elbokit.recipes import RECIPES
 SRC = Path(__file__).resolve().parents[1] / "src" / "elbokit"
 # from the bottom: each may import only from those before it (written once, here)
 LAYERS = ("divergence", "objectives", "likelihoods", "latents", "nets", "models", "data", "train",
-          "evaluate", "report", "recipes", "cli")  # fmt: skip
+          "evaluate", "report", "recipes", "study", "cli")  # fmt: skip
 HELPERS = (
     "registry",
     "seeding",

@@ -451,6 +451,7 @@ class LoadedAgent(ActingLoaded):
 
 
 class AgentRecipe(Recipe):
+    headline = "test/return:max"  # what a study optimizes by default
     name = "agent"
     help = "a Dreamer agent: a world model, and a policy learned in its imagination"
     config = AgentRunConfig

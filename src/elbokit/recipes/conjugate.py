@@ -119,6 +119,7 @@ class LoadedConjugate(Loaded):
 
 
 class _Conjugate(Recipe):
+    headline = "full/elbo:max"  # what a study optimizes by default
     eval_options = NoOptions
     verb = "fit"
     loaded = LoadedConjugate

@@ -300,6 +300,7 @@ class LoadedGMM(Loaded):
 
 
 class GMMRecipe(Recipe):
+    headline = "full/elbo:max"  # what a study optimizes by default
     name = "gmm"
     help = "a Bayesian Gaussian mixture by CAVI (or SVI) with its full ELBO, beside scikit-learn's"
     config = GMMRunConfig

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from elbokit.config import ConfigError, Section, closest, from_dict, leaves, merge, nest
+from elbokit.config import SYNONYMS, ConfigError, Section, closest, from_dict, leaves, merge, nest
 from elbokit.recipes._runs import (
     claim_run_dir,
     config_of,
@@ -93,11 +93,19 @@ def python_options(recipe: Recipe, options: dict, where: str = "elbokit.train") 
     for name, value in options.items():
         leaf = by_name.get(name)
         if leaf is None:
-            hint = closest(name, [n for n in by_name if "." not in n])
+            synonym = SYNONYMS.get("--" + name.replace("_", "-"), "")[2:].replace("-", "_")
+            hint = (
+                synonym
+                if synonym in by_name
+                else closest(name, [n for n in by_name if "." not in n])
+            )
             raise ConfigError(
                 f"{where}: a {recipe.name} run has no option {name!r}"
                 + (f"; did you mean {hint}?" if hint else "")
             )
+        words = leaf.field.metadata.get("words") or {}
+        if isinstance(value, str) and value in words:  # threads="auto", as --threads auto
+            value = words[value]
         flat[leaf.path] = tuple(value) if isinstance(value, list) else value
     return nest(flat)
 
@@ -152,13 +160,15 @@ def train(
     stop_at: int | None = None,
     say=print,
     claimed=None,
+    on_eval=None,
 ) -> Path:
     """Train a run of ``kind`` with ``config`` into ``out`` (default runs/KIND-...-TIME), or
     continue the run in ``resume`` with its saved config (``resume_changes``: settings that do
     not change the result, like the progress bar). Ends with the kind's evaluation and report
     when its config asks for them. Returns the run directory. The folder is created exclusively
     (a default name another run took gets -2, -3, ...) and locked while the run writes it
-    (RUN/.lock); ``claimed(run_dir)`` is called once it is.
+    (RUN/.lock); ``claimed(run_dir)`` is called once it is; ``on_eval(step, metrics)`` hears
+    every evaluation (``Trainer.fit``).
 
     Raises:
         ConfigError, ValueError, DataError: a bad option or data, before anything is written.
@@ -225,9 +235,8 @@ def train(
             say(settings.why + (f"; {world.size} processes" if world.size > 1 else ""))
             trainer = Trainer(resolved.train, run_dir)
             t0 = time.perf_counter()
-            metrics = trainer.fit(
-                built.learner, built.data, resume=bool(resume), stop_at=stop_at, settings=settings
-            )
+            metrics = trainer.fit(built.learner, built.data, resume=bool(resume), stop_at=stop_at,
+                                  settings=settings, on_eval=on_eval)  # fmt: skip
         finally:
             teardown(world)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k.count("/") == 1)

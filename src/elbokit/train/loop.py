@@ -89,10 +89,10 @@ class LoopConfig(Section):
         check_device_name(self.device)
         if self.keep_best:
             metric, _, direction = self.keep_best.partition(":")
-            if not metric or direction not in ("", "max", "min"):
+            if "/" not in metric or direction not in ("", "max", "min"):
                 raise ConfigError(
-                    f"keep_best = {self.keep_best!r}: expected METRIC, METRIC:max or METRIC:min "
-                    "(test/elbo:max)", field="keep_best", value=self.keep_best,
+                    f"keep_best = {self.keep_best!r}: expected a logged metric, METRIC, METRIC:max "
+                    "or METRIC:min (test/elbo:max)", field="keep_best", value=self.keep_best,
                     detail="expected METRIC, METRIC:max or METRIC:min (test/elbo:max)",
                 )  # fmt: skip
 
@@ -203,10 +203,13 @@ class Trainer:
         resume: bool = False,
         stop_at: int | None = None,
         settings: RunSettings | None = None,
+        on_eval=None,
     ) -> dict:
         """Train; returns the last evaluation's metrics. ``stop_at`` ends early after that step
         (tests). ``settings``: the device, precision and threads already resolved by whoever
-        started the run (``resolve_settings``; resolved here when not given).
+        started the run (``resolve_settings``; resolved here when not given). ``on_eval(step,
+        metrics)`` hears every evaluation (a study's pruner); if it raises, a checkpoint of this
+        step is written first, so the run can be resumed.
 
         Raises:
             TrainingDiverged: NaN or inf in a term or a gradient; the last good checkpoint is
@@ -290,6 +293,12 @@ class Trainer:
                         test_metrics = result.named()
                         writer.log(step, epoch, test_metrics)
                         self._keep_best(test_metrics, world, learner, step, epoch, start)
+                        if on_eval is not None:
+                            try:
+                                on_eval(step, test_metrics)
+                            except BaseException:  # stopped from outside: resumable from here
+                                self._save(world, learner, step, epoch, start)
+                                raise
                         if result.finished:  # a goal reached (a target return): save, stop
                             break  # here rather than after one more step and a second evaluation
                 # the end (the last epoch, a goal reached, converged): a checkpoint that says so

@@ -1,0 +1,84 @@
+"""Figures of a study (``elbokit sweep report``): the objective against each parameter, the
+optimization history, and the parameters' importances. Plain numbers in, PNG out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elbokit.report._draw import save
+from elbokit.report._mpl import pyplot
+
+__all__ = ["history", "importances", "objective_by_param"]
+
+
+def objective_by_param(rows: list[dict], params: list[str], metric: str, path,
+                       logs: dict[str, bool]) -> Path:  # fmt: skip
+    """One panel per parameter: each finished trial's objective (with its standard error over
+    seeds where it has one) against the parameter's value; pruned trials hollow."""
+    plt = pyplot()
+    cols = min(3, len(params))
+    rows_n = -(-len(params) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.7 * cols, 3.8 * rows_n), squeeze=False)
+    for ax in axes.flat[len(params) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, params, strict=False):
+        for state, style in (("COMPLETE", {"color": "tab:blue"}),
+                             ("PRUNED", {"color": "tab:gray", "mfc": "none"})):  # fmt: skip
+            pts = [r for r in rows if r["state"] == state and r["value"] is not None]
+            if not pts:
+                continue
+            xs = [r["params"][name] for r in pts]
+            if all(isinstance(x, (int, float)) for x in xs):
+                ax.errorbar(xs, [r["value"] for r in pts], yerr=[r["stderr"] or 0 for r in pts],
+                            fmt="o", capsize=3, label=state.lower(), **style)  # fmt: skip
+            else:
+                ax.plot(
+                    [str(x) for x in xs],
+                    [r["value"] for r in pts],
+                    "o",
+                    label=state.lower(),
+                    **style,
+                )
+        if logs.get(name):
+            ax.set_xscale("log")
+        ax.set(xlabel=name, ylabel=metric, title=f"{metric} against {name}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def history(rows: list[dict], metric: str, maximize: bool, path) -> Path:
+    """The objective of each finished trial by trial number, and the best so far."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    done = sorted((r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None),
+                  key=lambda r: r["number"])  # fmt: skip
+    if done:
+        ax.plot([r["number"] for r in done], [r["value"] for r in done], "o", label="trial")
+        best, line = None, []
+        for r in done:
+            v = r["value"]
+            best = v if best is None or (v > best if maximize else v < best) else best
+            line.append(best)
+        ax.step(
+            [r["number"] for r in done], line, where="post", color="tab:red", label="best so far"
+        )
+    ax.set(
+        xlabel="trial",
+        ylabel=metric,
+        title=f"optimization history ({'max' if maximize else 'min'}imized)",
+    )
+    ax.legend()
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def importances(values: dict[str, float], path) -> Path:
+    """Each parameter's share of the objective's variance (fANOVA, as Optuna computes it)."""
+    plt = pyplot()
+    names = list(values)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.5 * len(names)))
+    ax.barh(names, [values[n] for n in names], color="tab:blue")
+    ax.set(xlabel="importance (share of the objective's variance, fANOVA)", xlim=(0, 1))
+    fig.tight_layout()
+    return save(fig, path)
