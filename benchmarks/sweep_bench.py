@@ -1,6 +1,7 @@
 """A 16-trial VAE study (debug-sized trials) with 1 and with 2 worker processes on this machine:
 wall time of each, their ratio, and the study machinery's overhead per trial (the wall time not
-spent inside the trials' runs: storage, sampling, process start; SQLite).
+spent inside the trials' runs: process start, the report at the end, storage and sampling), and
+the study machinery alone (SQLite, sampling, reports and records of trials that train nothing).
 
     python benchmarks/sweep_bench.py [--trials 16] [--epochs 2]
 
@@ -38,6 +39,38 @@ def study(folder: Path, trials: int, workers: int, epochs: int) -> dict:
     return {"wall": wall, "trials": len(runs), "in_trials": sum(runs)}
 
 
+def machinery(folder: Path, trials: int) -> float:
+    """Seconds per trial of the study machinery alone (SQLite): ``Study.work`` over trials that
+    draw their setting, report two evaluations and record their runs as a real trial does, and
+    train nothing."""
+    from elbokit.recipes import get_recipe
+    from elbokit.study import Study
+
+    base = get_recipe("vae").preset("debug")
+    study = Study.create("vae", ["lr=log:1e-4:1e-2"], base, folder=folder, name="noop",
+                         storage=f"sqlite:///{folder / 'noop.db'}", trials=trials,
+                         sampler="random", pruner="median")  # fmt: skip
+
+    def noop(trial, say=print):
+        lr = study.params[0].suggest(trial)
+        for step in (33, 66):
+            trial.report(-30.0 - lr, step)
+            trial.should_prune()
+        for key, value in (
+            ("runs", [str(folder)]),
+            ("values", [-30.0]),
+            ("stderr", 0.0),
+            ("seconds", 0.0),
+        ):
+            trial.set_user_attr(key, value)
+        return -30.0 - lr
+
+    study.trial = noop
+    t0 = time.perf_counter()
+    study.work(say=lambda *a: None)
+    return (time.perf_counter() - t0) / trials
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=16)
@@ -48,14 +81,18 @@ def main() -> None:
     print(f"a {args.trials}-trial VAE study, debug preset, {args.epochs} epochs per trial; "
           f"1 worker: {cores} thread(s); 2 workers: {max(1, cores // 2)} thread(s) each")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
+        per_trial = machinery(Path(tmp), args.trials)
         one = study(Path(tmp) / "one", args.trials, 1, args.epochs)
         two = study(Path(tmp) / "two", args.trials, 2, args.epochs)
+    print(
+        f"the study machinery alone (SQLite, sampling, 2 reports, 4 records): {per_trial * 1000:.0f} ms per trial"
+    )
     for name, r in (("1 worker", one), ("2 workers", two)):
         workers = 1 if name == "1 worker" else 2
         overhead = (r["wall"] * workers - r["in_trials"]) / r["trials"]
         print(
             f"{name:>9}: {r['wall']:6.1f} s wall, {r['in_trials']:6.1f} s inside trials, "
-            f"{overhead:.2f} s per trial outside them (storage, sampling, process start)"
+            f"{overhead:.2f} s per trial outside them (process start, the report, storage)"
         )
     print(f"2 workers / 1 worker wall time: {two['wall'] / one['wall']:.2f}x")
 

@@ -124,8 +124,8 @@ def _study_parser(recipe, preset: str):
         prog=f"elbokit sweep {recipe.name}", conflict_handler="resolve",
         description=f"a study of {recipe.name} runs on Optuna: each trial one run (or one per "
         "seed) with its settings drawn from the --param ranges; the other options are fixed for "
-        "every trial (a kind's option named like a study option, such as the VAE's --objective, "
-        "is varied with --param or set by --preset)",
+        "every trial (a kind's option named like a study option, such as an --objective of its "
+        "own, is varied with --param or set by --preset)",
         usage=f"elbokit sweep {recipe.name} --param NAME=RANGE [...] [study options] [options of the kind]",
     )  # fmt: skip
     by_dest = add_config_arguments(parser, recipe.preset(preset))
@@ -175,7 +175,7 @@ def study_command(argv: list[str]) -> int:
     if ns.workers < 1:
         raise UsageError(f"--workers {ns.workers}: expected at least 1")
     base = merged(recipe.preset(ns.preset), ns, by_dest, parser.prog)
-    if ns.workers > 1 and "threads" not in given(ns, by_dest).get("train", {}):
+    if "threads" not in given(ns, by_dest).get("train", {}):  # split the cores; no load probe
         base = merge(base, {"train": {"threads": worker_threads(ns.workers)}})
     parse_params(ns.param, base)  # every range checked before anything is written
     folder = Path(ns.out or f"runs/sweep-{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -232,20 +232,27 @@ def _run_workers(study, storage: str, name: str, workers: int, heartbeat: int) -
         if workers == 1:
             study.work()
         else:
+            # workers - 1 processes beside this one, which works too (one start saved) and
+            # replaces any that dies while the study still needs trials
             cmd = [sys.executable, "-m", "elbokit", "sweep", "--study", name, "--storage", storage,
                    "--heartbeat", str(heartbeat), "--worker"]  # fmt: skip
-            procs = [subprocess.Popen(cmd) for _ in range(workers)]
-            while procs:
-                time.sleep(0.5)
+            procs = [subprocess.Popen(cmd) for _ in range(workers - 1)]
+
+            def watch():
                 for i, p in enumerate(procs):
-                    if p.poll() is None:
-                        continue
-                    if p.returncode != 0 and study.counts()["done"] < study.trials:
-                        print(f"a worker ended with status {p.returncode}; starting another")
-                        procs[i] = subprocess.Popen(cmd)
-                    else:
-                        procs[i] = None
-                procs = [p for p in procs if p is not None]
+                    if p is not None and p.poll() is not None:
+                        if p.returncode != 0 and study.counts()["done"] < study.trials:
+                            print(f"a worker ended with status {p.returncode}; starting another")
+                            procs[i] = subprocess.Popen(cmd)
+                        else:
+                            procs[i] = None
+
+            study.work(
+                between=watch, say=lambda line: print(f"[worker {os.getpid()}] {line}", flush=True)
+            )
+            while any(p is not None for p in procs):
+                time.sleep(0.2)
+                watch()
     except KeyboardInterrupt:
         print(
             f"\nelbokit: study interrupted; finished trials are kept, and a trial that was "

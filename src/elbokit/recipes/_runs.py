@@ -135,7 +135,10 @@ def _alive(pid) -> bool:
         return False
     except PermissionError:  # alive, another user's
         return True
-    return True
+    try:  # a killed process its parent has not reaped yet (a zombie) writes nothing either
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def read_saved(run_dir: str | Path) -> dict:

@@ -230,14 +230,17 @@ class Study:
                 out["waiting"] += 1
         return out
 
-    def work(self, say=print, poll: float = 1.0) -> int:
+    def work(self, say=print, poll: float = 0.2, between=None) -> int:
         """Run trials in this process until the study has ``trials`` of them done (complete,
-        pruned or failed), waiting while other workers run the last ones. Returns the number of
-        trials this process ran."""
+        pruned or failed), waiting while other workers run the last ones; ``between()`` is called
+        between trials and while waiting (a supervisor's watch). Returns the number of trials this
+        process ran."""
         from optuna.storages import fail_stale_trials
 
         ran = 0
         while True:
+            if between is not None:
+                between()
             fail_stale_trials(self.study)  # a killed worker's trial: failed, and queued again
             c = self.counts()
             if c["done"] >= self.trials:
@@ -273,7 +276,6 @@ class Study:
                                             **({"threads": self.threads} if self.threads else {})}})  # fmt: skip
             folder = self.folder_of(trial, seed)
             folders.append(str(folder))
-            trial.set_user_attr("runs", folders)
 
             def report(step, metrics, k=k):
                 if k or self.metric not in metrics:
@@ -296,9 +298,11 @@ class Study:
                           say=lambda *a: None)  # fmt: skip
             except _Pruned as p:
                 say(f"trial {trial.number}: {p} (its folder is kept)")
+                trial.set_user_attr("runs", folders)
                 trial.set_user_attr("pruned", str(p))
                 raise _optuna().TrialPruned(str(p)) from None
             except TRIAL_ERRORS as err:
+                trial.set_user_attr("runs", folders)
                 trial.set_user_attr("error", str(err).splitlines()[0])
                 raise
             try:
@@ -313,9 +317,9 @@ class Study:
             if len(results) > 1
             else 0.0
         )
-        trial.set_user_attr("values", results)
-        trial.set_user_attr("stderr", se)
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        for key, value in (("runs", folders), ("values", results), ("stderr", se),
+                           ("seconds", time.perf_counter() - t0)):  # fmt: skip
+            trial.set_user_attr(key, value)
         say(
             f"trial {trial.number}: {self.metric} {mean:.4g}"
             + (f" +- {se:.2g} over {len(results)} seeds" if len(results) > 1 else "")
