@@ -31,6 +31,7 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data._order import batch_indices, split_order
 from elbokit.data.readers import DataError
+from elbokit.data.uci import is_uci_folder, read_uci
 from elbokit.seeding import mix
 
 __all__ = [
@@ -185,6 +186,9 @@ def load_labelled(
         xt, yt = toy1d(max(examples // 2, 50), seed=seed + 10_000)  # held out, same distribution
         t = lambda a: torch.from_numpy(np.asarray(a, np.float32))  # noqa: E731
         return LabelledData(name, "regression", t(x), t(y), t(xt), t(yt), seed=seed)
+    if is_uci_folder(name):  # the UCI benchmark's layout: its own fixed splits
+        xtr, ytr, xte, yte = read_uci(name, split)
+        return _standardized(name, xtr, ytr, xte, yte, seed)
     if name == "diabetes":
         try:
             from sklearn.datasets import load_diabetes
@@ -239,15 +243,21 @@ def _regression(name, x, y, test_fraction, split_seed, seed) -> LabelledData:
     _check_finite(x, name, "x")
     _check_finite(y, name, "y")
     train, test = split_order(len(x), test_fraction, split_seed, name, min_train=2)
-    mx, sx = x[train].mean(0), x[train].std(0)
+    return _standardized(name, x[train], y[train], x[test], y[test], seed)
+
+
+def _standardized(name, xtr, ytr, xte, yte, seed) -> LabelledData:
+    """Features and target standardized by the training half's mean and standard deviation
+    (the UCI benchmark's convention; metrics go back to the target's units with y_std)."""
+    mx, sx = xtr.mean(0), xtr.std(0)
     sx[sx == 0] = 1.0  # a constant column stays as it is
-    my, sy = float(y[train].mean()), float(y[train].std())
+    my, sy = float(ytr.mean()), float(ytr.std())
     if not sy > 0:
         raise DataError(f"{name}: the training targets are all {my}; expected some variance")
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
     return LabelledData(
-        name, "regression", t((x[train] - mx) / sx), t((y[train] - my) / sy),
-        t((x[test] - mx) / sx), t((y[test] - my) / sy), y_mean=my, y_std=sy, seed=seed,
+        name, "regression", t((xtr - mx) / sx), t((ytr - my) / sy),
+        t((xte - mx) / sx), t((yte - my) / sy), y_mean=my, y_std=sy, seed=seed,
         x_mean=tuple(map(float, mx)), x_std=tuple(map(float, sx)),
     )  # fmt: skip
 
@@ -256,12 +266,14 @@ def _regression(name, x, y, test_fraction, split_seed, seed) -> LabelledData:
 class LabelledDataConfig(Section):
     source: str = opt(
         "toy1d",
-        "toy1d (1-D regression with a gap), diabetes, digits, mnist5k, or an .npz with x and y",
+        "toy1d (1-D regression with a gap), diabetes, digits, mnist5k, an .npz with x and y, or "
+        "a folder in the UCI benchmark's layout (data.txt, index_*.txt; --split K)",
         flag="data",
     )
     split: int = opt(
-        0, "which seeded train/test split (diabetes: one of the 20 UCI-style splits)", ge=0
-    )
+        0, "which train/test split (a UCI-layout folder: its index_train_K/index_test_K; "
+        "diabetes: one of 20 seeded UCI-style splits)", ge=0,
+    )  # fmt: skip
     test_fraction: float = opt(0.1, "held out for testing", gt=0, lt=1)
     examples: int = opt(500, "toy1d: training points drawn", ge=10)
     # what a saved run needs of its data to predict without it (filled in by the recipe)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -277,8 +278,9 @@ class BNNRecipe(Recipe):
     }  # fmt: skip
 
     def default_out(self, cfg):
-        split = f"-split{cfg.data.split}" if cfg.data.source == "diabetes" else ""
-        return f"runs/bnn-{cfg.data.source.rsplit('/', 1)[-1]}{split}"
+        folder = Path(cfg.data.source).is_dir()  # a UCI-layout folder: its splits are numbered
+        split = f"-split{cfg.data.split}" if cfg.data.source == "diabetes" or folder else ""
+        return f"runs/bnn-{Path(cfg.data.source.rstrip('/')).name}{split}"
 
     def data(self, cfg, run_dir=None) -> LabelledData:
         return cfg.data.load(cfg.train.seed)

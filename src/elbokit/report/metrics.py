@@ -70,6 +70,7 @@ def curves(metrics_path, path, keys=VAE_CURVES) -> Path:
             if steps:
                 ax.plot(steps, values, style, label=split, markersize=3)
         ax.set(title=label, xlabel="step", yscale="log" if key.endswith("_mse") else "linear")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing logged yet has no legend
+            ax.legend()
     fig.tight_layout()
     return save(fig, path)

@@ -40,7 +40,10 @@ def objective_by_param(rows: list[dict], params: list[str], metric: str, path,
                     **style,
                 )
         if logs.get(name):
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labels at the decades only: legible
         ax.set(xlabel=name, ylabel=metric, title=f"{metric} against {name}")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -68,6 +71,9 @@ def history(rows: list[dict], metric: str, maximize: bool, path) -> Path:
         ylabel=metric,
         title=f"optimization history ({'max' if maximize else 'min'}imized)",
     )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered
     ax.legend()
     fig.tight_layout()
     return save(fig, path)

@@ -39,7 +39,7 @@ def _importances(study: Study) -> dict[str, float]:
     import optuna
 
     done = [t for t in study.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if len(done) < 2 or not study.params:
+    if len(done) < 2 or len(study.params) < 2:  # one parameter explains all there is
         return {}
     try:
         return optuna.importance.get_param_importances(

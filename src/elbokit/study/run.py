@@ -282,7 +282,7 @@ class Study:
                     return
                 trial.report(float(metrics[self.metric]), step)
                 if trial.should_prune():
-                    raise _Pruned(f"pruned at step {step}")
+                    raise _Pruned(f"at step {step}")
 
             try:
                 if (folder / "state.json").exists() and read_state(folder).get("complete"):
@@ -297,7 +297,7 @@ class Study:
                     train(get_recipe(self.kind), run_cfg, out=folder, on_eval=report,
                           say=lambda *a: None)  # fmt: skip
             except _Pruned as p:
-                say(f"trial {trial.number}: {p} (its folder is kept)")
+                say(f"trial {trial.number}: pruned {p} (its folder is kept)")
                 trial.set_user_attr("runs", folders)
                 trial.set_user_attr("pruned", str(p))
                 raise _optuna().TrialPruned(str(p)) from None
