@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import torch
 
 from elbokit.config import ConfigError, Section, closest, leaves, merge
+from elbokit.data.readers import DataError
 from elbokit.files import atomic_write_text, read_json
 from elbokit.recipes._runs import read_saved
 from elbokit.recipes.loaded import Loaded
@@ -72,7 +73,13 @@ class Run:
     def data(self):
         """The run's data, split exactly as it was for training (or the other data of ``on``,
         checked to have the shape the model takes)."""
-        data = self.recipe.data(self.config, self.dir)
+        try:
+            data = self.recipe.data(self.config, self.dir)
+        except DataError as err:
+            if self.other_data or not hasattr(getattr(self.config, "data", None), "source"):
+                raise
+            raise DataError(f"{err} (the run's data moved? evaluate it on the data where it is "
+                            f"now: elbokit eval {self.dir} --data PATH)") from None  # fmt: skip
         if self.other_data:
             self._check_other(data)
         return data
@@ -107,9 +114,10 @@ class Run:
         """
         data = getattr(self.config, "data", None)
         if data is None or not hasattr(data, "source"):
+            article = "an" if self.recipe.name[0] in "aeiou" else "a"
             raise ConfigError(
-                f"a {self.recipe.name} run is not evaluated on a data set, so --data does not "
-                "apply to it"
+                f"{article} {self.recipe.name} run is not evaluated on a data set, so other data "
+                "does not apply to it"
             )
         config = merge(self.config, {"data": {"source": str(source)}}, where="--data")
         run = Run(self.dir, self.recipe, config)
