@@ -1,4 +1,4 @@
-"""Drawing helpers shared by every kind's figures: atomic PNG writes, image grids."""
+"""Drawing helpers shared by every kind's figures: atomic PNG writes, panel grids, image grids."""
 
 from __future__ import annotations
 
@@ -10,6 +10,17 @@ import torch
 
 from elbokit.files import atomic_path
 from elbokit.report._mpl import pyplot
+
+
+def panels(n: int, *, width: float = 4.7, height: float = 3.8, per_row: int = 3):
+    """A figure of ``n`` panels, at most ``per_row`` a row (so a figure shown at page width keeps
+    legible fonts), the grid's unused cells hidden: (fig, the n axes in order)."""
+    cols = min(per_row, n)
+    rows = -(-n // cols)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
 
 
 def save(fig, path: str | os.PathLike) -> Path:

@@ -6,8 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from elbokit.report._draw import save
-from elbokit.report._mpl import pyplot
+from elbokit.report._draw import panels, save
 
 __all__ = ["curves", "last_with", "read_metrics", "series"]
 
@@ -57,14 +56,8 @@ def curves(metrics_path, path, keys=VAE_CURVES) -> Path:
     """One panel per (key, title): ``train/key`` as a line, ``test/key`` as points, by step;
     a key ending in ``_mse`` on a log scale."""
     lines = read_metrics(metrics_path)
-    plt = pyplot()
-    # at most three panels a row, so a figure shown at page width keeps legible fonts
-    cols = min(3, len(keys))
-    rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.7 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[len(keys) :]:
-        ax.axis("off")
-    for ax, (key, label) in zip(axes.flat, keys, strict=False):
+    fig, axes = panels(len(keys))
+    for ax, (key, label) in zip(axes, keys, strict=True):
         for split, style in (("train", "-"), ("test", "o-")):
             steps, values = series(lines, f"{split}/{key}")
             if steps:

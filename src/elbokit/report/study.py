@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elbokit.report._draw import save
+from elbokit.report._draw import panels, save
 from elbokit.report._mpl import pyplot
 
 __all__ = ["history", "importances", "objective_by_param"]
@@ -15,13 +15,8 @@ def objective_by_param(rows: list[dict], params: list[str], metric: str, path,
                        logs: dict[str, bool]) -> Path:  # fmt: skip
     """One panel per parameter: each finished trial's objective (with its standard error over
     seeds where it has one) against the parameter's value; pruned trials hollow."""
-    plt = pyplot()
-    cols = min(3, len(params))
-    rows_n = -(-len(params) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.7 * cols, 3.8 * rows_n), squeeze=False)
-    for ax in axes.flat[len(params) :]:
-        ax.axis("off")
-    for ax, name in zip(axes.flat, params, strict=False):
+    fig, axes = panels(len(params))
+    for ax, name in zip(axes, params, strict=True):
         for state, style in (("COMPLETE", {"color": "tab:blue"}),
                              ("PRUNED", {"color": "tab:gray", "mfc": "none"})):  # fmt: skip
             pts = [r for r in rows if r["state"] == state and r["value"] is not None]
