@@ -17,6 +17,7 @@ numbers OUT/sweep.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -206,19 +207,13 @@ def join_command(argv: list[str]) -> int:
     parser.add_argument("--storage", required=True, metavar="URL")
     parser.add_argument("--workers", type=int, default=1, metavar="N")
     parser.add_argument("--heartbeat", type=int, default=10, metavar="S")
-    parser.add_argument("--worker", action="store_true", help=argparse_suppress())
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ns = parse(parser, argv)
     study = Study.join(ns.storage, ns.study, ns.heartbeat, worker=os.getpid() if ns.worker else 0)
     if ns.worker:  # one worker process, started by a sweep command
         study.work(say=lambda line: print(f"[worker {os.getpid()}] {line}", flush=True))
         return 0
     return _run_workers(study, ns.storage, ns.study, ns.workers, ns.heartbeat)
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _run_workers(study, storage: str, name: str, workers: int, heartbeat: int) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -109,7 +108,6 @@ class Study:
     seeds: int
     metric: str
     maximize: bool
-    threads: int = 0
     _stop: str = ""
 
     # ------------------------------------------------------------------ creating and joining
@@ -272,8 +270,7 @@ class Study:
         results, folders, t0 = [], [], time.perf_counter()
         for k in range(self.seeds):
             seed = first_seed + k
-            run_cfg = merge(cfg, {"train": {"seed": seed, "progress": False,
-                                            **({"threads": self.threads} if self.threads else {})}})  # fmt: skip
+            run_cfg = merge(cfg, {"train": {"seed": seed, "progress": False}})
             folder = self.folder_of(trial, seed)
             folders.append(str(folder))
 
@@ -344,7 +341,3 @@ def worker_threads(workers: int) -> int:
     from elbokit.train.settings import cpu_info
 
     return max(1, cpu_info().cores // max(1, workers))
-
-
-def env_for_worker() -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
