@@ -84,6 +84,9 @@ class LabelledData:
     # how the inputs were standardized (per input feature; empty: they were not)
     x_mean: tuple[float, ...] = ()
     x_std: tuple[float, ...] = ()
+    # a validation part held out of the training split (regression; None: none)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -170,8 +173,11 @@ def load_labelled(
     test_fraction: float = 0.1,
     examples: int = 500,
     seed: int = 0,
+    validation: float = 0.0,
 ) -> LabelledData:
-    """Pairs by name or path, split and standardized (see the module docstring).
+    """Pairs by name or path, split and standardized (see the module docstring). ``validation``
+    (regressions from files): the last fraction of the training split, in its order, held out
+    as ``x_val``, ``y_val``, standardized by the rest (Gal & Ghahramani's grid searches).
 
     Raises:
         DataError: an unknown name, an unreadable file, NaN or inf values, labels that do not
@@ -188,7 +194,7 @@ def load_labelled(
         return LabelledData(name, "regression", t(x), t(y), t(xt), t(yt), seed=seed)
     if is_uci_folder(name):  # the UCI benchmark's layout: its own fixed splits
         xtr, ytr, xte, yte = read_uci(name, split)
-        return _standardized(name, xtr, ytr, xte, yte, seed)
+        return _standardized(name, xtr, ytr, xte, yte, seed, validation)
     if name == "diabetes":
         try:
             from sklearn.datasets import load_diabetes
@@ -205,7 +211,7 @@ def load_labelled(
             f"no labelled source {name!r}: expected {', '.join(LABELLED_SOURCES)}, or an .npz "
             "with arrays x (N, ...) and y (N,) (integer y: classes)"
         )
-    return _regression(name, x, y, test_fraction, mix(seed, split), seed)
+    return _regression(name, x, y, test_fraction, mix(seed, split), seed, validation)
 
 
 def _read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -237,18 +243,25 @@ def _classification_npz(name, x, y, test_fraction, split_seed, seed) -> Labelled
                         t(x[test]).float(), t(y[test]).long(), int(y.max()) + 1, seed=seed)  # fmt: skip
 
 
-def _regression(name, x, y, test_fraction, split_seed, seed) -> LabelledData:
+def _regression(name, x, y, test_fraction, split_seed, seed, validation=0.0) -> LabelledData:
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     y = np.asarray(y, np.float64)
     _check_finite(x, name, "x")
     _check_finite(y, name, "y")
     train, test = split_order(len(x), test_fraction, split_seed, name, min_train=2)
-    return _standardized(name, x[train], y[train], x[test], y[test], seed)
+    return _standardized(name, x[train], y[train], x[test], y[test], seed, validation)
 
 
-def _standardized(name, xtr, ytr, xte, yte, seed) -> LabelledData:
+def _standardized(name, xtr, ytr, xte, yte, seed, validation=0.0) -> LabelledData:
     """Features and target standardized by the training half's mean and standard deviation
     (the UCI benchmark's convention; metrics go back to the target's units with y_std)."""
+    xva = yva = None
+    if validation:
+        keep = int(len(xtr) * (1 - validation))
+        if keep < 2 or keep == len(xtr):
+            raise DataError(f"{name}: validation = {validation:g} of {len(xtr)} training rows "
+                            "leaves no validation part or fewer than 2 training rows")  # fmt: skip
+        xtr, xva, ytr, yva = xtr[:keep], xtr[keep:], ytr[:keep], ytr[keep:]
     mx, sx = xtr.mean(0), xtr.std(0)
     sx[sx == 0] = 1.0  # a constant column stays as it is
     my, sy = float(ytr.mean()), float(ytr.std())
@@ -259,6 +272,8 @@ def _standardized(name, xtr, ytr, xte, yte, seed) -> LabelledData:
         name, "regression", t((xtr - mx) / sx), t((ytr - my) / sy),
         t((xte - mx) / sx), t((yte - my) / sy), y_mean=my, y_std=sy, seed=seed,
         x_mean=tuple(map(float, mx)), x_std=tuple(map(float, sx)),
+        x_val=None if xva is None else t((xva - mx) / sx),
+        y_val=None if yva is None else t((yva - my) / sy),
     )  # fmt: skip
 
 
@@ -276,6 +291,10 @@ class LabelledDataConfig(Section):
     )  # fmt: skip
     test_fraction: float = opt(0.1, "held out for testing", gt=0, lt=1)
     examples: int = opt(500, "toy1d: training points drawn", ge=10)
+    validation: float = opt(
+        0.0, "regressions from files: the last fraction of the training split held out to choose "
+        "hyper-parameters on (MC dropout's grid); 0: none", ge=0, lt=1,
+    )  # fmt: skip
     # what a saved run needs of its data to predict without it (filled in by the recipe)
     input_shape: tuple[int, ...] = opt((), "shape of one input, from the data", derived=True,
                                        nonempty=False, ge=1)  # fmt: skip
@@ -298,11 +317,14 @@ class LabelledDataConfig(Section):
     def validate(self):
         if self.source == "toy1d" and self.test_fraction != 0.1:
             raise ConfigError("toy1d draws its own test points: test_fraction does not apply")
+        if self.validation and self.source in ("toy1d", "digits", "mnist5k"):
+            raise ConfigError(f"validation = {self.validation:g}: {self.source} has no validation "
+                              "part (regressions from files have)")  # fmt: skip
 
     def load(self, seed: int) -> LabelledData:
         return load_labelled(
             self.source, split=self.split, test_fraction=self.test_fraction,
-            examples=self.examples, seed=seed,
+            examples=self.examples, seed=seed, validation=self.validation,
         )  # fmt: skip
 
 

@@ -20,7 +20,14 @@ import math
 
 import torch
 
-__all__ = ["classification_metrics", "entropy", "regression_metrics", "reliability", "roc_auc"]
+__all__ = [
+    "central_coverage",
+    "classification_metrics",
+    "entropy",
+    "regression_metrics",
+    "reliability",
+    "roc_auc",
+]
 
 Z95 = 1.959963984540054  # the 97.5% quantile of N(0, 1)
 
@@ -28,8 +35,9 @@ Z95 = 1.959963984540054  # the 97.5% quantile of N(0, 1)
 def regression_metrics(
     means: torch.Tensor, noise: torch.Tensor | float, y: torch.Tensor, y_std: float = 1.0
 ) -> dict[str, float]:
-    """means (M, N) predicted means, noise sigma (scalar or (M,)), y (N,) targets, all in
-    standardized units; log-likelihood and RMSE reported in units multiplied by ``y_std``.
+    """means (M, N) predicted means, noise sigma (scalar, (M,) or (M, N)), y (N,) targets, all
+    in standardized units; the predictive is the mixture (1/M) sum_m N(means[m], noise[m]^2).
+    Log-likelihood and RMSE reported in units multiplied by ``y_std``.
 
     Raises:
         ValueError: shapes that do not fit.
@@ -39,11 +47,12 @@ def regression_metrics(
             f"means must be (M, N) and y (N,); got {tuple(means.shape)} and {tuple(y.shape)}"
         )
     means, y = means.double(), y.double()
-    noise = torch.as_tensor(noise, dtype=torch.float64).reshape(-1, 1).expand(means.shape[0], 1)
+    noise = torch.as_tensor(noise, dtype=torch.float64, device=means.device)
+    noise = noise.expand_as(means) if noise.dim() == 2 else noise.reshape(-1, 1).expand_as(means)
     log_p = torch.distributions.Normal(means, noise).log_prob(y)  # (M, N)
     ll = torch.logsumexp(log_p, 0) - math.log(means.shape[0])
     mean = means.mean(0)
-    aleatoric = noise.square().mean().expand_as(mean)
+    aleatoric = noise.square().mean(0)
     epistemic = means.var(0, unbiased=False)
     sd = (aleatoric + epistemic).sqrt()
     inside = ((y - mean).abs() <= Z95 * sd).double()
@@ -54,6 +63,15 @@ def regression_metrics(
         "sd_aleatoric": float(aleatoric.sqrt().mean()) * y_std,
         "sd_epistemic": float(epistemic.sqrt().mean()) * y_std,
     }
+
+
+def central_coverage(means: torch.Tensor, noise: torch.Tensor, y: torch.Tensor, levels) -> list:
+    """[level, fraction of y inside the mixture predictive's central interval of that level]
+    for each level: y is inside iff its predictive CDF F(y) = (1/M) sum_m Phi((y - means[m]) /
+    noise[m]) lies within 1/2 +- level / 2 (exact for the mixture; means, noise (M, N))."""
+    z = (y.double() - means.double()) / noise.double().expand_as(means)
+    cdf = (0.5 * torch.erfc(-z / math.sqrt(2))).mean(0)
+    return [[float(c), float(((cdf - 0.5).abs() <= c / 2).double().mean())] for c in levels]
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

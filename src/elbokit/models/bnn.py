@@ -24,6 +24,19 @@ Sampling in the forward pass (``sampling``):
 
 ``network`` builds the same architecture from Bayesian, plain or dropout layers, so the
 deterministic and MC-dropout baselines are the Bayesian network's size exactly.
+
+The prior's variance can be the empirical-Bayes one (``prior_variance = "empirical-bayes"``): for
+each tensor (a layer's weights, a layer's biases) of n entries the KL is minimized over the prior
+variance v in closed form, v = sum(mu^2 + sigma^2) / n, or with an inverse-gamma hyperprior
+IG(alpha, beta) on v its mode v = (beta + sum(mu^2 + sigma^2) / 2) / (alpha + n / 2 + 1) and the
+hyperprior's log-density subtracted (Wu et al. 2019). Without a hyperprior the optimum follows the
+weights down: shrinking every mean shrinks v, which strengthens the pull of the KL's mu^2 / (2 v)
+towards zero, and a network whose likelihood gain per weight is small (few examples, many
+weights: the digits net) collapses onto the prior, a constant function, at a KL of zero.
+
+Other networks of the ``methods`` (``elbokit.models.bnn_methods``): deterministic variational
+inference (moments through the network in closed form), MC dropout on Gal's protocol (a grid of
+rates and noise precisions, batched), a deep ensemble (networks with a mean and a variance).
 """
 
 from __future__ import annotations
@@ -62,6 +75,9 @@ class WeightPrior:
     sigma: float = 1.0
     pi: float = 0.5
     sigma2: float = math.exp(-6)
+    empirical: bool = False  # gaussian: each tensor's variance by empirical Bayes
+    alpha: float = 0.0  # its inverse-gamma hyperprior (0, 0: none)
+    beta: float = 0.0
 
     @property
     def closed(self) -> bool:
@@ -77,6 +93,11 @@ class WeightPrior:
         )
 
     def describe(self) -> str:
+        if self.empirical:
+            hyper = (f" under an IG({self.alpha:g}, {self.beta:g}) hyperprior"
+                     if self.alpha or self.beta else "")  # fmt: skip
+            return ("N(0, v) with v per layer's weights and biases by empirical Bayes (closed form"
+                    f"{hyper}), KL in closed form")  # fmt: skip
         if self.name == "gaussian":
             return f"N(0, {self.sigma:g}^2), KL in closed form"
         return (f"{self.pi:g} N(0, {self.sigma:g}^2) + {1 - self.pi:g} N(0, {self.sigma2:.3g}^2), "
@@ -84,6 +105,9 @@ class WeightPrior:
 
 
 PRIORS = ("gaussian", "scale-mixture")
+METHODS = ("bnn", "dvi", "det", "dropout", "ensemble")
+VARIATIONAL = ("bnn", "dvi")
+REGRESSION_ONLY = ("dvi", "ensemble")
 
 
 class _Bayes(nn.Module):
@@ -156,18 +180,49 @@ def bayes_layers(module: nn.Module) -> list[_Bayes]:
     return [m for m in module.modules() if isinstance(m, _Bayes)]
 
 
+def prior_variance(mu: torch.Tensor, sigma: torch.Tensor, prior: WeightPrior) -> torch.Tensor:
+    """The empirical-Bayes prior variance of one tensor of q: the v minimizing
+    KL(N(mu, sigma^2) || N(0, v)) summed over its entries (with the hyperprior: its mode)."""
+    total = mu.square().sum() + sigma.square().sum()
+    if prior.alpha == 0 and prior.beta == 0:
+        return total / mu.numel()
+    return (prior.beta + total / 2) / (prior.alpha + mu.numel() / 2 + 1)
+
+
+def layer_priors(module: nn.Module, prior: WeightPrior):
+    """(mu, sigma, prior distribution) of every weight and bias tensor of ``module``'s Bayesian
+    layers; with empirical Bayes each tensor's N(0, v) at its own optimal v."""
+    out = []
+    for layer in bayes_layers(module):
+        for mu, sigma in layer.moments():
+            if prior.empirical:
+                v = prior_variance(mu, sigma, prior)
+                out.append((mu, sigma, Normal(torch.zeros_like(v), v.sqrt(), validate_args=False)))
+            else:
+                out.append((mu, sigma, prior.distribution(mu)))
+    return out
+
+
 def kl_to_prior(module: nn.Module, prior: WeightPrior) -> tuple[torch.Tensor, str]:
     """KL(q(w) || p(w)) summed over every Bayesian weight and bias of ``module``, in nats, and
     how: "analytic" (closed form) or "sampled" (log q(w) - log p(w) at one draw w ~ q, an
-    unbiased estimate whose gradient is reparameterized)."""
+    unbiased estimate whose gradient is reparameterized). With empirical Bayes, the KL at each
+    tensor's optimal prior variance minus the log-density of its hyperprior, if any (the ELBO
+    maximized over the prior variances)."""
     total, p = None, None
     for layer in bayes_layers(module):
         for mu, sigma in layer.moments():
             if prior.closed:  # log(s_p / s) + (s^2 + mu^2) / (2 s_p^2) - 1/2, summed
-                part = (sigma.square().sum() + mu.square().sum()) / (
-                    2 * prior.sigma**2
-                ) - sigma.log().sum()
-                part = part + mu.numel() * (math.log(prior.sigma) - 0.5)
+                if prior.empirical:
+                    var = prior_variance(mu, sigma, prior)
+                    log_var = var.log()
+                else:
+                    var, log_var = prior.sigma**2, 2 * math.log(prior.sigma)
+                part = (sigma.square().sum() + mu.square().sum()) / (2 * var) - sigma.log().sum()
+                part = part + mu.numel() * (0.5 * log_var - 0.5)
+                if prior.empirical and (prior.alpha or prior.beta):  # - log IG(v; alpha, beta)
+                    a, b = prior.alpha, prior.beta
+                    part = part - (a * math.log(b) - math.lgamma(a) - (a + 1) * log_var - b / var)
             else:
                 p = prior.distribution(mu) if p is None else p
                 w = mu + sigma * torch.randn_like(sigma)
@@ -180,20 +235,20 @@ def kl_to_prior(module: nn.Module, prior: WeightPrior) -> tuple[torch.Tensor, st
 
 
 def kl_estimate(module: nn.Module, prior: WeightPrior, samples: int = 64, seed: int = 0):
-    """KL(q(w) || p(w)) over every weight, with how it was obtained and its standard error:
-    (value, "closed", 0.0) or (value, "mc", se) from ``samples`` draws per weight (the
-    divergence core's estimator, per weight, summed; se = sqrt(sum of per-weight se^2))."""
+    """KL(q(w) || p(w)) over every weight (with empirical Bayes: to each tensor's optimal prior,
+    without the hyperprior), with how it was obtained and its standard error: (value, "closed",
+    0.0) or (value, "mc", se) from ``samples`` draws per weight (the divergence core's
+    estimator, per weight, summed; se = sqrt(sum of per-weight se^2))."""
     from elbokit.divergence import estimate_kl
 
     value, var, method = 0.0, 0.0, "closed"
     with torch.no_grad():
-        for layer in bayes_layers(module):
-            for q in layer.posteriors():
-                est = estimate_kl(q, prior.distribution(q.loc), method="auto",
-                                  num_samples=samples, seed=seed)  # fmt: skip
-                value += float(est.value.sum())
-                var += float(est.stderr.double().square().sum())
-                method = est.method
+        for mu, sigma, p in layer_priors(module, prior):
+            q = Normal(mu, sigma, validate_args=False)
+            est = estimate_kl(q, p, method="auto", num_samples=samples, seed=seed)
+            value += float(est.value.sum())
+            var += float(est.stderr.double().square().sum())
+            method = est.method
     return value, method, math.sqrt(var)
 
 
@@ -214,20 +269,86 @@ class BNNConfig(Section):
     init_sigma: float = opt(1e-3, "initial posterior sigma of every weight", gt=0)
     dropout: float = opt(0.05, "the MC-dropout baseline's dropout rate", gt=0, lt=1)
     baselines: bool = opt(
-        True, "also train a deterministic and an MC-dropout network of the same size"
-    )
+        True, "also train the deterministic and MC-dropout networks of methods (false: only "
+        "the variational ones)",
+    )  # fmt: skip
+    methods: tuple[str, ...] = opt(
+        ("bnn", "det", "dropout"),
+        "the networks trained side by side on the same batches: bnn (Bayes by backprop), dvi "
+        "(deterministic variational inference; regression), det (MAP), dropout (MC dropout), "
+        "ensemble (a deep ensemble; regression)", choices=METHODS,
+    )  # fmt: skip
+    prior_variance: str = opt(
+        "fixed", "fixed (prior_sigma) or empirical-bayes (per layer, the variance maximizing "
+        "the ELBO, in closed form)", choices=("fixed", "empirical-bayes"),
+    )  # fmt: skip
+    eb_alpha: float = opt(1.0, "empirical-bayes: the inverse-gamma hyperprior's alpha "
+                          "(alpha = beta = 0: none)", ge=0)  # fmt: skip
+    eb_beta: float = opt(10.0, "empirical-bayes: the inverse-gamma hyperprior's beta", ge=0)
+    dvi_samples: int = opt(
+        0, "dvi: train on this many weight draws of the output layer's moments instead of the "
+        "closed-form expected log-likelihood (0: closed form)", ge=0,
+    )  # fmt: skip
+    dropout_rates: tuple[float, ...] = opt(
+        (), "Gal's MC-dropout protocol: a grid of dropout rates (with dropout_tau: one network "
+        "per rate and tau, batched; the best on the data's validation part predicts)",
+        nonempty=False, gt=0, lt=1,
+    )  # fmt: skip
+    dropout_tau: tuple[float, ...] = opt(
+        (), "Gal's protocol: fixed noise precisions tau in the target's units (weight decay "
+        "l^2 (1 - p) / (2 N tau), l = 0.01, squared-error loss; empty: the noise is learned)",
+        nonempty=False, gt=0,
+    )  # fmt: skip
+    ensemble_size: int = opt(5, "ensemble: networks with a mean and a variance output", ge=2)
+    ensemble_epochs: int = opt(
+        0, "ensemble: stop its updates after this many epochs (Lakshminarayanan et al.: 40; its "
+        "variances overfit a small data set in long runs); 0: train it all along", ge=0,
+    )  # fmt: skip
+    ensemble_lr: float = opt(0.0, "ensemble: its Adam's learning rate (0: the run's --lr)", ge=0)
 
     def validate(self):
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden = {self.hidden}: expected positive sizes")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods = {list(self.methods)}: each method once")
+        if not self.trained_methods():
+            raise ConfigError(
+                f"methods = {list(self.methods)} with baselines = false leaves no network: name "
+                "bnn or dvi"
+            )
+        if self.dropout_rates and not self.dropout_tau:
+            raise ConfigError(
+                f"dropout_rates = {list(self.dropout_rates)} without dropout_tau: Gal's protocol "
+                "needs both grids (the taus in the target's units)"
+            )
+        if "dvi" in self.methods and self.arch != "mlp":
+            raise ConfigError("dvi propagates moments through fully connected layers: arch = mlp")
+        if self.prior_variance == "empirical-bayes" and self.prior != "gaussian":
+            raise ConfigError("prior_variance = empirical-bayes is for the gaussian prior")
+        if (self.eb_alpha == 0) != (self.eb_beta == 0):
+            raise ConfigError(
+                f"eb_alpha = {self.eb_alpha:g}, eb_beta = {self.eb_beta:g}: both positive (a "
+                "hyperprior) or both 0 (none)"
+            )
         if self.prior == "scale-mixture" and not self.prior_sigma2 < self.prior_sigma:
             raise ConfigError(
                 f"prior_sigma2 = {self.prior_sigma2:g}: the narrow component must be narrower "
                 f"than prior_sigma = {self.prior_sigma:g}"
             )
 
+    def trained_methods(self) -> tuple[str, ...]:
+        """``methods``, without the baselines where ``baselines`` is false."""
+        return tuple(m for m in self.methods if self.baselines or m in VARIATIONAL)
+
+    def gal_grid(self) -> list[tuple[float, float]]:
+        """Gal's protocol: every (dropout rate, tau) of the grids (none when tau is learned)."""
+        rates = self.dropout_rates or (self.dropout,)
+        return [(p, t) for p in rates for t in self.dropout_tau]
+
     def weight_prior(self) -> WeightPrior:
-        return WeightPrior(self.prior, self.prior_sigma, self.prior_pi, self.prior_sigma2)
+        eb = self.prior_variance == "empirical-bayes"
+        return WeightPrior(self.prior, self.prior_sigma, self.prior_pi, self.prior_sigma2,
+                           empirical=eb, alpha=self.eb_alpha, beta=self.eb_beta)  # fmt: skip
 
 
 def network(cfg: BNNConfig, input_shape: tuple[int, ...], outputs: int, kind: str) -> nn.Module:
@@ -291,6 +412,12 @@ class Predictor(nn.Module):
 
     def noise(self) -> torch.Tensor:
         return self.log_noise.exp()
+
+    @torch.no_grad()
+    def predictive(self, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Regression: (means, sds), each (samples, N) (``sample_outputs`` and the noise)."""
+        outs = self.sample_outputs(x, samples)
+        return outs, self.noise().detach().expand_as(outs)
 
     def log_likelihood(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log p(y_i | x_i, w) per example (B,), nats."""

@@ -30,12 +30,21 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data.labelled import LabelledData, LabelledDataConfig
 from elbokit.evaluate.predictive import (
+    central_coverage,
     classification_metrics,
     entropy,
     regression_metrics,
     roc_auc,
 )
-from elbokit.models.bnn import BNNConfig, Predictor, kl_estimate, kl_to_prior
+from elbokit.models.bnn import (
+    REGRESSION_ONLY,
+    VARIATIONAL,
+    BNNConfig,
+    Predictor,
+    kl_estimate,
+    kl_to_prior,
+)
+from elbokit.models.bnn_methods import DVIPredictor, Ensemble, GalDropout
 from elbokit.objectives import ELBO
 from elbokit.objectives.schedules import KLSchedule
 from elbokit.recipes.base import Built, Recipe, Run, derive
@@ -45,7 +54,9 @@ from elbokit.train.learner import AdamConfig, Learner, StepContext, make_adam
 from elbokit.train.loop import TrainConfig
 
 BASELINES = ("det", "dropout")
-LABELS = {"bnn": "Bayes by backprop", "det": "deterministic (MAP)", "dropout": "MC dropout"}
+LABELS = {"bnn": "Bayes by backprop", "dvi": "DVI", "det": "deterministic (MAP)",
+          "dropout": "MC dropout", "ensemble": "deep ensemble"}  # fmt: skip
+CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
@@ -111,35 +122,66 @@ class BNNLearner(Learner):
         self.n = d.train_size if data is None else len(data.y_train)
         shape = d.input_shape if data is None else data.input_shape
         classes = d.classes if data is None else data.classes
+        y_std = d.y_std if data is None else data.y_std
         task, outs = ("classification", classes) if classes else ("regression", 1)
-        self.modules = {"bnn": Predictor(m, shape, outs, task, "bayes")}
-        if m.baselines:
-            self.modules["det"] = Predictor(m, shape, outs, task, "plain")
-            self.modules["dropout"] = Predictor(m, shape, outs, task, "dropout")
+        if task == "classification" and set(m.trained_methods()) & set(REGRESSION_ONLY):
+            bad = sorted(set(m.trained_methods()) & set(REGRESSION_ONLY))
+            raise ConfigError(f"methods {', '.join(bad)} are for regression; the data are classes")
+        self.modules = {}
+        for name in m.trained_methods():
+            if name == "bnn":
+                self.modules[name] = Predictor(m, shape, outs, task, "bayes")
+            elif name == "dvi":
+                self.modules[name] = DVIPredictor(m, shape)
+            elif name == "det":
+                self.modules[name] = Predictor(m, shape, outs, task, "plain")
+            elif name == "dropout" and m.dropout_tau:
+                if task == "classification":
+                    raise ConfigError("dropout_tau (Gal's protocol) is for regression")
+                self.modules[name] = GalDropout(m, shape, m.gal_grid(), self.n, y_std)
+            elif name == "dropout":
+                self.modules[name] = Predictor(m, shape, outs, task, "dropout")
+            else:
+                self.modules[name] = Ensemble(m, shape)
         # MAP baselines: the Gaussian prior of sigma as weight decay, per example (/ N)
         self.decay = 1.0 / (2.0 * m.prior_sigma**2 * self.n)
+        self.ensemble_steps = m.ensemble_epochs * -(-self.n // cfg.train.batch_size)
+        self.lrs = {"ensemble": m.ensemble_lr} if m.ensemble_lr else {}
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
         self.optimizers = (
             {}
             if not ctx.training
-            else {f"{k}_optim": make_adam(v.parameters(), self.lr) for k, v in self.modules.items()}
+            else {
+                f"{k}_optim": make_adam(v.parameters(), self.lrs.get(k, self.lr))
+                for k, v in self.modules.items()
+            }
         )
 
-    def kl(self) -> tuple[torch.Tensor, str]:
-        return kl_to_prior(self.modules["bnn"].net, self.prior)
-
     def train_step(self, batch, step: int) -> dict[str, float]:
-        bnn = self.modules["bnn"]
-        ll = bnn.log_likelihood(bnn(batch.x), batch.y)
-        kl, method = self.kl()
-        out = self.objective.from_global_kl(ll, kl, self.n, step, kl_method=method)
-        terms = self.update("bnn_optim", out.loss, out.terms, step, bnn.named_parameters())
-        terms.update(out.settings)
-        for name in BASELINES:
-            if name in self.modules:
-                net = self.modules[name]
+        terms: dict = {}
+        for name, net in self.modules.items():
+            if name in VARIATIONAL:  # the ELBO over weights
+                if name == "dvi":
+                    ll = net.expected_log_likelihood(batch.x, batch.y)
+                else:
+                    ll = net.log_likelihood(net(batch.x), batch.y)
+                kl, method = kl_to_prior(net.net, self.prior)
+                out = self.objective.from_global_kl(ll, kl, self.n, step, kl_method=method)
+                prefix = "" if name == "bnn" else f"{name}/"
+                named = {f"{prefix}{k}": v for k, v in out.terms.items()}
+                terms.update(self.update(f"{name}_optim", out.loss, named, step,
+                                         net.named_parameters()))  # fmt: skip
+                terms.update(out.settings)
+            elif isinstance(net, (GalDropout, Ensemble)):  # batched members, summed losses
+                if isinstance(net, Ensemble) and 0 < self.ensemble_steps <= step:
+                    continue  # its epochs are over
+                loss, per = net.loss(batch.x, batch.y)
+                what = "mse" if isinstance(net, GalDropout) else "nll"
+                terms.update(self.update(f"{name}_optim", loss, {f"{name}/{what}": per.mean()},
+                                         step, net.named_parameters()))  # fmt: skip
+            else:  # MAP: the likelihood and the Gaussian prior's weight decay
                 nll = -net.log_likelihood(net(batch.x), batch.y).mean()
                 l2 = sum(
                     p.square().sum() for n, p in net.net.named_parameters() if n.endswith("weight")
@@ -152,20 +194,22 @@ class BNNLearner(Learner):
     def eval_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
         terms = {}
         for name, net in self.modules.items():
+            if isinstance(net, GalDropout) and int(net.chosen) < 0:
+                continue  # a grid: chosen on the validation part after training
             prefix = "" if name == "bnn" else f"{name}/"
             terms.update({f"{prefix}{k}": torch.tensor(v) for k, v in
                           predict(net, batch.x, batch.y, 10).items() if k in ("nll", "rmse", "accuracy")})  # fmt: skip
         return terms
 
 
-def predict(net: Predictor, x, y, samples: int, y_std: float = 1.0) -> dict[str, float]:
+def predict(net, x, y, samples: int, y_std: float = 1.0) -> dict[str, float]:
     """The metrics of ``net``'s predictive (``samples`` draws averaged) on (x, y); "nll" is the
     negative test log-likelihood per example in both tasks."""
-    outs = net.sample_outputs(x, samples)
     if net.task == "regression":
-        r = regression_metrics(outs, net.noise().detach(), y, y_std)
+        means, sds = net.predictive(x, samples)
+        r = regression_metrics(means, sds, y, y_std)
         return {"nll": -r["log_likelihood"], **r}
-    return classification_metrics(outs.softmax(-1).mean(0), y)
+    return classification_metrics(net.sample_outputs(x, samples).softmax(-1).mean(0), y)
 
 
 @dataclass(frozen=True)
@@ -187,12 +231,21 @@ class LoadedBNN(Loaded):
     """A trained Bayesian network (``elbokit.load``): ``predict(x)`` and, for classification,
     ``predict_proba(x)``, averaging ``samples`` weight draws (seeded), on inputs in the data's
     own units (standardized as in training, with the training split's statistics saved with the
-    run). ``net="det"`` or ``"dropout"`` asks the baselines trained beside it instead."""
+    run). ``net="det"``, ``"dropout"``, ``"dvi"`` or ``"ensemble"`` asks the others trained beside
+    it instead (``net=None``: the run's first method)."""
 
-    def _net(self, net: str) -> Predictor:
+    def _net(self, net: str | None):
+        net = next(iter(self.modules)) if net is None else net
         if net not in self.modules:
             raise ValueError(f"net = {net!r}; this run has {', '.join(self.modules)}")
-        return self.modules[net]
+        module = self.modules[net]
+        if isinstance(module, GalDropout) and int(module.chosen) < 0:
+            data = self.run.data()  # a grid: choose its member on the validation part
+            if data.x_val is None:
+                raise ValueError(f"{self.dir}: its MC-dropout grid needs its validation part")
+            with seeded(0):
+                module.select(data.x_val.to(self.device), data.y_val.to(self.device), 100)
+        return module
 
     def _inputs(self, x) -> torch.Tensor:
         d = self.config.data
@@ -218,19 +271,23 @@ class LoadedBNN(Loaded):
         with seeded(seed):
             return self._net(net).sample_outputs(self._inputs(x), samples)
 
-    def predict(self, x, *, samples: int = 100, seed: int = 0, net: str = "bnn"):
+    def predict(self, x, *, samples: int = 100, seed: int = 0, net: str | None = None):
         """Regression: a ``Prediction`` (mean, aleatoric and epistemic spread, targets'
         units). Classification: the most probable class (N,)."""
-        outs = self._outputs(x, samples, seed, net)
-        if self._net(net).task == "classification":
-            return outs.softmax(-1).mean(0).argmax(-1)
+        module = self._net(net)
+        if module.task == "classification":
+            return self._outputs(x, samples, seed, net).softmax(-1).mean(0).argmax(-1)
+        if samples < 1:
+            raise ValueError(f"samples = {samples}; expected at least 1")
+        with seeded(seed):
+            means, sds = module.predictive(self._inputs(x), samples)
         d = self.config.data
-        noise = self._net(net).noise().detach()
-        mean, spread = outs.double().mean(0), outs.double().std(0, correction=0)
-        return Prediction(mean * d.y_std + d.y_mean, (noise * d.y_std).double().expand_as(mean),
-                          spread * d.y_std)  # fmt: skip
+        means, sds = means.double(), sds.double()
+        aleatoric = sds.square().mean(0).sqrt()
+        mean, spread = means.mean(0), means.std(0, correction=0)
+        return Prediction(mean * d.y_std + d.y_mean, aleatoric * d.y_std, spread * d.y_std)
 
-    def predict_proba(self, x, *, samples: int = 100, seed: int = 0, net: str = "bnn"):
+    def predict_proba(self, x, *, samples: int = 100, seed: int = 0, net: str | None = None):
         """Classification: (N, classes) predictive probabilities, the mean over weight draws of
         the softmax."""
         if self._net(net).task != "classification":
@@ -301,17 +358,27 @@ class BNNRecipe(Recipe):
         cfg = derive(cfg, data=cfg.data.derived(data))
         torch.manual_seed(cfg.train.seed)  # initialization
         learner = self.learner(cfg, data)
-        n_w = sum(
-            p.numel() for n, p in learner.modules["bnn"].named_parameters() if n.endswith("_mu")
-        )
         m = cfg.model
-        lines = [
-            f"data: {data.name} ({data.task}), {len(data.y_train)} train / {len(data.y_test)} test, "
-            f"inputs {data.input_shape}",
-            f"model: {m.arch} {list(m.hidden)}, {n_w:,} weights with a mean-field Gaussian q, "
-            f"sampling: {m.sampling}; prior {learner.prior.describe()}",
-            "beside it: " + (", ".join(LABELS[b] for b in BASELINES) + " (same size)" if m.baselines else "nothing"),
-        ]  # fmt: skip
+        val = "" if data.x_val is None else f" (+ {len(data.y_val)} validation)"
+        lines = [f"data: {data.name} ({data.task}), {len(data.y_train)} train{val} / "
+                 f"{len(data.y_test)} test, inputs {data.input_shape}"]  # fmt: skip
+        for name, net in learner.modules.items():
+            n_w = sum(p.numel() for n, p in net.named_parameters() if not n.endswith("_rho"))
+            what = {
+                "bnn": f"mean-field Gaussian q over {n_w:,} weights, sampling: {m.sampling}",
+                "dvi": f"mean-field Gaussian q over {n_w:,} weights, moments in closed form, "
+                       "heteroscedastic",
+                "det": f"{n_w:,} weights",
+                "dropout": f"{n_w:,} weights, dropout {m.dropout:g}",
+                "ensemble": f"{m.ensemble_size} networks with a mean and a variance, {n_w:,} weights",
+            }[name]  # fmt: skip
+            if isinstance(net, GalDropout):
+                what = (f"Gal's protocol, {len(net.grid)} networks (rate x tau: "
+                        f"{sorted({p for p, _ in net.grid})} x {sorted({t for _, t in net.grid})}), "
+                        f"{n_w:,} weights in all")  # fmt: skip
+            lines.append(f"{LABELS[name]}: {m.arch} {list(m.hidden)}, {what}")
+        if any(n in VARIATIONAL for n in learner.modules):
+            lines.append(f"prior: {learner.prior.describe()}")
         return Built(cfg, data, learner, lines)
 
     def after_training(self, cfg):
@@ -327,11 +394,31 @@ class BNNRecipe(Recipe):
         torch.manual_seed(options.seed)
         result: dict = {"step": state["step"], "task": data.task, "samples": options.samples,
                         "test_examples": len(data.y_test)}  # fmt: skip
-        kl, method, se = kl_estimate(learner.modules["bnn"].net, learner.prior, seed=options.seed)
-        result["kl"] = {"value": kl, "method": method, "stderr": se}
+        variational = [n for n in learner.modules if n in VARIATIONAL]
+        for name in variational:
+            kl, method, se = kl_estimate(
+                learner.modules[name].net, learner.prior, seed=options.seed
+            )
+            key = "kl" if name == variational[0] else f"{name}_kl"
+            result[key] = {"value": kl, "method": method, "stderr": se}
         ood = data.ood_inputs() if data.task == "classification" else None
         for name, net in learner.modules.items():
+            grid = None
+            if isinstance(net, GalDropout) and len(net.grid) > 1:
+                if data.x_val is None:
+                    raise ConfigError(f"{run.dir}: its MC-dropout grid of {len(net.grid)} needs a "
+                                      "validation part to choose from (--validation 0.2)")  # fmt: skip
+                val = net.select(data.x_val, data.y_val, options.samples)
+                grid = [{"rate": p, "tau": t, "val_log_likelihood": v - math.log(data.y_std)}
+                        for (p, t), v in zip(net.grid, val, strict=True)]  # fmt: skip
             r = predict(net, data.x_test, data.y_test, options.samples, data.y_std)
+            if data.task == "regression":
+                means, sds = net.predictive(data.x_test, options.samples)
+                r["calibration"] = central_coverage(means, sds, data.y_test, CALIBRATION_LEVELS)
+            if isinstance(net, GalDropout):
+                r["rate"], r["tau"] = net.grid[int(net.chosen)]
+                if grid:
+                    r["grid"] = grid
             if ood is not None:
                 h_in = entropy(net.sample_outputs(data.x_test, options.samples).softmax(-1).mean(0))
                 h_out = entropy(net.sample_outputs(ood[0], options.samples).softmax(-1).mean(0))
@@ -358,8 +445,16 @@ class BNNRecipe(Recipe):
             lines.append(
                 f"  out of distribution: {ood[1]} (AUC of telling them apart by predictive entropy)"
             )
-        how = "closed form" if method == "closed" else f"Monte Carlo, standard error {se:.3g}"
-        lines.append(f"  KL(q || prior) = {kl:.2f} nats ({how})")
+        for name in learner.modules:
+            if "grid" in result[name]:
+                r = result[name]
+                lines.append(f"  {LABELS[name]}: rate {r['rate']:g}, tau {r['tau']:g} chosen of "
+                             f"{len(r['grid'])} on the validation part")  # fmt: skip
+        for name in variational:
+            k = result["kl" if name == variational[0] else f"{name}_kl"]
+            how = ("closed form" if k["method"] == "closed"
+                   else f"Monte Carlo, standard error {k['stderr']:.3g}")  # fmt: skip
+            lines.append(f"  KL(q || prior) of {LABELS[name]} = {k['value']:.2f} nats ({how})")
         return result, lines
 
     def draw(self, run, result, data, learner, state, out, options):
@@ -367,6 +462,9 @@ class BNNRecipe(Recipe):
         from elbokit.report import curves
 
         samples = result["samples"]
+        for name, net in learner.modules.items():  # a grid's member as chosen in measure
+            if isinstance(net, GalDropout) and "rate" in result.get(name, {}):
+                net.chosen.fill_(net.grid.index((result[name]["rate"], result[name]["tau"])))
         pngs = []
         if data.task == "regression":
             if data.input_shape == (1,):
@@ -375,6 +473,13 @@ class BNNRecipe(Recipe):
                              "with the training data; the inputs have a gap in the middle."))  # fmt: skip
             pngs.append((figures.predictions(learner.modules, data, samples, out / "predictions.png"),
                          "Test targets against predictions with 2-sd error bars."))  # fmt: skip
+            pngs.append((figures.calibration(result, list(learner.modules), out / "calibration.png"),
+                         "Calibration: the fraction of test targets inside each network's central "
+                         "predictive interval against the interval's level (on the diagonal: "
+                         "calibrated; below: overconfident)."))  # fmt: skip
+            pngs.append((figures.residuals(learner.modules, data, samples, out / "residuals.png"),
+                         "Test residuals against the predicted standard deviation, targets' units "
+                         "(calibrated: about 95% of points inside the +-2 sd wedge)."))  # fmt: skip
         else:
             ood, what = data.ood_inputs()
             pngs.append((figures.reliability_diagram(learner.modules, data, samples, out / "reliability.png"),
@@ -390,7 +495,13 @@ class BNNRecipe(Recipe):
             (curves(run.dir / "metrics.jsonl", out / "curves.png", keys), "Training curves.")
         )
         numbers = {
-            f"{LABELS[n]}: {k}": f"{v:.4g}" for n in learner.modules for k, v in result[n].items()
+            f"{LABELS[n]}: {k}": f"{v:.4g}"
+            for n in learner.modules
+            for k, v in result[n].items()
+            if isinstance(v, (int, float))
         }
-        numbers["KL(q || prior)"] = f"{result['kl']['value']:.2f} nats ({result['kl']['method']})"
+        if "kl" in result:
+            numbers["KL(q || prior)"] = (
+                f"{result['kl']['value']:.2f} nats ({result['kl']['method']})"
+            )
         return f"elbokit bnn: {run.dir.name}", numbers, pngs

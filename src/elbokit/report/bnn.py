@@ -12,16 +12,54 @@ from elbokit.evaluate.predictive import entropy, reliability
 from elbokit.report._draw import save
 from elbokit.report._mpl import pyplot
 
-LABELS = {"bnn": "Bayes by backprop", "det": "deterministic (MAP)", "dropout": "MC dropout"}
-COLORS = {"bnn": "tab:blue", "det": "tab:gray", "dropout": "tab:orange"}
+LABELS = {"bnn": "Bayes by backprop", "dvi": "DVI", "det": "deterministic (MAP)",
+          "dropout": "MC dropout", "ensemble": "deep ensemble"}  # fmt: skip
+COLORS = {"bnn": "tab:blue", "dvi": "tab:purple", "det": "tab:gray", "dropout": "tab:orange",
+          "ensemble": "tab:green"}  # fmt: skip
 
 
 def _spread(net, x, samples):
     """Predictive mean, total sd and epistemic sd of a regression net at x (standardized)."""
-    outs = net.sample_outputs(x, samples).double()
-    epistemic = outs.var(0, unbiased=False)
-    total = (epistemic + float(net.noise()) ** 2).sqrt()
-    return outs.mean(0), total, epistemic.sqrt()
+    means, sds = net.predictive(x, samples)
+    means, sds = means.double(), sds.double()
+    epistemic = means.var(0, unbiased=False)
+    total = (epistemic + sds.square().mean(0)).sqrt()
+    return means.mean(0), total, epistemic.sqrt()
+
+
+def calibration(result: dict, names, path) -> Path:
+    """Coverage of the central predictive intervals against their level, one line per net."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    for name in names:
+        levels, cover = zip(*result[name]["calibration"], strict=True)
+        ax.plot(levels, cover, "o-", color=COLORS[name], label=LABELS[name])
+    ax.set(xlabel="central interval's level", ylabel="test targets inside", xlim=(0, 1),
+           ylim=(0, 1), title="calibration on test data")  # fmt: skip
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+@torch.no_grad()
+def residuals(modules: dict, data, samples: int, path) -> Path:
+    """|target - predictive mean| against the predictive sd per test point, targets' units, with
+    the 2-sd line."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(modules), figsize=(4.5 * len(modules), 4), squeeze=False)
+    y = data.y_test.double()
+    for ax, (name, net) in zip(axes[0], modules.items(), strict=True):
+        mean, total, _ = _spread(net, data.x_test, samples)
+        sd = (total * data.y_std).numpy()
+        res = ((y - mean) * data.y_std).numpy()
+        inside = float((np.abs(res) <= 2 * sd).mean())
+        ax.scatter(sd, res, s=6, alpha=0.6, color=COLORS[name])
+        top = float(sd.max()) * 1.05
+        ax.plot([0, top], [0, 2 * top], "k--", lw=1)
+        ax.plot([0, top], [0, -2 * top], "k--", lw=1)
+        ax.set(title=f"{LABELS[name]} ({inside:.0%} inside +-2 sd)", xlabel="predicted sd",
+               ylabel="residual (target - mean)")  # fmt: skip
+    return save(fig, path)
 
 
 @torch.no_grad()
