@@ -198,15 +198,10 @@ def test_every_method_on_a_folder_with_gals_grid_chosen_on_validation(tmp_path):
           "--dropout-rates", "0.01", "0.1", "--dropout-tau", "10", "100", "--validation", "0.2",
           "--epochs", "60", "--batch-size", "32", "--eval-every", "60", "--lr", "0.01",
           "--no-progress", "--out", str(out), "--eval-samples", "50"])  # fmt: skip
-    r = (
-        json.loads((out / "eval.json").read_text())["metrics"]
-        if "metrics" in json.loads((out / "eval.json").read_text())
-        else json.loads((out / "eval.json").read_text())
-    )
+    r = json.loads((out / "eval.json").read_text())
     grid = r["dropout"]["grid"]
     best = max(grid, key=lambda g: g["val_log_likelihood"])
     assert (r["dropout"]["rate"], r["dropout"]["tau"]) == (best["rate"], best["tau"])
-    y_sd = 0.1  # the folder's noise: a fitted model's RMSE is near it, its LL near N(0, 0.1^2)'s
     for name in ("bnn", "dvi", "dropout", "ensemble"):
         assert r[name]["rmse"] < 1.0, name  # the targets' sd is about 5
         levels, cover = zip(*r[name]["calibration"], strict=True)
@@ -222,4 +217,22 @@ def test_every_method_on_a_folder_with_gals_grid_chosen_on_validation(tmp_path):
     p = loaded.predict(x, net="dropout", samples=20)
     assert p.mean.shape == (5,) and (p.aleatoric > 0).all()
     assert float(p.aleatoric[0]) == pytest.approx(1 / math.sqrt(r["dropout"]["tau"]), rel=1e-6)
-    del y_sd
+
+
+def test_the_ensemble_stops_after_its_epochs(tmp_path):
+    """--ensemble-epochs 1 in a 3-epoch run leaves the ensemble as a 1-epoch run leaves it (its
+    steps use no randomness; the batches of epoch 0 are the same)."""
+    folder = _folder(tmp_path / "toy", rows=80, splits=1)
+    common = ["train", "bnn", "--data", str(folder), "--methods", "bnn", "ensemble",
+              "--batch-size", "16", "--eval-samples", "0", "--no-progress"]  # fmt: skip
+    assert (
+        main([*common, "--epochs", "3", "--ensemble-epochs", "1", "--out", str(tmp_path / "a")])
+        == 0
+    )
+    assert main([*common, "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
+    a = elbokit.load(tmp_path / "a").modules["ensemble"].state_dict()
+    b = elbokit.load(tmp_path / "b").modules["ensemble"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = elbokit.load(tmp_path / "a").modules["bnn"].state_dict()
+    d = elbokit.load(tmp_path / "b").modules["bnn"].state_dict()
+    assert not all(torch.equal(c[k], d[k]) for k in c)  # the others went on

@@ -41,6 +41,35 @@ class VAEConfig(Section):
     hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths (decoder mirrored)", ge=1)
     channels: tuple[int, ...] = opt((32, 64), "conv channels per stride-2 layer", ge=1)
     activation: str = opt("relu", "hidden activation", choices=ACTIVATIONS)
+    layers: int = opt(1, "stochastic layers (2-3: a hierarchical VAE, gaussian latents, mlp)",
+                      ge=1, le=5)  # fmt: skip
+    latent_dims: tuple[int, ...] = opt(
+        (), "hierarchical: latent dimensions per layer, bottom (nearest x) to top (empty: "
+        "latent_dim halved per layer up, at least 2)", nonempty=False, ge=1,
+    )  # fmt: skip
+    inference: str = opt(
+        "top-down", "hierarchical: top-down (Ladder VAE: q shares the generative path, every KL "
+        "analytic) or bottom-up (IWAE-style chain)", choices=("top-down", "bottom-up"),
+    )  # fmt: skip
+
+    def validate(self):
+        from elbokit.config import ConfigError
+
+        if self.layers > 1:
+            if self.latent != "gaussian" or self.arch != "mlp":
+                raise ConfigError(f"layers = {self.layers}: the hierarchical VAE has gaussian "
+                                  f"latents and mlp nets (got {self.latent}, {self.arch})")  # fmt: skip
+            if self.latent_dims and len(self.latent_dims) != self.layers:
+                raise ConfigError(f"latent_dims = {list(self.latent_dims)}: expected {self.layers} "
+                                  "values, one per layer")  # fmt: skip
+        elif self.latent_dims:
+            raise ConfigError("latent_dims is for a hierarchical VAE: give --layers 2 or more")
+
+    def dims(self) -> tuple[int, ...]:
+        """Latent dimensions per layer, bottom to top."""
+        if self.latent_dims:
+            return tuple(self.latent_dims)
+        return tuple(max(2, self.latent_dim >> i) for i in range(self.layers))
 
     def to_dict(self) -> dict:
         return to_dict(self)

@@ -109,6 +109,12 @@ class ELBO(Objective):
         return ObjectiveOutput(loss, terms, kl_method, {}, settings)
 
     def __call__(self, model, x, step=0) -> ObjectiveOutput:
+        if hasattr(model, "elbo_terms"):  # a model of several latent layers: its own terms
+            if self.kl_estimator == "analytic" and not getattr(model, "top_down", True):
+                raise ValueError("kl_estimator='analytic': a bottom-up hierarchy's lower layers "
+                                 "have no closed-form KL; use 'auto'")  # fmt: skip
+            recon, kl_units, method = model.elbo_terms(x)
+            return self.from_terms(recon, kl_units, step, method)
         params = model.encode(x)
         if self.reconstruction == "closed":
             if not hasattr(model, "expected_log_likelihood"):

@@ -24,6 +24,8 @@ def log_weights(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x) for k samples per example: (k, B)."""
+    if hasattr(model, "elbo_terms"):  # a hierarchy draws all its layers itself
+        return model.log_weights(x, k, generator)
     params = model.encode(x) if params is None else params
     z = model.latent.rsample(params, k, generator=generator)  # (k, B, z)
     return model.log_likelihood(z, x) + model.latent.log_prior(z) - model.latent.log_q(params, z)

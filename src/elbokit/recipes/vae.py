@@ -24,6 +24,9 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data import ImageDataConfig
 from elbokit.evaluate import diagnose, importance_log_likelihood
+from elbokit.evaluate.diagnostics import diagnose_layers
+from elbokit.evaluate.ood import detection_metrics, typicality
+from elbokit.models.hvae import HierarchicalVAE
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
@@ -61,6 +64,11 @@ class VAEEvalOptions(Section):
         "fp32", "bf16: decoder under autocast (refused where bf16 is emulated)", choices=PRECISIONS
     )
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
+    ood: str = opt(
+        "", "also score this data (any the vae kind reads, e.g. mnist5k for a Fashion-MNIST run) "
+        "against the test set as out of distribution: AUROC, AUPRC and FPR at 80% TPR of each "
+        "score (ELBO, log p(x), typicality), with histograms",
+    )  # fmt: skip
 
     def validate(self):
         check_device_name(self.device)
@@ -97,6 +105,9 @@ class VAERecipe(Recipe):
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "mnist5k, MLP 784-512-512-(32 Gaussian), 30 epochs",
         "debug": "scikit-learn's 8x8 digits, tiny nets, 2 epochs: seconds",
+        "fashion": "the full Fashion-MNIST (60,000 / 10,000, apt's dataset-fashion-mnist), "
+        "dynamically binarized, nats; 20 epochs; add --layers 2 for the hierarchical VAE",
+        "fashion-8bit": "the full Fashion-MNIST, 8-bit grey values, discretized logistic, bits/dim; 20 epochs",
     }
     presets: ClassVar[dict[str, dict]] = {
         "default": {},
@@ -105,6 +116,12 @@ class VAERecipe(Recipe):
             "model": {"latent_dim": 4, "hidden": (64,), "channels": (8, 16)},
             "train": {"epochs": 2, "batch_size": 50, "checkpoint_every": 20},
             "evaluate": {"eval_k": 50},
+        },
+        "fashion": {"data": {"source": "fashion-mnist"}, "train": {"epochs": 20}},
+        "fashion-8bit": {
+            "data": {"source": "fashion-mnist", "binarize": "none"},
+            "model": {"likelihood": "discretized-logistic"},
+            "train": {"epochs": 20},
         },
     }
 
@@ -127,7 +144,8 @@ class VAERecipe(Recipe):
         # without its data (data None) is only evaluated, where they do not apply
         per_epoch = 1 if data is None else data.num_batches("train", cfg.train.batch_size)
         total = cfg.train.epochs * per_epoch
-        return ObjectiveLearner(VAE(cfg.model), cfg.objective.build(total), cfg.optim)
+        model = VAE(cfg.model) if cfg.model.layers == 1 else HierarchicalVAE(cfg.model)
+        return ObjectiveLearner(model, cfg.objective.build(total), cfg.optim)
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
         data = self.data(cfg)
@@ -139,8 +157,14 @@ class VAERecipe(Recipe):
         lines = [
             f"data: {data.name}, {len(data.train)} train / {len(data.test)} test images of shape "
             f"{data.shape}, binarize={cfg.data.binarize}",
-            f"model: {m.arch} VAE, {m.latent} latent of {m.latent_dim}, {m.likelihood} "
-            f"likelihood, {sum(p.numel() for p in learner.model.parameters()):,} parameters",
+            (
+                f"model: {m.arch} VAE, {m.latent} latent of {m.latent_dim}"
+                if m.layers == 1
+                else f"model: hierarchical VAE, {m.layers} gaussian latent layers of {list(m.dims())} "
+                f"(bottom to top), {m.inference} inference"
+            )
+            + f", {m.likelihood} likelihood, {sum(p.numel() for p in learner.model.parameters()):,} "
+            "parameters",
         ]
         return Built(cfg, data, learner, lines)
 
@@ -168,9 +192,13 @@ class VAERecipe(Recipe):
         elbo = elbos.mean().item()
         gaps = ll.value.double() - elbos.double().to(ll.value.device)
         gap_se = (gaps.std() / math.sqrt(len(gaps))).item() if len(gaps) > 1 else float("nan")
-        diag = diagnose(
-            model, x, generator=torch.Generator(options.device).manual_seed(options.seed + 3)
-        )
+        g3 = torch.Generator(options.device).manual_seed(options.seed + 3)
+        layers = {}
+        if isinstance(model, HierarchicalVAE):
+            torch.manual_seed(options.seed + 4)  # the draws of the per-layer KL
+            diag, layers = diagnose_layers(model, x, generator=g3)
+        else:
+            diag = diagnose(model, x, generator=g3)
         dims = math.prod(data.shape)
         result = {
             "step": state["step"],
@@ -184,7 +212,13 @@ class VAERecipe(Recipe):
             **({"bits_per_dim": ll.bits_per_dim(dims)} if model.likelihood.discrete else {}),
             "seconds": seconds,
             **diag.as_dict(),
+            **layers,
         }
+        result["per_image"] = {"log_likelihood": [round(float(v), 4) for v in ll.value],
+                               "elbo": [round(float(v), 4) for v in elbos]}  # fmt: skip
+        ood_lines = []
+        if options.ood:
+            result["ood"], ood_lines = _ood(run, model, data, ll.value, elbos, options, precision)
         lines = [
             f"{run.dir} at step {state['step']}: {len(x)} test images, k = {options.k}",
             f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
@@ -197,6 +231,10 @@ class VAERecipe(Recipe):
             f"{diag.mutual_information_stderr:.2f} nats"
             + (f" ({note})" if (note := diag.mutual_information_note()) else "")
             + f"; active units {diag.active_units} of {len(diag.kl_per_unit)}",
+            *([f"  per layer (bottom to top): KL {', '.join(f'{v:.2f}' for v in layers['kl_per_layer'])} "
+               f"nats; active units {', '.join(f'{a}/{d}' for a, d in zip(layers['active_units_per_layer'], layers['layer_dims'], strict=True))}; "
+               "I(x; z) is the top layer's"] if layers else []),
+            *ood_lines,
         ]  # fmt: skip
         return result, lines
 
@@ -205,6 +243,7 @@ class VAERecipe(Recipe):
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves, vae
+        from elbokit.report.ood import ood_histograms
 
         model, cfg = learner.model, run.config
         x = data.as_float(data.test[:1000], torch.Generator().manual_seed(0))
@@ -231,7 +270,86 @@ class VAERecipe(Recipe):
             "mutual information I(x; z)": f"{result['mutual_information']:.2f} +- {result.get('mutual_information_stderr', float('nan')):.2f} nats (an estimate; the true value is at most log N = {math.log(result['examples']):.2f}, the estimate can exceed it when N is not well above exp(I))",
             "active units": f"{result['active_units']} of {len(result['kl_per_unit'])}",
         }  # fmt: skip
+        if "ood" in result:
+            o = result["ood"]
+            pngs.append((ood_histograms(o, out / "ood_histograms.png"),
+                         f"Each score on the {o['in_examples']} test images and on {o['out_examples']} "
+                         f"of {o['data']} (out of distribution); AUROC in the titles."))  # fmt: skip
+            for name, m in o["metrics"].items():
+                numbers[f"OOD {o['data']}: {name}"] = (
+                    f"AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, FPR at 80% TPR {m['fpr_at_80_tpr']:.3f}"
+                )
         return f"elbokit report: {run.dir.name}", numbers, pngs
+
+
+def _scores(model, x, options, precision, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(x) by importance sampling with options.k, the one-sample ELBO) per image."""
+    g = torch.Generator(options.device).manual_seed(seed)
+    ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision).value
+    torch.manual_seed(seed + 1)
+    with torch.no_grad():
+        model.eval()
+        elbo = ELBO()(model, x).per_example["elbo"]
+    return ll.double().cpu(), elbo.double().cpu()
+
+
+@torch.no_grad()
+def _llr(model, x, j: int, options, seed: int, batch: int = 100) -> torch.Tensor:
+    """LLR^{>j} = L - L^{>j} per image, both bounds importance sampled with options.k draws (at
+    most 100): L^{>j} draws the j lowest layers from the conditional prior (Havtorn et al.)."""
+    g = torch.Generator(options.device).manual_seed(seed)
+    k = min(options.k, 100)
+    model.eval()
+    out = []
+    for xb in x.split(batch):
+        full = torch.logsumexp(model.log_weights(xb, k, g), 0)
+        high = torch.logsumexp(model.log_weights(xb, k, g, prior_below=j), 0)
+        out.append((full - high).double().cpu())
+    return torch.cat(out)
+
+
+def _ood(run, model, data, ll_in, elbo_in, options, precision) -> tuple[dict, list[str]]:
+    """Scores of the test set against ``options.ood``'s images (its test split, then its
+    training split, as many as the test set at most, binarized alike), the training set's mean log p(x) for typicality, and the metrics."""
+    odata = run.on(options.ood).data()
+    if tuple(odata.shape) != tuple(model.data_shape):
+        raise ValueError(f"data {options.ood} has images of shape {tuple(odata.shape)}; this "
+                         f"run's model takes {tuple(model.data_shape)}")  # fmt: skip
+    n = len(ll_in)
+    g = torch.Generator().manual_seed(options.seed + 10)
+    # every image of the other data (none was trained on), its test split first, n at most
+    raw = torch.cat([odata.test[:n], odata.train[: max(0, n - len(odata.test))]])
+    x_out = odata.as_float(raw, g).to(options.device)
+    ll_out, elbo_out = _scores(model, x_out, options, precision, options.seed + 11)
+    x_train = data.as_float(data.train[: min(n, 1000)], g).to(options.device)
+    train_ll, _ = _scores(model, x_train, options, precision, options.seed + 12)
+    mean_train = float(train_ll.mean())
+    scores = {"elbo": (elbo_in.double().cpu(), elbo_out), "log_likelihood": (ll_in.double().cpu(), ll_out),
+              "typicality": (typicality(ll_in.cpu(), mean_train), typicality(ll_out, mean_train))}  # fmt: skip
+    if isinstance(model, HierarchicalVAE) and model.top_down:  # Havtorn et al.'s LLR>j
+        x_in = data.as_float(data.test[:n], torch.Generator().manual_seed(options.seed)).to(
+            options.device
+        )
+        for j in range(1, len(model.dims)):
+            a = _llr(model, x_in, j, options, options.seed + 20 + j)
+            b = _llr(model, x_out, j, options, options.seed + 40 + j)
+            scores[f"llr>{j}"] = (-a, -b)  # a large ratio: the low layers explain the image
+    if model.likelihood.discrete:  # bits/dim: log p(x) rescaled, the same ranking
+        per = math.log(2) * math.prod(model.data_shape)
+        scores["bits_per_dim"] = (scores["log_likelihood"][0] / per, ll_out / per)
+    out = {"data": options.ood, "in_examples": n, "out_examples": len(x_out),
+           "train_mean_log_likelihood": mean_train, "metrics": {}, "values": {}}  # fmt: skip
+    lines = [f"  out of distribution: {options.ood}, {len(x_out)} test images against {n} "
+             "(AUROC: below 0.5 when the other data score higher than the model's own)"]  # fmt: skip
+    for name, (a, b) in scores.items():
+        m = detection_metrics(a, b)
+        out["metrics"][name] = m
+        out["values"][name] = {"in": [round(float(v), 4) for v in a],
+                               "out": [round(float(v), 4) for v in b]}  # fmt: skip
+        lines.append(f"    {name:>15}: AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, FPR at "
+                     f"80% TPR {m['fpr_at_80_tpr']:.3f}; mean in {float(a.mean()):.2f}, "
+                     f"other {float(b.mean()):.2f}")  # fmt: skip
+    return out, lines
 
 
 def _check_data(data, model: VAE) -> None:

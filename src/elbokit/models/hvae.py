@@ -1,0 +1,230 @@
+"""A hierarchical VAE: L Gaussian latent layers, z_1 nearest the data, z_L at the top.
+
+    p(x, z) = p(z_L) p(z_{L-1} | z_L) ... p(z_1 | z_2) p(x | z_1),   p(z_L) = N(0, I),
+    p(z_l | z_{l+1}) = N(mu_l(z_{l+1}), diag sigma_l^2(z_{l+1}))
+
+Inference (``VAEConfig.inference``):
+
+    bottom-up  q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1}) (Burda et al.'s IWAE models). z_{l+1}
+               is drawn after z_l, so the KL of a lower layer against p(z_l | z_{l+1}) has no
+               closed form: those terms are the one-sample log q - log p ("sampled"); the top
+               layer's KL to N(0, I) is analytic.
+    top-down   the Ladder VAE (Sønderby et al. 2016): a deterministic bottom-up pass gives each
+               layer a Gaussian "likelihood" N(m_l, v_l); q is then built top down, sharing the
+               generative path: q(z_L | x) = N(m_L, v_L), and for l < L the precision-weighted
+               product of N(m_l, v_l) and p(z_l | z_{l+1}) at the drawn z_{l+1}. Given z_{l+1}
+               both are Gaussians of the same variable, so every layer's KL is analytic.
+
+ELBO = E_q[log p(x | z_1)] - sum_l KL_l, KL_l = E_q[log q(z_l | .) - log p(z_l | z_{l+1})]
+(one term per layer, per unit). ``log_weights`` gives log p(x, z) - log q(z | x) for k draws
+(importance-sampled log p(x), IWAE). ``llr_bound(x, k)``: Havtorn et al.'s (2021) L^{>k}, the
+bound with z_{>k} from q and the k lowest layers drawn from the conditional prior p(z_{<=k} |
+z_{k+1}) instead, so the low-level latents cannot explain the image; LLR^{>k} = ELBO - L^{>k} is
+their out-of-distribution score.
+
+``encode`` gives q(z_L | x)'s [mu, logvar] (the mean path through the lower layers, for
+bottom-up) and ``decode`` goes from z_L to the likelihood's parameters through the conditional
+priors' means, so the VAE's figures (samples, reconstructions, traversals) show the top layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elbokit.latents import make_latent
+from elbokit.likelihoods import make_likelihood
+from elbokit.models.base import LatentVariableModel
+from elbokit.nets import MLP
+
+__all__ = ["HierarchicalVAE", "gaussian_kl"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) per unit."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1)
+
+
+def _log_normal(z, mu, logvar) -> torch.Tensor:
+    """log N(z; mu, e^logvar) per unit."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar))
+
+
+def _split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mu, logvar = params.chunk(2, -1)
+    return mu, logvar.clamp(-30.0, 20.0)
+
+
+class HierarchicalVAE(LatentVariableModel):
+    """L >= 2 Gaussian latent layers of ``config.dims()`` (bottom to top), MLPs of
+    ``config.hidden`` between the image and z_1 and of one ``hidden[-1]`` layer between latents."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.data_shape = tuple(config.data_shape)
+        self.dims = config.dims()
+        self.top_down = config.inference == "top-down"
+        self.likelihood = make_likelihood(config.likelihood)
+        self.latent = make_latent("gaussian", dim=self.dims[-1])  # the top layer's family
+        self.param_shape = self.likelihood.param_shape(self.data_shape)
+        d_in, width, act = math.prod(self.data_shape), config.hidden[-1], config.activation
+        self.decoder = MLP(self.dims[0], config.hidden[::-1], math.prod(self.param_shape), act)
+        # p(z_l | z_{l+1}) for l = 1 .. L-1
+        self.priors = nn.ModuleList(
+            MLP(self.dims[i + 1], (width,), 2 * self.dims[i], act) for i in range(len(self.dims) - 1)
+        )  # fmt: skip
+        if self.top_down:  # deterministic features d_l, each with a Gaussian head
+            self.up = nn.ModuleList(
+                [MLP(d_in, config.hidden[:-1], width, act)]
+                + [MLP(width, (width,), width, act) for _ in self.dims[1:]]
+            )  # fmt: skip
+            self.heads = nn.ModuleList(nn.Linear(width, 2 * d) for d in self.dims)
+        else:  # q(z_1 | x), q(z_l | z_{l-1})
+            self.up = nn.ModuleList(
+                [MLP(d_in, config.hidden, 2 * self.dims[0], act)]
+                + [MLP(self.dims[i - 1], (width,), 2 * self.dims[i], act) for i in range(1, len(self.dims))]
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------ paths
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"the model expects images of shape {self.data_shape}, got a batch "
+                             f"of shape {tuple(x.shape)}")  # fmt: skip
+        if self.likelihood.name == "categorical":
+            x = x / (self.likelihood.num_classes - 1)
+        return x.flatten(1).to(torch.promote_types(x.dtype, torch.float32))
+
+    def _bottom_up(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Top-down inference: the (m_l, logvar_l) of every layer's bottom-up Gaussian."""
+        h, out = self._flat(x), []
+        for up, head in zip(self.up, self.heads, strict=True):
+            h = F.elu(up(h))
+            out.append(_split(head(h)))
+        return out
+
+    def _prior(self, l: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of p(z_l | z_{l+1}), l 0-based (0: z_1)."""
+        return _split(self.priors[l](z_above))
+
+    def _draw(self, x: torch.Tensor, k: int, generator, prior_below: int = 0):
+        """One pass of k draws per example: per layer (z, log q, log p) summed over units (k, B),
+        and the KL terms per unit (k, B, d_l) (analytic where available, else log q - log p at
+        the draw), with z_1 .. z_{prior_below} drawn from the conditional prior instead of q
+        (those layers then contribute no log q - log p: ``llr_bound``)."""
+
+        def eps(like):
+            return torch.randn(
+                like.shape, generator=generator, device=like.device, dtype=like.dtype
+            )
+
+        L = len(self.dims)
+        zs: list = [None] * L
+        kl_units: list = [None] * L
+        log_q: list = [None] * L
+        log_p: list = [None] * L
+        self._means = means = [None] * L  # the q means of the last pass (diagnostics)
+        if self.top_down:
+            feats = [(m.expand(k, *m.shape), v.expand(k, *v.shape)) for m, v in self._bottom_up(x)]
+            for l in reversed(range(L)):
+                m, v = feats[l]
+                if l == L - 1:
+                    pm, pv = torch.zeros_like(m), torch.zeros_like(v)
+                    qm, qv = m, v
+                else:
+                    pm, pv = self._prior(l, zs[l + 1])
+                    prec_q, prec_p = torch.exp(-v), torch.exp(-pv)
+                    qv = -torch.log(prec_q + prec_p)
+                    qm = (m * prec_q + pm * prec_p) * qv.exp()
+                if l < prior_below:
+                    zs[l] = pm + (0.5 * pv).exp() * eps(pm)
+                    continue
+                zs[l], means[l] = qm + (0.5 * qv).exp() * eps(qm), qm
+                kl_units[l] = gaussian_kl(qm, qv, pm, pv)
+                log_q[l] = _log_normal(zs[l], qm, qv).sum(-1)
+                log_p[l] = _log_normal(zs[l], pm, pv).sum(-1)
+        else:
+            h = self._flat(x).expand(k, *x.flatten(1).shape)
+            qs = []
+            for l in range(L):  # z_l ~ q(z_l | z_{l-1}) up the chain
+                qm, qv = _split(self.up[l](h))
+                zs[l], means[l] = qm + (0.5 * qv).exp() * eps(qm), qm
+                qs.append((qm, qv))
+                h = zs[l]
+            for l in reversed(range(L)):
+                if l == L - 1:
+                    pm, pv = torch.zeros_like(zs[l]), torch.zeros_like(zs[l])
+                else:
+                    pm, pv = self._prior(l, zs[l + 1])
+                if l < prior_below:
+                    zs[l] = pm + (0.5 * pv).exp() * eps(pm)
+                    continue
+                qm, qv = qs[l]
+                log_q[l] = _log_normal(zs[l], qm, qv).sum(-1)
+                log_p[l] = _log_normal(zs[l], pm, pv).sum(-1)
+                if l == L - 1:
+                    kl_units[l] = gaussian_kl(qm, qv, pm, pv)
+                else:  # z_{l+1} was drawn given z_l: no closed form, the draw's log q - log p
+                    kl_units[l] = _log_normal(zs[l], qm, qv) - _log_normal(zs[l], pm, pv)
+        return zs, kl_units, log_q, log_p
+
+    # ------------------------------------------------------------------ the interface
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """q(z_L | x)'s [mu, logvar] (B, 2 d_L); bottom-up: along the means of the chain."""
+        if self.top_down:
+            m, v = self._bottom_up(x)[-1]
+            return torch.cat([m, v], -1)
+        h = self._flat(x)
+        for up in self.up:
+            params = up(h)
+            h = _split(params)[0]
+        return params
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z_L (*S, B, d_L) -> p(x | z_1)'s parameters, z_1 .. z_{L-1} the conditional priors'
+        means."""
+        for l in reversed(range(len(self.dims) - 1)):
+            z = self._prior(l, z)[0]
+        return self.decode_bottom(z)
+
+    def decode_bottom(self, z1: torch.Tensor) -> torch.Tensor:
+        lead = z1.shape[:-1]
+        out = self.decoder(z1.reshape(-1, z1.shape[-1]))
+        out = out.to(torch.promote_types(out.dtype, torch.float32))  # bf16 autocast: fp32 sums
+        return out.reshape(*lead, *self.param_shape)
+
+    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """One draw: log p(x | z_1) (B,), the KL per unit of every layer, bottom to top,
+        (B, sum d_l), and "analytic" or "sampled" (some layer's KL was a draw's)."""
+        zs, kl_units, _, _ = self._draw(x, 1, None)
+        recon = self.likelihood.log_prob(self.decode_bottom(zs[0][0]), x)
+        method = "analytic" if self.top_down else "sampled"
+        return recon, torch.cat([u[0] for u in kl_units], -1), method
+
+    def layer_kl(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """KL_l per unit (B, d_l) of each layer and q's means (B, d_l), bottom to top (one
+        draw)."""
+        kl = [u[0] for u in self._draw(x, 1, None)[1]]
+        return kl, [m[0] for m in self._means]
+
+    def log_weights(self, x: torch.Tensor, k: int, generator=None, prior_below: int = 0):
+        """log p(x, z) - log q(z | x) for k draws per example (k, B); with ``prior_below`` = j
+        the j lowest layers drawn from the conditional prior (Havtorn's L^{>j})."""
+        zs, _, log_q, log_p = self._draw(x, k, generator, prior_below)
+        lw = self.likelihood.log_prob(self.decode_bottom(zs[0]), x)
+        for l in range(prior_below, len(self.dims)):
+            lw = lw + log_p[l] - log_q[l]
+        return lw
+
+    def sample(self, n: int, generator=None) -> torch.Tensor:
+        """Ancestral samples' likelihood parameters: z_L ~ N(0, I), each z_l ~ p(z_l | z_{l+1})."""
+        z = self.latent.sample_prior(n, generator=generator)
+        for l in reversed(range(len(self.dims) - 1)):
+            m, v = self._prior(l, z)
+            z = m + (0.5 * v).exp() * torch.randn(m.shape, generator=generator)
+        return self.decode_bottom(z)

@@ -1,0 +1,31 @@
+"""Histograms of out-of-distribution scores: one panel per score, the model's own test set and
+the other data overlaid, the AUROC in each title."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from elbokit.report._draw import save
+from elbokit.report._mpl import pyplot
+
+__all__ = ["ood_histograms"]
+
+
+def ood_histograms(ood: dict, path) -> Path:
+    """``ood`` as the evaluation stores it: {"data", "metrics": {score: {...}}, "values":
+    {score: {"in": [...], "out": [...]}}}."""
+    plt = pyplot()
+    names = list(ood["values"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        a, b = (np.asarray(ood["values"][name][k], dtype=float) for k in ("in", "out"))
+        lo, hi = np.percentile(np.r_[a, b], [0.5, 99.5])
+        bins = np.linspace(lo, hi, 50)
+        ax.hist(a, bins=bins, alpha=0.55, density=True, color="tab:blue", label="test (own data)")
+        ax.hist(b, bins=bins, alpha=0.55, density=True, color="tab:red", label=ood["data"])
+        ax.set(title=f"{name}: AUROC {ood['metrics'][name]['auroc']:.3f}", xlabel=name)
+    axes[0][0].set_ylabel("density")
+    axes[0][0].legend(fontsize=8)
+    return save(fig, path)

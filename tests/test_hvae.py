@@ -1,0 +1,82 @@
+"""The hierarchical VAE against exact answers: each layer's KL against torch.distributions, and on
+a linear-Gaussian hierarchy (z_2 -> z_1 -> x all linear with fixed variances, whose marginal p(x)
+is Gaussian) the importance-sampled log p(x), Havtorn's L^{>1} weights and the ELBO against the
+exact log-density, for both inference paths."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
+
+from elbokit.cli import main
+from elbokit.evaluate import importance_log_likelihood
+from elbokit.models.hvae import HierarchicalVAE, gaussian_kl
+from elbokit.models.vae import VAEConfig
+from elbokit.objectives import ELBO
+
+
+def test_layer_kl_is_torchs_closed_form():
+    g = torch.Generator().manual_seed(0)
+    mq, mp = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    vq, vp = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    ours = gaussian_kl(mq, vq, mp, vp)
+    ref = kl_divergence(Normal(mq, (0.5 * vq).exp()), Normal(mp, (0.5 * vp).exp()))
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def _linear_hierarchy(inference: str):
+    """x (1, 2, 2) | z_1 (3) | z_2 (2), the generative path linear with constant variances."""
+    torch.manual_seed(1)
+    cfg = VAEConfig(data_shape=(1, 2, 2), likelihood="gaussian", hidden=(16,), layers=2,
+                    latent_dims=(3, 2), inference=inference)  # fmt: skip
+    model = HierarchicalVAE(cfg).double()
+    a = nn.Linear(2, 6).double()  # p(z_1 | z_2): mean A z_2 + a, log variance constant
+    with torch.no_grad():
+        a.weight[3:] = 0
+        a.bias[3:] = torch.tensor([-1.0, -0.5, 0.3])
+    model.priors[0] = a
+    model.decoder = nn.Linear(3, 4).double()
+    A, ab, lv = a.weight[:3].detach(), a.bias[:3].detach(), a.bias[3:].detach()
+    B, b = model.decoder.weight.detach(), model.decoder.bias.detach()
+    cov = B @ (A @ A.T + torch.diag(lv.exp())) @ B.T + torch.eye(4, dtype=torch.float64)
+    exact = MultivariateNormal(b + B @ ab, cov)
+    return model, exact
+
+
+@pytest.mark.parametrize("inference", ["top-down", "bottom-up"])
+def test_hierarchical_bounds_against_the_exact_marginal(inference):
+    model, exact = _linear_hierarchy(inference)
+    x = exact.sample((6,)).reshape(6, 1, 2, 2)
+    truth = exact.log_prob(x.reshape(6, 4))
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        ll = importance_log_likelihood(model, x, 4000, generator=g)
+        err = (ll.value.double() - truth).abs()
+        assert (err < 5 * ll.stderr.double() + 0.02).all(), (ll.value, truth)
+        # Havtorn's L^{>1}: z_1 from p(z_1 | z_2) is a valid proposal too, so its weights
+        # average to p(x) as well (more slowly)
+        lw = model.log_weights(x, 20000, g, prior_below=1)
+        high = torch.logsumexp(lw, 0) - math.log(20000)
+        assert ((high - truth).abs() < 0.05).all(), (high, truth)
+        # the ELBO, averaged over draws, is below log p(x) for every image
+        torch.manual_seed(3)
+        elbo = torch.stack([ELBO()(model, x).per_example["elbo"] for _ in range(400)]).mean(0)
+        assert (elbo < truth + 0.01).all()
+
+
+def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
+    run = tmp_path / "hvae"
+    assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--epochs", "3",
+                 "--eval-k", "0", "--no-progress", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits"]) == 0
+    r = json.loads((run / "eval.json").read_text())
+    assert len(r["kl_per_layer"]) == 2 and r["layer_dims"] == [4, 2]
+    assert sum(r["kl_per_layer"]) == pytest.approx(r["kl"], rel=1e-6)
+    assert "llr>1" in r["ood"]["metrics"]  # digits against digits: nothing to tell apart
+    assert abs(r["ood"]["metrics"]["log_likelihood"]["auroc"] - 0.5) < 0.2
+    assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",
+                 "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+    assert "gaussian latents and mlp" in capsys.readouterr().err
