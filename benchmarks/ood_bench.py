@@ -62,7 +62,7 @@ def main() -> None:
         "\n| model | score | AUROC | AUPRC | FPR at 80% TPR | test log p(x) (nats) | train / eval s |"
     )
     print("|---|---|---|---|---|---|---|")
-    for run, layers, r, train_s, eval_s in rows:
+    for _run, layers, r, train_s, eval_s in rows:
         for name, m in r["ood"]["metrics"].items():
             t = f"{train_s:.0f}" if train_s else "-"
             print(f"| {layers} layer(s) | {name} | {m['auroc']:.3f} | {m['auprc']:.3f} | "

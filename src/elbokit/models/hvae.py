@@ -75,7 +75,7 @@ class HierarchicalVAE(LatentVariableModel):
         self.param_shape = self.likelihood.param_shape(self.data_shape)
         d_in, width, act = math.prod(self.data_shape), config.hidden[-1], config.activation
         self.decoder = MLP(self.dims[0], config.hidden[::-1], math.prod(self.param_shape), act)
-        # p(z_l | z_{l+1}) for l = 1 .. L-1
+        # p(z_l | z_{i+1}) for i = 1 .. L-1
         self.priors = nn.ModuleList(
             MLP(self.dims[i + 1], (width,), 2 * self.dims[i], act) for i in range(len(self.dims) - 1)
         )  # fmt: skip
@@ -108,9 +108,9 @@ class HierarchicalVAE(LatentVariableModel):
             out.append(_split(head(h)))
         return out
 
-    def _prior(self, l: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of p(z_l | z_{l+1}), l 0-based (0: z_1)."""
-        return _split(self.priors[l](z_above))
+    def _prior(self, i: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of p(z_l | z_{l+1}) for the layer index i = l - 1 (0: z_1)."""
+        return _split(self.priors[i](z_above))
 
     def _draw(self, x: torch.Tensor, k: int, generator, prior_below: int = 0):
         """One pass of k draws per example: per layer (z, log q, log p) summed over units (k, B),
@@ -131,46 +131,46 @@ class HierarchicalVAE(LatentVariableModel):
         self._means = means = [None] * L  # the q means of the last pass (diagnostics)
         if self.top_down:
             feats = [(m.expand(k, *m.shape), v.expand(k, *v.shape)) for m, v in self._bottom_up(x)]
-            for l in reversed(range(L)):
-                m, v = feats[l]
-                if l == L - 1:
+            for i in reversed(range(L)):
+                m, v = feats[i]
+                if i == L - 1:
                     pm, pv = torch.zeros_like(m), torch.zeros_like(v)
                     qm, qv = m, v
                 else:
-                    pm, pv = self._prior(l, zs[l + 1])
+                    pm, pv = self._prior(i, zs[i + 1])
                     prec_q, prec_p = torch.exp(-v), torch.exp(-pv)
                     qv = -torch.log(prec_q + prec_p)
                     qm = (m * prec_q + pm * prec_p) * qv.exp()
-                if l < prior_below:
-                    zs[l] = pm + (0.5 * pv).exp() * eps(pm)
+                if i < prior_below:
+                    zs[i] = pm + (0.5 * pv).exp() * eps(pm)
                     continue
-                zs[l], means[l] = qm + (0.5 * qv).exp() * eps(qm), qm
-                kl_units[l] = gaussian_kl(qm, qv, pm, pv)
-                log_q[l] = _log_normal(zs[l], qm, qv).sum(-1)
-                log_p[l] = _log_normal(zs[l], pm, pv).sum(-1)
+                zs[i], means[i] = qm + (0.5 * qv).exp() * eps(qm), qm
+                kl_units[i] = gaussian_kl(qm, qv, pm, pv)
+                log_q[i] = _log_normal(zs[i], qm, qv).sum(-1)
+                log_p[i] = _log_normal(zs[i], pm, pv).sum(-1)
         else:
             h = self._flat(x).expand(k, *x.flatten(1).shape)
             qs = []
-            for l in range(L):  # z_l ~ q(z_l | z_{l-1}) up the chain
-                qm, qv = _split(self.up[l](h))
-                zs[l], means[l] = qm + (0.5 * qv).exp() * eps(qm), qm
+            for i in range(L):  # z_l ~ q(z_l | z_{l-1}) up the chain
+                qm, qv = _split(self.up[i](h))
+                zs[i], means[i] = qm + (0.5 * qv).exp() * eps(qm), qm
                 qs.append((qm, qv))
-                h = zs[l]
-            for l in reversed(range(L)):
-                if l == L - 1:
-                    pm, pv = torch.zeros_like(zs[l]), torch.zeros_like(zs[l])
+                h = zs[i]
+            for i in reversed(range(L)):
+                if i == L - 1:
+                    pm, pv = torch.zeros_like(zs[i]), torch.zeros_like(zs[i])
                 else:
-                    pm, pv = self._prior(l, zs[l + 1])
-                if l < prior_below:
-                    zs[l] = pm + (0.5 * pv).exp() * eps(pm)
+                    pm, pv = self._prior(i, zs[i + 1])
+                if i < prior_below:
+                    zs[i] = pm + (0.5 * pv).exp() * eps(pm)
                     continue
-                qm, qv = qs[l]
-                log_q[l] = _log_normal(zs[l], qm, qv).sum(-1)
-                log_p[l] = _log_normal(zs[l], pm, pv).sum(-1)
-                if l == L - 1:
-                    kl_units[l] = gaussian_kl(qm, qv, pm, pv)
+                qm, qv = qs[i]
+                log_q[i] = _log_normal(zs[i], qm, qv).sum(-1)
+                log_p[i] = _log_normal(zs[i], pm, pv).sum(-1)
+                if i == L - 1:
+                    kl_units[i] = gaussian_kl(qm, qv, pm, pv)
                 else:  # z_{l+1} was drawn given z_l: no closed form, the draw's log q - log p
-                    kl_units[l] = _log_normal(zs[l], qm, qv) - _log_normal(zs[l], pm, pv)
+                    kl_units[i] = _log_normal(zs[i], qm, qv) - _log_normal(zs[i], pm, pv)
         return zs, kl_units, log_q, log_p
 
     # ------------------------------------------------------------------ the interface
@@ -188,8 +188,8 @@ class HierarchicalVAE(LatentVariableModel):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z_L (*S, B, d_L) -> p(x | z_1)'s parameters, z_1 .. z_{L-1} the conditional priors'
         means."""
-        for l in reversed(range(len(self.dims) - 1)):
-            z = self._prior(l, z)[0]
+        for i in reversed(range(len(self.dims) - 1)):
+            z = self._prior(i, z)[0]
         return self.decode_bottom(z)
 
     def decode_bottom(self, z1: torch.Tensor) -> torch.Tensor:
@@ -217,14 +217,14 @@ class HierarchicalVAE(LatentVariableModel):
         the j lowest layers drawn from the conditional prior (Havtorn's L^{>j})."""
         zs, _, log_q, log_p = self._draw(x, k, generator, prior_below)
         lw = self.likelihood.log_prob(self.decode_bottom(zs[0]), x)
-        for l in range(prior_below, len(self.dims)):
-            lw = lw + log_p[l] - log_q[l]
+        for i in range(prior_below, len(self.dims)):
+            lw = lw + log_p[i] - log_q[i]
         return lw
 
     def sample(self, n: int, generator=None) -> torch.Tensor:
         """Ancestral samples' likelihood parameters: z_L ~ N(0, I), each z_l ~ p(z_l | z_{l+1})."""
         z = self.latent.sample_prior(n, generator=generator)
-        for l in reversed(range(len(self.dims) - 1)):
-            m, v = self._prior(l, z)
+        for i in reversed(range(len(self.dims) - 1)):
+            m, v = self._prior(i, z)
             z = m + (0.5 * v).exp() * torch.randn(m.shape, generator=generator)
         return self.decode_bottom(z)
