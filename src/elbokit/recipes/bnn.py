@@ -4,6 +4,9 @@
     elbokit train bnn --preset diabetes [--split 3]    one of 20 random 90/10 splits (UCI style)
     elbokit train bnn --preset digits / --preset mnist5k      classification
     elbokit train bnn --prior scale-mixture    Blundell et al.'s prior, KL by Monte Carlo
+    elbokit train bnn --data FOLDER --split K   a UCI-benchmark folder (data.txt, index_*.txt)
+        [--methods bnn dvi det dropout ensemble] [--prior-variance empirical-bayes]
+        [--dropout-rates 0.005 0.01 --dropout-tau 0.25 0.5 --validation 0.2]   Gal's grid
     elbokit eval RUN [--samples 200]  /  elbokit report RUN
 
 A mean-field Gaussian q(w) over every weight (``elbokit.models.bnn``) maximizes the ELBO over
@@ -11,11 +14,16 @@ weights, a minibatch at a time: the batch's mean log-likelihood minus KL(q || p)
 (``ELBO.from_global_kl``), so the losses of an epoch average to -ELBO(D) / N. In the same steps,
 on the same batches, two networks of the same architecture are trained beside it (unless
 ``--no-baselines``): a deterministic one (MAP with the Gaussian prior's weight decay) and an
-MC-dropout one. Predictions average ``samples`` draws. Evaluation: test log-likelihood, RMSE and
+MC-dropout one; ``--methods`` adds deterministic variational inference (``dvi``, moments in
+closed form, heteroscedastic) and a deep ensemble, and MC dropout takes Gal's protocol (a batched
+grid over rate and tau, chosen on the validation part) where ``--dropout-tau`` is given; see
+``elbokit.models.bnn_methods``. Predictions average ``samples`` draws. Evaluation: test log-likelihood, RMSE and
 95% coverage with the aleatoric and epistemic spread (regression); accuracy, NLL, expected
 calibration error and an out-of-distribution ROC AUC from predictive entropy (classification);
-KL(q || p) with its method and standard error. Report: the predictive band (1-D), predictions
-against targets, the reliability diagram, entropy in and out of distribution, curves.
+KL(q || p) with its method and standard error; for regressions the coverage of central
+intervals of levels 0.1 .. 0.9 (calibration). Report: the predictive band (1-D), predictions
+against targets, calibration and residuals against the predicted sd (regression), the
+reliability diagram, entropy in and out of distribution (classification), curves.
 """
 
 from __future__ import annotations
@@ -53,7 +61,6 @@ from elbokit.seeding import seeded
 from elbokit.train.learner import AdamConfig, Learner, StepContext, make_adam
 from elbokit.train.loop import TrainConfig
 
-BASELINES = ("det", "dropout")
 LABELS = {"bnn": "Bayes by backprop", "dvi": "DVI", "det": "deterministic (MAP)",
           "dropout": "MC dropout", "ensemble": "deep ensemble"}  # fmt: skip
 CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
