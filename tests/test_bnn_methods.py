@@ -236,3 +236,19 @@ def test_the_ensemble_stops_after_its_epochs(tmp_path):
     c = elbokit.load(tmp_path / "a").modules["bnn"].state_dict()
     d = elbokit.load(tmp_path / "b").modules["bnn"].state_dict()
     assert not all(torch.equal(c[k], d[k]) for k in c)  # the others went on
+
+
+def test_empirical_bayes_without_a_hyperprior_collapses_the_digits_net_and_with_one_does_not(tmp_path):
+    """The optimal prior variance follows the weights down (v = mean(mu^2 + sigma^2)): shrinking
+    every weight shrinks v and strengthens the pull to zero, and the digits net ends a constant
+    function at a KL near zero; DVI's IG(1, 10) hyperprior keeps v from following."""
+    accuracy = {}
+    for name, hyper in (("none", ["--eb-alpha", "0", "--eb-beta", "0"]), ("ig", [])):
+        out = tmp_path / name
+        assert main(["train", "bnn", "--preset", "digits", "--epochs", "40", "--no-baselines",
+                     "--prior-variance", "empirical-bayes", *hyper, "--eval-samples", "20",
+                     "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+        r = json.loads((out / "eval.json").read_text())
+        accuracy[name] = (r["bnn"]["accuracy"], r["kl"]["value"])
+    assert accuracy["none"][0] < 0.3 and accuracy["none"][1] < 50  # chance, KL ~ 0: collapsed
+    assert accuracy["ig"][0] > 0.85
