@@ -238,7 +238,9 @@ def test_the_ensemble_stops_after_its_epochs(tmp_path):
     assert not all(torch.equal(c[k], d[k]) for k in c)  # the others went on
 
 
-def test_empirical_bayes_without_a_hyperprior_collapses_the_digits_net_and_with_one_does_not(tmp_path):
+def test_empirical_bayes_without_a_hyperprior_collapses_the_digits_net_and_with_one_does_not(
+    tmp_path,
+):
     """The optimal prior variance follows the weights down (v = mean(mu^2 + sigma^2)): shrinking
     every weight shrinks v and strengthens the pull to zero, and the digits net ends a constant
     function at a KL near zero; DVI's IG(1, 10) hyperprior keeps v from following."""
