@@ -15,6 +15,10 @@ Per split (one process per split, one thread each, ``--workers`` at once):
    backprop and DVI (both with the empirical-Bayes prior, IG(1, 10) hyperprior, as DVI's paper),
    MC dropout at the chosen rate and tau, a deep ensemble of 5.
 
+With ``--storage sqlite:///uci.db`` (or a PostgreSQL URL) the splits are the trials of an Optuna
+study instead: the same command started on other machines reaching the database shares them, and
+each prints the table of all the finished splits.
+
 Both runs take ``--steps`` optimizer steps (epochs = steps / batches per epoch), batch 128 and
 Adam's learning rate ``--lr``; the published protocols train longer on the large data sets (Gal:
 4,000 epochs; see docs/benchmarks.md), which a two-hour budget on two cores cannot. Predictions
@@ -25,6 +29,7 @@ difference of two methods' log-likelihoods and its standard error.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -273,6 +278,10 @@ def main() -> None:
     )
     ap.add_argument("--samples", type=int, default=1000, help="draws per prediction")
     ap.add_argument("--workers", type=int, default=1, help="splits trained at once")
+    ap.add_argument("--storage", default="", help="run the splits as an Optuna study in this "
+                    "database (sqlite:///uci.db, postgresql://...): start the same command on "
+                    "other machines to share them")  # fmt: skip
+    ap.add_argument("--study", default="", help="the study's name (default: from the jobs)")
     ap.add_argument("--json", type=Path, default=None, help="write every split's numbers here")
     ap.add_argument("--figure", type=Path, default=Path("uci_table.png"))
     args = ap.parse_args()
@@ -288,6 +297,65 @@ def main() -> None:
         jobs += [(str(folder.resolve()), k, s.get("n_hidden", 50)) for k in range(n)]
     rows, t0 = [], time.perf_counter()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.storage:
+        rows = run_as_study(args, jobs)
+    else:
+        rows = run_in_pool(args, jobs, t0)
+    wall = time.perf_counter() - t0
+    table = summarize(rows, args.methods, folders)
+    print_table(table, args.methods, folders)
+    print(f"\n{len(rows)} splits in {wall / 60:.1f} min wall on {args.workers} worker(s)")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "wall_seconds": wall, "table": table, "splits": rows}, indent=1))  # fmt: skip
+        print(f"wrote {args.json}")
+    figure(table, args.methods, folders, args.figure, machine)
+
+
+def _line(r: dict, methods) -> str:
+    return (f"{r['data']} split {r['split']}: "
+            + ", ".join(f"{LABELS[m]} {r[m]['ll']:.3f} ({r[m]['rmse']:.3g})" for m in methods)
+            + (f"; dropout p={r['dropout']['rate']:g} tau={r['dropout']['tau']:g}" if "dropout" in methods else ""))  # fmt: skip
+
+
+def run_as_study(args, jobs) -> list[dict]:
+    """The splits as the trials of an Optuna study in ``args.storage`` (a grid over the jobs):
+    every process started with the same command, on this machine or another reaching the same
+    database, takes the splits no one has taken; the table is read from the finished trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    grid = {"job": list(range(len(jobs)))}
+    key = "|".join(f"{Path(f).name}:{k}" for f, k, _ in jobs) + f"|{args.steps}|{args.lr}"
+    name = args.study or "uci-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    study = optuna.create_study(study_name=name, storage=args.storage, load_if_exists=True,
+                                sampler=optuna.samplers.GridSampler(grid), direction="maximize")  # fmt: skip
+    print(f"study {name!r} in {args.storage}: {len(jobs)} splits as trials", flush=True)
+
+    def objective(trial):
+        f, k, h = jobs[trial.suggest_categorical("job", grid["job"])]
+        with tempfile.TemporaryDirectory() as tmp:
+            r = one_split(f, k, tuple(args.methods), args.steps, args.batch_size, args.lr,
+                          args.samples, h, tmp, args.ensemble_epochs, args.epochs_scale)  # fmt: skip
+        trial.set_user_attr("result", r)
+        print(_line(r, args.methods), flush=True)
+        return max(r[m]["ll"] for m in args.methods)
+
+    done = lambda: [t for t in study.get_trials(deepcopy=False)  # noqa: E731
+                    if t.state == optuna.trial.TrialState.COMPLETE]  # fmt: skip
+    if len({t.params["job"] for t in done()}) < len(jobs):
+        study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(
+            len(jobs), states=(optuna.trial.TrialState.COMPLETE,))])  # fmt: skip
+    seen, rows = set(), []
+    for t in done():  # a grid point two workers both took counts once
+        if t.params["job"] not in seen:
+            seen.add(t.params["job"])
+            rows.append(t.user_attrs["result"])
+    return rows
+
+
+def run_in_pool(args, jobs, t0) -> list[dict]:
+    rows = []
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
         futures = [pool.submit(one_split, f, k, tuple(args.methods), args.steps, args.batch_size,
                                args.lr, args.samples, h, tmp, args.ensemble_epochs, args.epochs_scale)
@@ -298,19 +366,11 @@ def main() -> None:
             if args.json:  # every split as it ends: a stopped run keeps what it measured
                 with args.json.with_suffix(".jsonl").open("a") as f:
                     f.write(json.dumps(r) + "\n")
-            print(f"[{i}/{len(jobs)} {time.perf_counter() - t0:6.0f} s] {r['data']} split {r['split']}: "
-                  + ", ".join(f"{LABELS[m]} {r[m]['ll']:.3f} ({r[m]['rmse']:.3g})" for m in args.methods)
-                  + (f"; dropout p={r['dropout']['rate']:g} tau={r['dropout']['tau']:g}" if "dropout" in args.methods else ""),
-                  flush=True)  # fmt: skip
-    wall = time.perf_counter() - t0
-    table = summarize(rows, args.methods, folders)
-    print_table(table, args.methods, folders)
-    print(f"\n{len(jobs)} splits in {wall / 60:.1f} min wall on {args.workers} worker(s)")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "args": {k: str(v) for k, v in vars(args).items()},
-                                         "wall_seconds": wall, "table": table, "splits": rows}, indent=1))  # fmt: skip
-        print(f"wrote {args.json}")
-    figure(table, args.methods, folders, args.figure, machine)
+            print(
+                f"[{i}/{len(jobs)} {time.perf_counter() - t0:6.0f} s] " + _line(r, args.methods),
+                flush=True,
+            )
+    return rows
 
 
 if __name__ == "__main__":
