@@ -19,6 +19,8 @@ def study_rows(study: Study) -> list[dict]:
     standard error, seconds, runs, and the reason of a failure or a prune."""
     rows = []
     for t in study.study.get_trials(deepcopy=False):
+        if t.user_attrs.get("surplus"):
+            continue  # a trial the study did not need, ended before it ran
         rows.append({
             "number": t.number,
             "state": t.state.name,

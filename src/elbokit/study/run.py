@@ -218,6 +218,8 @@ class Study:
         retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
         out = {"done": 0, "running": 0, "waiting": 0}
         for t in trials:
+            if t.user_attrs.get("surplus"):
+                continue  # started by a worker that lost a race for the last trial: not one
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
                 out["done"] += 1
             elif t.state == TrialState.FAIL and t.number not in retried:
@@ -262,7 +264,16 @@ class Study:
 
     def trial(self, trial, say=print) -> float:
         """One trial: its settings drawn, one run per seed (resumed where a killed worker left
-        it), the objective their mean; seed 0's evaluations go to the pruner."""
+        it), the objective their mean; seed 0's evaluations go to the pruner. A new trial the
+        study no longer needs (two workers saw the same queued retry; one took it, Optuna gave the
+        other a new trial) ends at once as a surplus, which no count includes."""
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        if "failed_trial" not in frozen.system_attrs:  # not a retry: is it still needed?
+            c = self.counts()  # this trial among the running
+            if c["done"] + c["running"] - 1 + c["waiting"] >= self.trials:
+                trial.set_user_attr("surplus", True)
+                say(f"trial {trial.number}: not needed (the study's trials are done or taken)")
+                raise _optuna().TrialPruned("surplus")
         values = {p.path: p.suggest(trial) for p in self.params}
         cfg = merge(self.base, nest({p.path: p.apply(values[p.path]) for p in self.params}),
                     where="the study's parameters")  # fmt: skip
