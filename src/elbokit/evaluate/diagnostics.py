@@ -105,24 +105,24 @@ def _mutual_information(latent, params, kl: torch.Tensor, batch_size: int, gener
 def diagnose_layers(model, x: torch.Tensor, *, threshold: float = 0.01, batch_size: int = 500,
                     generator: torch.Generator | None = None) -> tuple[Diagnostics, dict]:  # fmt: skip
     """A hierarchical model's diagnostics: the KL per unit of every layer (bottom to top, one
-    draw per example), active units by Cov_x of q's means per unit, and I(x; z_L) of the top
-    layer (``diagnose`` on q(z_L | x)); with the per-layer sums in the dict."""
+    draw per example) and I(x; z_L) of the top layer (``diagnose`` on q(z_L | x)); with the
+    per-layer sums in the dict. A unit is active when its mean KL exceeds ``threshold`` nats: the
+    spread of q's means over x is no test in a hierarchy, where a unit that copies its
+    conditional prior p(z_l | z_{l+1}) carries nothing of its own yet moves with the layer above."""
     top = diagnose(model, x, threshold=threshold, batch_size=batch_size, generator=generator)
     was_training = model.training
     model.eval()
     try:
-        kls, means = zip(*(model.layer_kl(xb) for xb in x.split(batch_size)), strict=True)
+        kls = [model.layer_kl(xb) for xb in x.split(batch_size)]
     finally:
         model.train(was_training)
     layers = len(kls[0])
     kl = [torch.cat([k[i] for k in kls]).double() for i in range(layers)]
-    mean = [torch.cat([m[i] for m in means]).double() for i in range(layers)]
-    activity = [m.var(0, unbiased=False) if len(m) > 1 else torch.zeros(m.shape[1]) for m in mean]
-    units = torch.cat([k.mean(0) for k in kl])
-    act = torch.cat(activity)
+    activity = [k.mean(0) for k in kl]
+    units = torch.cat(activity)
     d = Diagnostics(
-        kl_per_unit=units.float(), active_units=int((act > threshold).sum()),
-        unit_activity=act.float(), mutual_information=top.mutual_information,
+        kl_per_unit=units.float(), active_units=int((units > threshold).sum()),
+        unit_activity=units.float(), mutual_information=top.mutual_information,
         kl=float(sum(k.sum(-1).mean() for k in kl)), n=len(x),
         mutual_information_stderr=top.mutual_information_stderr,
     )  # fmt: skip

@@ -128,7 +128,6 @@ class HierarchicalVAE(LatentVariableModel):
         kl_units: list = [None] * L
         log_q: list = [None] * L
         log_p: list = [None] * L
-        self._means = means = [None] * L  # the q means of the last pass (diagnostics)
         if self.top_down:
             feats = [(m.expand(k, *m.shape), v.expand(k, *v.shape)) for m, v in self._bottom_up(x)]
             for i in reversed(range(L)):
@@ -144,7 +143,7 @@ class HierarchicalVAE(LatentVariableModel):
                 if i < prior_below:
                     zs[i] = pm + (0.5 * pv).exp() * eps(pm)
                     continue
-                zs[i], means[i] = qm + (0.5 * qv).exp() * eps(qm), qm
+                zs[i] = qm + (0.5 * qv).exp() * eps(qm)
                 kl_units[i] = gaussian_kl(qm, qv, pm, pv)
                 log_q[i] = _log_normal(zs[i], qm, qv).sum(-1)
                 log_p[i] = _log_normal(zs[i], pm, pv).sum(-1)
@@ -153,7 +152,7 @@ class HierarchicalVAE(LatentVariableModel):
             qs = []
             for i in range(L):  # z_l ~ q(z_l | z_{l-1}) up the chain
                 qm, qv = _split(self.up[i](h))
-                zs[i], means[i] = qm + (0.5 * qv).exp() * eps(qm), qm
+                zs[i] = qm + (0.5 * qv).exp() * eps(qm)
                 qs.append((qm, qv))
                 h = zs[i]
             for i in reversed(range(L)):
@@ -206,11 +205,9 @@ class HierarchicalVAE(LatentVariableModel):
         method = "analytic" if self.top_down else "sampled"
         return recon, torch.cat([u[0] for u in kl_units], -1), method
 
-    def layer_kl(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """KL_l per unit (B, d_l) of each layer and q's means (B, d_l), bottom to top (one
-        draw)."""
-        kl = [u[0] for u in self._draw(x, 1, None)[1]]
-        return kl, [m[0] for m in self._means]
+    def layer_kl(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """KL_l per unit (B, d_l) of each layer, bottom to top (one draw)."""
+        return [u[0] for u in self._draw(x, 1, None)[1]]
 
     def log_weights(self, x: torch.Tensor, k: int, generator=None, prior_below: int = 0):
         """log p(x, z) - log q(z | x) for k draws per example (k, B); with ``prior_below`` = j

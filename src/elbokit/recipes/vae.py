@@ -249,18 +249,22 @@ class VAERecipe(Recipe):
         x = data.as_float(data.test[:1000], torch.Generator().manual_seed(0))
         pngs = [
             (vae.samples(model, out / "samples.png"), "Samples from the prior, decoded (means of p(x|z))."),
-            (vae.reconstructions(model, x, out / "reconstructions.png"), "Test images and their reconstructions from the posterior mean."),
+            (vae.reconstructions(model, x, out / "reconstructions.png"), "Test images and their reconstructions from the posterior mean" + (
+                " of the top layer, the layers below at their conditional prior means (what the top layer keeps)." if cfg.model.layers > 1 else ".")),
             (vae.traversals(model, x, out / "traversals.png"), "Latent traversals: one unit swept at a time, the others at a test image's posterior mean."),
             (vae.latent_map(model, x, data.test_labels, out / "latent_map.png"), "The 2-D latent space, decoded over a grid." if model.latent.z_size == 2
              else "Posterior means of test images on their first two principal axes, coloured by label."),
             (curves(run.dir / "metrics.jsonl", out / "curves.png", vae.VAE_CURVES), "Training curves (train: running means; test: per evaluation)."),
-            (vae.kl_bars(torch.tensor(result["kl_per_unit"]), torch.tensor(result["unit_activity"]), out / "kl_per_unit.png"),
+            (vae.kl_bars(torch.tensor(result["kl_per_unit"]), torch.tensor(result["unit_activity"]), out / "kl_per_unit.png",
+                         criterion="E_x KL" if "kl_per_layer" in result else "Cov_x E[z|x]"),
              "KL per latent unit: units with no KL have collapsed to the prior."),
         ]  # fmt: skip
         m = cfg.model
         numbers = {
             "data": f"{cfg.data.source}: {len(data.train)} train / {len(data.test)} test images {tuple(data.shape)}",
-            "model": f"{m.arch} VAE, {m.latent} latent of {m.latent_dim}, {m.likelihood} likelihood",
+            "model": (f"{m.arch} VAE, {m.latent} latent of {m.latent_dim}" if m.layers == 1 else
+                      f"hierarchical VAE, latent layers {list(m.dims())} bottom to top, {m.inference} inference")
+                     + f", {m.likelihood} likelihood",
             "trained": f"{state['step']} steps",
             "test ELBO": f"{result['elbo']:.2f} nats",
             f"test log p(x), importance sampled (k = {result['k']})": f"{result['log_likelihood']:.2f} +- {result['log_likelihood_stderr']:.2f} nats",

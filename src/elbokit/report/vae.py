@@ -114,7 +114,11 @@ def latent_map(model, x: torch.Tensor, labels: torch.Tensor | None, path, steps:
 
 @torch.no_grad()
 def kl_bars(
-    kl_per_unit: torch.Tensor, activity: torch.Tensor, path, threshold: float = 0.01
+    kl_per_unit: torch.Tensor,
+    activity: torch.Tensor,
+    path,
+    threshold: float = 0.01,
+    criterion: str = "Cov_x E[z|x]",
 ) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(kl_per_unit)), 3.5))
@@ -122,7 +126,7 @@ def kl_bars(
     colors = ["tab:blue" if a else "tab:gray" for a in active]
     ax.bar(range(len(kl_per_unit)), kl_per_unit.tolist(), color=colors)
     ax.set(
-        title=f"KL per latent unit; {sum(active)} of {len(active)} active (blue: Cov_x E[z|x] > {threshold:g})",
+        title=f"KL per latent unit; {sum(active)} of {len(active)} active (blue: {criterion} > {threshold:g})",
         xlabel="latent unit",
         ylabel="E_x KL (nats)",
     )
