@@ -42,6 +42,7 @@ rates and noise precisions, batched), a deep ensemble (networks with a mean and 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -178,6 +179,23 @@ class BayesConv2d(_Bayes):
 
 def bayes_layers(module: nn.Module) -> list[_Bayes]:
     return [m for m in module.modules() if isinstance(m, _Bayes)]
+
+
+@contextmanager
+def whole_functions(module: nn.Module, *, draw_means: bool = False):
+    """Within: every Bayesian layer of ``module`` draws its weights once per forward pass (one
+    draw of the weights serves every input: a whole function), where it drew pre-activations per
+    example ("local"); a layer set to its means keeps them unless ``draw_means``."""
+    layers = bayes_layers(module)
+    modes = [layer.sampling for layer in layers]
+    for layer in layers:
+        if layer.sampling == "local" or draw_means:
+            layer.sampling = "weights"
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, modes, strict=True):
+            layer.sampling = mode
 
 
 def prior_variance(mu: torch.Tensor, sigma: torch.Tensor, prior: WeightPrior) -> torch.Tensor:
@@ -434,13 +452,8 @@ class Predictor(nn.Module):
             self.eval()
             return self(x).unsqueeze(0)
         self.train(self.kind == "dropout")  # dropout masks on; Bayesian layers sample either way
-        layers = bayes_layers(self)
-        modes = [layer.sampling for layer in layers]
-        for layer in layers:  # whole functions: one weight draw for every input of a draw
-            layer.sampling = "weights" if layer.sampling == "local" else layer.sampling
         try:
-            return torch.stack([self(x) for _ in range(samples)])
+            with whole_functions(self):
+                return torch.stack([self(x) for _ in range(samples)])
         finally:
-            for layer, mode in zip(layers, modes, strict=True):
-                layer.sampling = mode
             self.eval()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elbokit.models.bnn import BayesLinear, BNNConfig, network
+from elbokit.models.bnn import BayesLinear, BNNConfig, network, whole_functions
 
 __all__ = ["DVIPredictor", "Ensemble", "GalDropout", "Members", "relu_moments"]
 
@@ -90,17 +90,8 @@ class DVIPredictor(nn.Module):
     @torch.no_grad()
     def predictive(self, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(means, sds), each (samples, N): one draw of all the weights per row."""
-        from elbokit.models.bnn import bayes_layers
-
-        layers = bayes_layers(self)
-        modes = [layer.sampling for layer in layers]
-        for layer in layers:
-            layer.sampling = "weights"
-        try:
+        with whole_functions(self, draw_means=True):
             outs = torch.stack([self.net(x) for _ in range(samples)])
-        finally:
-            for layer, mode in zip(layers, modes, strict=True):
-                layer.sampling = mode
         return outs[..., 0], (0.5 * outs[..., 1]).exp()
 
 

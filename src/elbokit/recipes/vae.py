@@ -218,7 +218,9 @@ class VAERecipe(Recipe):
                                "elbo": [round(float(v), 4) for v in elbos]}  # fmt: skip
         ood_lines = []
         if options.ood:
-            result["ood"], ood_lines = _ood(run, model, data, ll.value, elbos, options, precision)
+            result["ood"], ood_lines = _ood(
+                run, model, data, x, ll.value, elbos, options, precision
+            )
         lines = [
             f"{run.dir} at step {state['step']}: {len(x)} test images, k = {options.k}",
             f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
@@ -312,7 +314,7 @@ def _llr(model, x, j: int, options, seed: int, batch: int = 100) -> torch.Tensor
     return torch.cat(out)
 
 
-def _ood(run, model, data, ll_in, elbo_in, options, precision) -> tuple[dict, list[str]]:
+def _ood(run, model, data, x_in, ll_in, elbo_in, options, precision) -> tuple[dict, list[str]]:
     """Scores of the test set against ``options.ood``'s images (its test split, then its
     training split, as many as the test set at most, binarized alike), the training set's mean log p(x) for typicality, and the metrics."""
     odata = run.on(options.ood).data()
@@ -331,9 +333,6 @@ def _ood(run, model, data, ll_in, elbo_in, options, precision) -> tuple[dict, li
     scores = {"elbo": (elbo_in.double().cpu(), elbo_out), "log_likelihood": (ll_in.double().cpu(), ll_out),
               "typicality": (typicality(ll_in.cpu(), mean_train), typicality(ll_out, mean_train))}  # fmt: skip
     if isinstance(model, HierarchicalVAE) and model.top_down:  # Havtorn et al.'s LLR>j
-        x_in = data.as_float(data.test[:n], torch.Generator().manual_seed(options.seed)).to(
-            options.device
-        )
         for j in range(1, len(model.dims)):
             a = _llr(model, x_in, j, options, options.seed + 20 + j)
             b = _llr(model, x_out, j, options, options.seed + 40 + j)
