@@ -77,6 +77,10 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     assert sum(r["kl_per_layer"]) == pytest.approx(r["kl"], rel=1e-6)
     assert "llr>1" in r["ood"]["metrics"]  # digits against digits: nothing to tell apart
     assert abs(r["ood"]["metrics"]["log_likelihood"]["auroc"] - 0.5) < 0.2
+    # the same evaluation without --ood goes beside eval.json, which keeps its OOD table
+    assert main(["eval", str(run), "--k", "20", "--limit", "60"]) == 0
+    assert json.loads((run / "eval.json").read_text())["ood"]["metrics"]
+    assert "ood" not in json.loads((run / "eval-n60-k20-ood0.json").read_text())
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",
                  "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
     assert "gaussian latents and mlp" in capsys.readouterr().err

@@ -40,6 +40,26 @@ def test_free_bits_per_dim_and_on_the_mean_are_different_things():
     assert per_dim.terms["kl"].item() == pytest.approx(2.1) == mean.terms["kl"].item()
 
 
+def test_free_bits_per_layer_leaves_a_collapsed_layer_alone_and_pushes_the_other():
+    # two layers: units [0.1, 0.2] (layer 1: 0.3 nats) and [1.0, 2.0, 0.5] (layer 2: 3.5 nats)
+    kl_units = torch.tensor([[0.1, 0.2, 1.0, 2.0, 0.5]] * 3, requires_grad=True)
+    out = ELBO(free_bits=1.0, free_bits_mode="per_layer").from_terms(
+        torch.zeros(3), kl_units, layers=(2, 3)
+    )
+    assert out.loss.item() == pytest.approx(1.0 + 3.5)  # sum_l max(1, KL_l)
+    (g,) = torch.autograd.grad(out.loss, kl_units)
+    assert g[:, :2].abs().sum() == 0 and (g[:, 2:] > 0).all()
+    assert out.terms["kl/layer_1"].item() == pytest.approx(0.3)
+    assert out.terms["kl/layer_2"].item() == pytest.approx(3.5)
+    # one layer: the same as free nats on the total
+    one = ELBO(free_bits=5.0, free_bits_mode="per_layer").from_terms(torch.zeros(3), kl_units)
+    assert one.loss.item() == pytest.approx(5.0)
+    with pytest.raises(ValueError, match=r"layers \[2, 2\] do not add up to the 5"):
+        ELBO(free_bits=1.0, free_bits_mode="per_layer").from_terms(
+            torch.zeros(3), kl_units, layers=(2, 2)
+        )
+
+
 def test_schedules():
     lin = KLSchedule("linear", warmup=100)
     assert [lin(s) for s in (0, 50, 100, 1000)] == [0.0, 0.5, 1.0, 1.0]

@@ -67,3 +67,34 @@ def test_eval_ood_flags_inverted_digits(tmp_path, capsys):
     np.savez(bad, x=np.zeros((10, 1, 28, 28)))
     assert main(["eval", str(run), "--ood", str(bad), "--k", "5", "--limit", "10"]) != 0
     assert "shape" in capsys.readouterr().err
+
+
+def test_diffusion_ood_by_timestep_range(tmp_path, capsys):
+    from elbokit.recipes.diffusion import timestep_ranges
+
+    assert timestep_ranges(1000) == [(1, 1), (2, 10), (11, 100), (101, 1000)]
+    assert timestep_ranges(50) == [(1, 1), (2, 10), (11, 50)]
+    run = tmp_path / "ddpm"
+    assert (
+        main(["train", "diffusion", "--preset", "debug", "--no-progress", "--out", str(run)]) == 0
+    )
+    digits = load_data("digits", binarize="none")
+    x = digits.as_float(digits.test).numpy()
+    inverted = tmp_path / "inverted.npz"
+    np.savez(inverted, x=(255 - np.round(255 * x)).astype(np.uint8))  # 8-bit, as the kind reads
+    capsys.readouterr()
+    assert main(["eval", str(run), "--ood", str(inverted), "--limit", "60"]) == 0
+    r = json.loads((run / "eval.json").read_text())
+    o = r["ood"]
+    assert list(o["metrics"]) == ["-bits_per_dim", "t 1", "t 2-10", "t 11-50"]
+    assert o["metrics"]["-bits_per_dim"]["auroc"] > 0.9  # inverted digits: far from its data
+    # the ranges partition t: their parts and L_T add up to the whole bound of every image
+    v = o["values"]
+    parts = sum(np.asarray(v[name]["in"]) for name in ("t 1", "t 2-10", "t 11-50"))
+    whole = np.asarray(v["-bits_per_dim"]["in"]) * r["dims"] * np.log(2)
+    assert np.allclose(parts, whole, atol=0.05 + r["L_T"])
+    per_image = r["per_image"]["bits_per_dim"]
+    assert len(per_image) == 60 and np.mean(per_image) == pytest.approx(r["bits_per_dim"], abs=1e-4)
+    assert main(["report", str(run)]) == 0 and (run / "report" / "ood_histograms.png").exists()
+    assert main(["eval", str(run), "--ood", str(inverted), "--no-exact", "--mc", "4"]) == 2
+    assert "needs --exact" in capsys.readouterr().err

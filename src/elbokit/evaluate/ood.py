@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["detection_metrics", "typicality"]
+__all__ = ["detection_metrics", "ood_table", "typicality"]
 
 
 def _numpy(x) -> np.ndarray:
@@ -59,3 +59,23 @@ def detection_metrics(score_in, score_out) -> dict[str, float]:
 def typicality(log_likelihood, train_mean: float) -> torch.Tensor:
     """The score -|log p(x) - mean training log p| per example (higher: more typical)."""
     return -(torch.as_tensor(log_likelihood, dtype=torch.float64) - train_mean).abs()
+
+
+def ood_table(scores: dict, data: str) -> tuple[dict, list[str]]:
+    """Every score's metrics and values as an evaluation stores them (``eval.json``'s "ood")
+    and the lines it prints: ``scores`` = {name: (in-distribution values, ``data``'s values)},
+    higher meaning more in-distribution."""
+    (a0, b0), *_ = scores.values()
+    out = {"data": data, "in_examples": len(a0), "out_examples": len(b0),
+           "metrics": {}, "values": {}}  # fmt: skip
+    lines = [f"  out of distribution: {data}, {len(b0)} images against {len(a0)} test images "
+             "(AUROC: below 0.5 when the other data score higher than the model's own)"]  # fmt: skip
+    for name, (a, b) in scores.items():
+        m = detection_metrics(a, b)
+        out["metrics"][name] = m
+        out["values"][name] = {"in": [round(float(v), 4) for v in _numpy(a)],
+                               "out": [round(float(v), 4) for v in _numpy(b)]}  # fmt: skip
+        lines.append(f"    {name:>15}: AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, FPR at "
+                     f"80% TPR {m['fpr_at_80_tpr']:.3f}; mean in {_numpy(a).mean():.2f}, "
+                     f"other {_numpy(b).mean():.2f}")  # fmt: skip
+    return out, lines

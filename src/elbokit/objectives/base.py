@@ -53,6 +53,10 @@ class Objective:
       - ``free_bits_mode="mean"`` (DreamerV2's free nats): the total is clamped,
         max(lambda, E_x[sum_i KL_i]): the KL is free as a whole while under lambda, and units
         may still collapse individually.
+      - ``free_bits_mode="per_layer"`` (a hierarchy's free nats, as Havtorn et al. 2021 train
+        their hierarchical VAEs): each stochastic layer's total is clamped,
+        sum_l max(lambda, E_x[KL_l]), so no layer collapses as a whole; a model of one latent
+        layer has one group, the same as "mean".
     The clamp only changes the gradient (and the loss); the logged ``kl`` is always the true KL.
     """
 
@@ -68,10 +72,9 @@ class Objective:
             raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
         if not (self.free_bits >= 0 and math.isfinite(self.free_bits)):
             raise ValueError(f"free_bits must be finite and >= 0 nats, got {self.free_bits}")
-        if self.free_bits_mode not in ("per_dim", "mean"):
-            raise ValueError(
-                f"free_bits_mode={self.free_bits_mode!r}; expected 'per_dim' or 'mean'"
-            )
+        if self.free_bits_mode not in ("per_dim", "mean", "per_layer"):
+            raise ValueError(f"free_bits_mode={self.free_bits_mode!r}; expected 'per_dim', "
+                             "'mean' or 'per_layer'")  # fmt: skip
         if self.kl_estimator not in ("auto", "analytic", "sampled"):
             raise ValueError(
                 f"kl_estimator={self.kl_estimator!r}; expected auto, analytic or sampled"
@@ -102,13 +105,20 @@ class Objective:
         sampled = model.latent.log_q(params, z) - model.latent.log_prior(z)
         return sampled.unsqueeze(-1), "sampled"
 
-    def penalized_kl(self, kl_units: torch.Tensor) -> torch.Tensor:
-        """The batch-mean KL as it enters the loss, after free bits (a scalar)."""
+    def penalized_kl(self, kl_units: torch.Tensor, layers=None) -> torch.Tensor:
+        """The batch-mean KL as it enters the loss, after free bits (a scalar); ``layers``:
+        the units of each stochastic layer, in order (for ``per_layer``; None: one layer)."""
         per_unit = kl_units.mean(0)
         if self.free_bits == 0:
             return per_unit.sum()
         if self.free_bits_mode == "per_dim":
             return per_unit.clamp_min(self.free_bits).sum()
+        if self.free_bits_mode == "per_layer" and layers is not None:
+            return (
+                torch.stack([g.sum() for g in per_unit.split(list(layers))])
+                .clamp_min(self.free_bits)
+                .sum()
+            )
         return per_unit.sum().clamp_min(self.free_bits)
 
     def __call__(self, model, x: torch.Tensor, step: int = 0) -> ObjectiveOutput:

@@ -36,8 +36,8 @@ class ObjectiveConfig(Section):
     kl_warmup: int = opt(1000, "steps of linear KL warm-up", ge=1)
     kl_cycles: int = opt(4, "cycles of the cyclical schedule", ge=1)
     free_bits: float = opt(0.0, "free bits in nats (0: off)", ge=0)
-    free_bits_mode: Literal["per_dim", "mean"] = opt(
-        "per_dim", "clamp each unit's KL, or the total"
+    free_bits_mode: Literal["per_dim", "mean", "per_layer"] = opt(
+        "per_dim", "clamp each unit's KL, the total, or each stochastic layer's total"
     )
     iwae_k: int = opt(5, "importance samples for --objective iwae", ge=1)
 

@@ -41,8 +41,11 @@ class ELBO(Objective):
         kl_units: torch.Tensor,
         step: int = 0,
         kl_method: str = "analytic",
+        layers: tuple[int, ...] | None = None,
     ) -> ObjectiveOutput:
-        """The loss and terms from log p(x|z) (B,) and the KL per latent unit (B, units).
+        """The loss and terms from log p(x|z) (B,) and the KL per latent unit (B, units);
+        ``layers``: the units of each stochastic layer of a hierarchy, bottom to top (its
+        per-layer free bits, and a ``kl/layer_l`` term each).
 
         Raises:
             ValueError: the shapes do not fit together.
@@ -54,7 +57,10 @@ class ELBO(Objective):
             )
         kl = kl_units.sum(-1)
         weight = self.kl_weight(step)
-        loss = -recon_ll.mean() + weight * self.penalized_kl(kl_units)
+        if layers is not None and sum(layers) != kl_units.shape[1]:
+            raise ValueError(f"layers {list(layers)} do not add up to the {kl_units.shape[1]} "
+                             "KL units")  # fmt: skip
+        loss = -recon_ll.mean() + weight * self.penalized_kl(kl_units, layers)
         elbo = recon_ll - kl
         terms = {
             "elbo": elbo.detach().mean(),
@@ -62,6 +68,9 @@ class ELBO(Objective):
             "kl": kl.detach().mean(),
             **self._unit_terms(kl_units, kl_method),
         }
+        if layers is not None and len(layers) > 1:
+            per_layer = kl_units.detach().mean(0).split(list(layers))
+            terms.update({f"kl/layer_{i + 1}": g.sum() for i, g in enumerate(per_layer)})
         per_example = {"elbo": elbo.detach(), "kl": kl.detach()}
         return ObjectiveOutput(loss, terms, kl_method, per_example, {"kl_weight": weight})
 
@@ -114,7 +123,7 @@ class ELBO(Objective):
                 raise ValueError("kl_estimator='analytic': a bottom-up hierarchy's lower layers "
                                  "have no closed-form KL; use 'auto'")  # fmt: skip
             recon, kl_units, method = model.elbo_terms(x)
-            return self.from_terms(recon, kl_units, step, method)
+            return self.from_terms(recon, kl_units, step, method, tuple(model.dims))
         params = model.encode(x)
         if self.reconstruction == "closed":
             if not hasattr(model, "expected_log_likelihood"):

@@ -124,6 +124,21 @@ class Run:
         run._other_data = source
         return run
 
+    def other_images(self, source: str, n: int, shape, generator) -> torch.Tensor:
+        """Up to ``n`` images of another data set, as floats in [0, 1] prepared as this run
+        prepares its own (binarized alike): its test split first, then its training split (a
+        model trained here saw neither), for out-of-distribution scores.
+
+        Raises:
+            ValueError: the other data's images are not of ``shape``.
+        """
+        other = self.on(source).data()
+        if tuple(other.shape) != tuple(shape):
+            raise ValueError(f"data {source} has images of shape {tuple(other.shape)}; this "
+                             f"run's model takes {tuple(shape)}")  # fmt: skip
+        raw = torch.cat([other.test[:n], other.train[: max(0, n - len(other.test))]])
+        return other.as_float(raw, generator)
+
     def learner(self, data=None, device: str = "cpu") -> tuple[Learner, dict]:
         """The learner with the weights of the latest checkpoint (modules and the learner's
         extra state, such as closed-form variational parameters; no optimizer state) on

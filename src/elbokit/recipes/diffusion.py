@@ -32,6 +32,7 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data import ImageDataConfig
 from elbokit.data.toys2d import TOYS_2D, load_toy, toy_log_prob
+from elbokit.evaluate.ood import ood_table
 from elbokit.files import read_json
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
 from elbokit.objectives.base import ObjectiveOutput
@@ -113,11 +114,18 @@ class DiffusionEvalOptions(Section):
     )
     samples: int = opt(64, "report: samples drawn (all T steps each; 2-D points: >= 2,000)", ge=1)
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
+    ood: str = opt(
+        "", "also score as many images of this data (any the kind reads, e.g. mnist5k for a "
+        "Fashion-MNIST run) as out of distribution: the whole bound and its parts over ranges "
+        "of t, AUROC, AUPRC and FPR at 80% TPR of each, with histograms",
+    )  # fmt: skip
 
     def validate(self):
         check_device_name(self.device)
         if not self.exact and not self.mc:
             raise ConfigError("nothing to compute: --no-exact needs --mc N (N >= 2)")
+        if self.ood and not self.exact:
+            raise ConfigError("--ood scores the bound over every t: it needs --exact")
         if self.mc == 1:
             raise ConfigError("mc = 1 has no standard error; use --mc 2 or more")
 
@@ -287,6 +295,8 @@ class DiffusionRecipe(Recipe):
                 raise ConfigError(f"--clip-x0 clips to [-1, 1], the range of images; "
                                   f"{run.config.data.source} is 2-D points")  # fmt: skip
             model.cfg = replace(model.cfg, clip_x0=options.clip_x0 == "on")
+        if options.ood and toy:
+            raise ConfigError(f"--ood scores images; {run.config.data.source} is 2-D points")
         if options.vae and toy:
             raise ConfigError(f"--vae sets a VAE's bits/dim beside images; {run.config.data.source} "
                               "is 2-D points")  # fmt: skip
@@ -339,6 +349,19 @@ class DiffusionRecipe(Recipe):
                     f"the bound exceeds it by {result['gap_nats']:.4f} +- "
                     f"{result['gap_nats_stderr']:.4f} nats (>= 0 on average)"
                 )
+            if not toy:  # every image's bound, so runs on the same images can be paired
+                result["per_image"] = {"bits_per_dim": [round(float(v), 5) for v in total / scale]}
+        if options.ood:
+            g = torch.Generator(options.device).manual_seed(options.seed + 10)
+            other = run.other_images(
+                options.ood, len(x), data.shape, torch.Generator().manual_seed(0)
+            )
+            prior_o, per_t_o = model.bound(2 * other.to(options.device) - 1, batch=options.batch,
+                                           generator=g)  # fmt: skip
+            result["ood"], more = ood_table(
+                timestep_scores(prior, per_t, prior_o, per_t_o, scale), options.ood
+            )
+            lines += more
         if options.mc:
             g = torch.Generator(options.device).manual_seed(options.seed + 1)
             est, _ = model.bound_estimate(x, options.mc, generator=g)
@@ -355,10 +378,12 @@ class DiffusionRecipe(Recipe):
         return result, lines
 
     def thoroughness(self, result):
-        return {"n": result["examples"], "exact": int("L_t_curve" in result)}
+        return {"n": result["examples"], "exact": int("L_t_curve" in result),
+                "ood": result.get("ood", {}).get("out_examples", 0)}  # fmt: skip
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves, diffusion
+        from elbokit.report.ood import ood_section
 
         model, cfg = learner.model, run.config
         # sample from the model the bound was computed for (clipped x_0 or not)
@@ -415,6 +440,10 @@ class DiffusionRecipe(Recipe):
             numbers[f"the VAE ({v['run']}), importance sampled, k = {v['k']}"] = (
                 f"{v['bits_per_dim']:.4f} bits/dim ({v['examples']} test images)"
             )
+        if "ood" in result:
+            png, lines = ood_section(result["ood"], out)
+            pngs.append(png)
+            numbers.update(lines)
         numbers["x_0 predictions"] = (
             "clipped to [-1, 1] at t >= 2 (in the bound and in sampling)"
             if model.cfg.clip_x0
@@ -466,3 +495,30 @@ def _vae_beside(path: str, run: Run, n: int) -> dict:
         "k": r["k"],
         "examples": r["examples"],
     }
+
+
+def timestep_ranges(steps: int) -> list[tuple[int, int]]:
+    """The bound's t split by decades: [1, 1], [2, 10], [11, 100], [101, 1000], ... up to T."""
+    out, lo = [(1, 1)], 2
+    while lo <= steps:
+        hi = min(steps, 10 ** len(out))
+        out.append((lo, hi))
+        lo = hi + 1
+    return out
+
+
+def timestep_scores(prior, per_t, prior_o, per_t_o, scale: float) -> dict:
+    """Out-of-distribution scores of a diffusion model, higher for more typical images: minus
+    the whole bound (bits/dim) and minus its part over each range of t (nats), for the test
+    images and the other data. A diffusion bound is a sum over t, so the question Havtorn et
+    al. asked of a hierarchy's layers is asked of its timesteps: the small t see pixel noise,
+    the large t the image's shape."""
+
+    def whole(p, q):
+        return -(p.double() + q.double().sum(1)).cpu() / scale
+
+    scores = {"-bits_per_dim": (whole(prior, per_t), whole(prior_o, per_t_o))}
+    for lo, hi in timestep_ranges(per_t.shape[1]):
+        name = f"t {lo}" if lo == hi else f"t {lo}-{hi}"
+        scores[name] = tuple(-q[:, lo - 1 : hi].double().sum(1).cpu() for q in (per_t, per_t_o))
+    return scores

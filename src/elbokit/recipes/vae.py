@@ -25,7 +25,7 @@ from elbokit.config import ConfigError, Section, opt
 from elbokit.data import ImageDataConfig
 from elbokit.evaluate import diagnose, importance_log_likelihood
 from elbokit.evaluate.diagnostics import diagnose_layers
-from elbokit.evaluate.ood import detection_metrics, typicality
+from elbokit.evaluate.ood import ood_table, typicality
 from elbokit.models.hvae import HierarchicalVAE
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
@@ -241,11 +241,13 @@ class VAERecipe(Recipe):
         return result, lines
 
     def thoroughness(self, result):
-        return {"n": result["examples"], "k": result["k"]}
+        # an evaluation without --ood after one with it must not drop the OOD table
+        return {"n": result["examples"], "k": result["k"],
+                "ood": result.get("ood", {}).get("out_examples", 0)}  # fmt: skip
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves, vae
-        from elbokit.report.ood import ood_histograms
+        from elbokit.report.ood import ood_section
 
         model, cfg = learner.model, run.config
         x = data.as_float(data.test[:1000], torch.Generator().manual_seed(0))
@@ -277,14 +279,9 @@ class VAERecipe(Recipe):
             "active units": f"{result['active_units']} of {len(result['kl_per_unit'])}",
         }  # fmt: skip
         if "ood" in result:
-            o = result["ood"]
-            pngs.append((ood_histograms(o, out / "ood_histograms.png"),
-                         f"Each score on the {o['in_examples']} test images and on {o['out_examples']} "
-                         f"of {o['data']} (out of distribution); AUROC in the titles."))  # fmt: skip
-            for name, m in o["metrics"].items():
-                numbers[f"OOD {o['data']}: {name}"] = (
-                    f"AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, FPR at 80% TPR {m['fpr_at_80_tpr']:.3f}"
-                )
+            png, lines = ood_section(result["ood"], out)
+            pngs.append(png)
+            numbers.update(lines)
         return f"elbokit report: {run.dir.name}", numbers, pngs
 
 
@@ -317,15 +314,9 @@ def _llr(model, x, j: int, options, seed: int, batch: int = 100) -> torch.Tensor
 def _ood(run, model, data, x_in, ll_in, elbo_in, options, precision) -> tuple[dict, list[str]]:
     """Scores of the test set against ``options.ood``'s images (its test split, then its
     training split, as many as the test set at most, binarized alike), the training set's mean log p(x) for typicality, and the metrics."""
-    odata = run.on(options.ood).data()
-    if tuple(odata.shape) != tuple(model.data_shape):
-        raise ValueError(f"data {options.ood} has images of shape {tuple(odata.shape)}; this "
-                         f"run's model takes {tuple(model.data_shape)}")  # fmt: skip
     n = len(ll_in)
     g = torch.Generator().manual_seed(options.seed + 10)
-    # every image of the other data (none was trained on), its test split first, n at most
-    raw = torch.cat([odata.test[:n], odata.train[: max(0, n - len(odata.test))]])
-    x_out = odata.as_float(raw, g).to(options.device)
+    x_out = run.other_images(options.ood, n, model.data_shape, g).to(options.device)
     ll_out, elbo_out = _scores(model, x_out, options, precision, options.seed + 11)
     x_train = data.as_float(data.train[: min(n, 1000)], g).to(options.device)
     train_ll, _ = _scores(model, x_train, options, precision, options.seed + 12)
@@ -339,19 +330,9 @@ def _ood(run, model, data, x_in, ll_in, elbo_in, options, precision) -> tuple[di
             scores[f"llr>{j}"] = (-a, -b)  # a large ratio: the low layers explain the image
     if model.likelihood.discrete:  # bits/dim: log p(x) rescaled, the same ranking
         per = math.log(2) * math.prod(model.data_shape)
-        scores["bits_per_dim"] = (scores["log_likelihood"][0] / per, ll_out / per)
-    out = {"data": options.ood, "in_examples": n, "out_examples": len(x_out),
-           "train_mean_log_likelihood": mean_train, "metrics": {}, "values": {}}  # fmt: skip
-    lines = [f"  out of distribution: {options.ood}, {len(x_out)} test images against {n} "
-             "(AUROC: below 0.5 when the other data score higher than the model's own)"]  # fmt: skip
-    for name, (a, b) in scores.items():
-        m = detection_metrics(a, b)
-        out["metrics"][name] = m
-        out["values"][name] = {"in": [round(float(v), 4) for v in a],
-                               "out": [round(float(v), 4) for v in b]}  # fmt: skip
-        lines.append(f"    {name:>15}: AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, FPR at "
-                     f"80% TPR {m['fpr_at_80_tpr']:.3f}; mean in {float(a.mean()):.2f}, "
-                     f"other {float(b.mean()):.2f}")  # fmt: skip
+        scores["-bits_per_dim"] = (scores["log_likelihood"][0] / per, ll_out / per)
+    out, lines = ood_table(scores, options.ood)
+    out["train_mean_log_likelihood"] = mean_train
     return out, lines
 
 

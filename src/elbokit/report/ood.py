@@ -10,7 +10,7 @@ import numpy as np
 from elbokit.report._draw import save
 from elbokit.report._mpl import pyplot
 
-__all__ = ["ood_histograms"]
+__all__ = ["ood_histograms", "ood_section"]
 
 
 def ood_histograms(ood: dict, path) -> Path:
@@ -29,3 +29,16 @@ def ood_histograms(ood: dict, path) -> Path:
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=8)
     return save(fig, path)
+
+
+def ood_section(ood: dict, out: Path) -> tuple[tuple[Path, str], dict[str, str]]:
+    """The report's histograms (a figure and its caption) and one line of numbers per score."""
+    png = (ood_histograms(ood, Path(out) / "ood_histograms.png"),
+           f"Each score on the {ood['in_examples']} test images and on {ood['out_examples']} of "
+           f"{ood['data']} (out of distribution); AUROC in the titles.")  # fmt: skip
+    numbers = {
+        f"OOD {ood['data']}: {name}": f"AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, "
+        f"FPR at 80% TPR {m['fpr_at_80_tpr']:.3f}"
+        for name, m in ood["metrics"].items()
+    }
+    return png, numbers
