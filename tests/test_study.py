@@ -61,10 +61,15 @@ def test_a_study_of_seeded_trials_records_each_run(tmp_path):
         assert t.user_attrs["stderr"] == pytest.approx(abs(values[0] - values[1]) / 2)
         cfg = recipes.open_run(t.user_attrs["runs"][1]).config
         assert cfg.objective.beta == t.params["beta"] and cfg.train.seed == 1
-    # the kind's own figure of a beta study comes with the report
+    # the kind's own figure of a beta study comes with the report, and with per-image values
+    # in every run's evaluation, the other trial against the best paired per image over seeds
+    for t in study.study.get_trials():
+        for r in t.user_attrs["runs"]:
+            recipes.evaluate(r, {"k": 5, "limit": 40}, say=lambda *a: None)
     assert main(["sweep", "report", str(tmp_path)]) == 0
     assert (tmp_path / "report" / "rate_distortion.png").stat().st_size > 5000
-    assert "trial 1" in (tmp_path / "report" / "report.html").read_text()
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "trial 1" in page and "best (paired)" in page and "over 2 seeds" in page
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):

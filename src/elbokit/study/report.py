@@ -83,6 +83,7 @@ def write_report(study: Study, say=print) -> Path:
         se = f" +- {best['stderr']:.3g}" if best["stderr"] else ""
         numbers["best"] = (f"trial {best['number']}: {metric} {best['value']:.5g}{se} with "
                            + ", ".join(f"{k} = {_fmt(v)}" for k, v in best["params"].items()))  # fmt: skip
+    numbers.update(_paired(study, done))
     for r in rows:
         value = (
             ""
@@ -99,6 +100,48 @@ def write_report(study: Study, say=print) -> Path:
                       study.study.user_attrs.get("elbokit", {}))  # fmt: skip
     say(f"wrote {page} and {len(pngs)} figures in {out}")
     return page
+
+
+def _run_folder(study: Study, path: str) -> Path:
+    """A trial's run folder as recorded, or found under the study's folder where the study was
+    run from another directory (the path from its trial-NNNN folder on)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    parts = p.parts
+    tail = next((i for i, part in enumerate(parts) if part.startswith("trial-")), len(parts) - 1)
+    return study.folder.joinpath(*parts[tail:])
+
+
+def _paired(study: Study, done: list[dict]) -> dict[str, str]:
+    """Each finished trial against the best, paired per test image within each seed and
+    reported over seeds (``elbokit.evaluate.paired``), where the runs stored per-image values."""
+    if study.seeds < 2 or len(done) < 2:
+        return {}
+    from elbokit.evaluate.paired import paired_difference
+    from elbokit.files import read_json
+
+    best = (max if study.maximize else min)(done, key=lambda r: r["value"])
+    try:
+        evals = {r["number"]: [read_json(_run_folder(study, f) / "eval.json", "")
+                               for f in r["runs"]] for r in done}  # fmt: skip
+        key = next(iter(evals[best["number"]][0]["per_image"]))
+    except (ValueError, KeyError, StopIteration, OSError):
+        return {}  # a kind or an evaluation without per-image values
+    out = {}
+    for r in done:
+        if r is best:
+            continue
+        try:
+            d = paired_difference(evals[r["number"]], evals[best["number"]], key)
+        except ValueError as err:
+            out[f"trial {r['number']} - best (paired)"] = str(err)
+            continue
+        out[f"trial {r['number']} - best (paired)"] = (
+            f"{key}: {d['mean']:+.4g} +- {d['stderr']:.2g} over {d['seeds']} seeds, each the mean "
+            f"of {d['images']} per-image differences"
+        )
+    return out
 
 
 def _states(rows) -> dict[str, int]:
