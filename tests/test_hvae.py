@@ -67,6 +67,40 @@ def test_hierarchical_bounds_against_the_exact_marginal(inference):
         assert (elbo < truth + 0.01).all()
 
 
+def test_conv_hierarchy_importance_sampling_agrees_with_the_prior_alone():
+    """A convolutional hierarchy (feature maps 1x4x4 and 1x2x2 below a 2-d vector, on 8x8
+    digits), trained briefly with free nats per layer so that every layer is used: log p(x) by
+    importance sampling from its top-down q against plain Monte Carlo over the prior, z_3 -> z_2
+    -> z_1 -> x (200,000 draws), which never touches q; the ELBO lies below both."""
+    from elbokit.data import load_data
+
+    torch.manual_seed(0)
+    digits = load_data("digits")
+    g0 = torch.Generator().manual_seed(0)
+    train, x = digits.as_float(digits.train, g0), digits.as_float(digits.test[:6], g0)
+    cfg = VAEConfig(data_shape=(1, 8, 8), layers=3, arch="conv", channels=(8, 8),
+                    latent_dims=(1, 1, 2), hidden=(16,))  # fmt: skip
+    model = HierarchicalVAE(cfg)
+    assert model.shapes == [(1, 4, 4), (1, 2, 2), (2,)] and model.dims == (16, 4, 2)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    objective = ELBO(free_bits=2.0, free_bits_mode="per_layer")
+    for _ in range(150):
+        out = objective(model, train[torch.randint(0, len(train), (100,))])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert min(out.terms[f"kl/layer_{i}"] for i in (1, 2, 3)) > 0.3  # every layer in use
+    model, x = model.double(), x.double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        ll = importance_log_likelihood(model, x, 5000, generator=g)
+        lw = torch.cat([model.log_weights(x, 20000, g, prior_below=3) for _ in range(10)])
+        prior_mc = torch.logsumexp(lw, 0) - math.log(len(lw))
+        elbo = torch.stack([ELBO()(model, x).per_example["elbo"] for _ in range(200)]).mean(0)
+    assert ((ll.value - prior_mc).abs() < 5 * ll.stderr + 0.15).all(), (ll.value, prior_mc)
+    assert (elbo < prior_mc).all() and (prior_mc - elbo).mean() > 0.5  # a real gap, q != p
+
+
 def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     run = tmp_path / "hvae"
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--epochs", "3",
@@ -82,5 +116,5 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     assert json.loads((run / "eval.json").read_text())["ood"]["metrics"]
     assert "ood" not in json.loads((run / "eval-n60-k20-ood0.json").read_text())
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",
-                 "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
-    assert "gaussian latents and mlp" in capsys.readouterr().err
+                 "--inference", "bottom-up", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
+    assert "top-down inference only" in capsys.readouterr().err

@@ -22,6 +22,13 @@ bound with z_{>k} from q and the k lowest layers drawn from the conditional prio
 z_{k+1}) instead, so the low-level latents cannot explain the image; LLR^{>k} = ELBO - L^{>k} is
 their out-of-distribution score.
 
+``arch="conv"`` (top-down only): the lower layers are feature maps, z_l of latent_dims[l]
+channels at 1/2^l of the image's height and width (z_1 at 14x14 for 28x28 images), the top one
+a vector; convolutions between them (``channels[l]`` wide at each resolution), so each pixel's
+likelihood depends on a neighbourhood of z_1 only: the lowest layer holds local, low-level
+features and the layers above the image's content, the split Havtorn et al.'s LLR^{>k} needs.
+Inside the model every layer is flat (B, c h w), as the MLP hierarchy's vectors.
+
 ``encode`` gives q(z_L | x)'s [mu, logvar] (the mean path through the lower layers, for
 bottom-up) and ``decode`` goes from z_L to the likelihood's parameters through the conditional
 priors' means, so the VAE's figures (samples, reconstructions, traversals) show the top layer.
@@ -38,7 +45,7 @@ from torch import nn
 from elbokit.latents import make_latent
 from elbokit.likelihoods import make_likelihood
 from elbokit.models.base import LatentVariableModel
-from elbokit.nets import MLP
+from elbokit.nets import MLP, activation_layer
 
 __all__ = ["HierarchicalVAE", "gaussian_kl"]
 
@@ -60,19 +67,51 @@ def _split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, logvar.clamp(-30.0, 20.0)
 
 
+class _Flat(nn.Module):
+    """A convolutional net whose output is flat, (..., c h w): its input flat too, (..., shape_in
+    flattened), or maps (B, c, h, w) where ``shape_in`` is None; with ``gaussian``, the output's
+    channels split into [mu, logvar] halves, each flattened, mu's first."""
+
+    def __init__(self, net: nn.Module, shape_in=None, gaussian: bool = False):
+        super().__init__()
+        self.net, self.shape_in, self.gaussian = net, shape_in, gaussian
+
+    def forward(self, z):
+        if self.shape_in is None:
+            lead = z.shape[:1]
+        else:
+            lead, z = z.shape[:-1], z.reshape(-1, *self.shape_in)
+        h = self.net(z)
+        if self.gaussian:
+            h = torch.cat([part.flatten(1) for part in h.chunk(2, 1)], 1)
+        return h.reshape(*lead, -1)
+
+
+def _up2(c_in: int, c_out: int, act, out_channels: int) -> nn.Sequential:
+    """c_in maps -> twice the size -> out_channels maps (3x3, 4x4 transposed stride 2, 3x3)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), act(),
+                         nn.ConvTranspose2d(c_out, c_out, 4, stride=2, padding=1), act(),
+                         nn.Conv2d(c_out, out_channels, 3, padding=1))  # fmt: skip
+
+
 class HierarchicalVAE(LatentVariableModel):
     """L >= 2 Gaussian latent layers of ``config.dims()`` (bottom to top), MLPs of
-    ``config.hidden`` between the image and z_1 and of one ``hidden[-1]`` layer between latents."""
+    ``config.hidden`` between the image and z_1 and of one ``hidden[-1]`` layer between latents
+    (or, with ``arch="conv"``, feature maps and convolutions: see the module docstring)."""
 
     def __init__(self, config):
         super().__init__()
         self.config = config
         self.data_shape = tuple(config.data_shape)
-        self.dims = config.dims()
         self.top_down = config.inference == "top-down"
         self.likelihood = make_likelihood(config.likelihood)
-        self.latent = make_latent("gaussian", dim=self.dims[-1])  # the top layer's family
         self.param_shape = self.likelihood.param_shape(self.data_shape)
+        if config.arch == "conv":
+            self._build_conv(config)
+            return
+        self.dims = config.dims()
+        self.shapes = [(d,) for d in self.dims]
+        self.latent = make_latent("gaussian", dim=self.dims[-1])  # the top layer's family
         d_in, width, act = math.prod(self.data_shape), config.hidden[-1], config.activation
         self.decoder = MLP(self.dims[0], config.hidden[::-1], math.prod(self.param_shape), act)
         # p(z_l | z_{i+1}) for i = 1 .. L-1
@@ -91,6 +130,54 @@ class HierarchicalVAE(LatentVariableModel):
                 + [MLP(self.dims[i - 1], (width,), 2 * self.dims[i], act) for i in range(1, len(self.dims))]
             )  # fmt: skip
 
+    def _build_conv(self, config) -> None:
+        """Feature-map layers z_1 .. z_{L-1} (latent_dims[l] channels at 1/2^l scale), a vector
+        z_L; the deterministic bottom-up path and each top-down prior convolutional."""
+        c, h, w = self.data_shape
+        L, act = config.layers, activation_layer(config.activation)
+        chans = config.dims()
+        sizes = [(h // 2**i, w // 2**i) for i in range(1, L)]
+        if min(sizes[-1]) < 2:
+            raise ValueError(f"images of {h}x{w} are too small for {L - 1} feature-map layers")
+        self.shapes = [(chans[i], *sizes[i]) for i in range(L - 1)] + [(chans[-1],)]
+        self.dims = tuple(math.prod(s) for s in self.shapes)
+        self.latent = make_latent("gaussian", dim=self.dims[-1])
+        width = list(config.channels) + [config.channels[-1]] * L  # per resolution
+        top = config.hidden[-1]
+        # bottom-up: d_l at the l-th resolution (the top: a vector); heads give q's Gaussians
+        up = [nn.Sequential(nn.Conv2d(c, width[0], 4, stride=2, padding=1), act(),
+                            nn.Conv2d(width[0], width[0], 3, padding=1))]  # fmt: skip
+        for i in range(1, L - 1):
+            up.append(nn.Sequential(nn.Conv2d(width[i - 1], width[i], 4, stride=2, padding=1),
+                                    act(), nn.Conv2d(width[i], width[i], 3, padding=1)))  # fmt: skip
+        up.append(nn.Sequential(nn.Flatten(1), nn.Linear(width[L - 2] * math.prod(sizes[-1]), top)))
+        self.up = nn.ModuleList(up)
+        heads = [_Flat(nn.Conv2d(width[i], 2 * chans[i], 3, padding=1), None, True)
+                 for i in range(L - 1)]  # fmt: skip
+        self.heads = nn.ModuleList([*heads, nn.Linear(top, 2 * chans[-1])])
+        # top-down priors p(z_l | z_{l+1}): the vector to the smallest map, then up by 2 each
+        ch, hh, ww = self.shapes[-2]
+        priors = [None] * (L - 1)
+        priors[L - 2] = _Flat(
+            nn.Sequential(nn.Linear(chans[-1], top), act(),
+                          nn.Linear(top, width[L - 2] * hh * ww), act(),
+                          nn.Unflatten(1, (width[L - 2], hh, ww)),
+                          nn.Conv2d(width[L - 2], 2 * ch, 3, padding=1)),
+            (chans[-1],), True,
+        )  # fmt: skip
+        for i in range(L - 2):
+            priors[i] = _Flat(
+                _up2(chans[i + 1], width[i], act, 2 * chans[i]), self.shapes[i + 1], True
+            )
+        self.priors = nn.ModuleList(priors)
+        p = math.prod(self.param_shape) // (h * w)
+        self.decoder = _Flat(_up2(chans[0], width[0], act, p), self.shapes[0])
+
+    def describe(self) -> str:
+        """The layers bottom to top, e.g. "4x14x14, 4x7x7, 32 (conv)"."""
+        shapes = ", ".join("x".join(map(str, s)) for s in self.shapes)
+        return f"{shapes} ({self.config.arch})"
+
     # ------------------------------------------------------------------ paths
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
@@ -103,6 +190,8 @@ class HierarchicalVAE(LatentVariableModel):
     def _bottom_up(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Top-down inference: the (m_l, logvar_l) of every layer's bottom-up Gaussian."""
         h, out = self._flat(x), []
+        if self.config.arch == "conv":
+            h = h.view(len(x), *self.data_shape)
         for up, head in zip(self.up, self.heads, strict=True):
             h = F.elu(up(h))
             out.append(_split(head(h)))

@@ -41,11 +41,14 @@ class VAEConfig(Section):
     hidden: tuple[int, ...] = opt((512, 512), "MLP hidden widths (decoder mirrored)", ge=1)
     channels: tuple[int, ...] = opt((32, 64), "conv channels per stride-2 layer", ge=1)
     activation: str = opt("relu", "hidden activation", choices=ACTIVATIONS)
-    layers: int = opt(1, "stochastic layers (2-3: a hierarchical VAE, gaussian latents, mlp)",
+    layers: int = opt(1, "stochastic layers (2-3: a hierarchical VAE, gaussian latents; conv: "
+                      "feature maps below a vector)",
                       ge=1, le=5)  # fmt: skip
     latent_dims: tuple[int, ...] = opt(
         (), "hierarchical: latent dimensions per layer, bottom (nearest x) to top (empty: "
-        "latent_dim halved per layer up, at least 2)", nonempty=False, ge=1,
+        "latent_dim halved per layer up, at least 2); with --arch conv the channels of each "
+        "feature-map layer, then the top's dimensions (empty: 4 each, then latent_dim)",
+        nonempty=False, ge=1,
     )  # fmt: skip
     inference: str = opt(
         "top-down", "hierarchical: top-down (Ladder VAE: q shares the generative path, every KL "
@@ -56,9 +59,16 @@ class VAEConfig(Section):
         from elbokit.config import ConfigError
 
         if self.layers > 1:
-            if self.latent != "gaussian" or self.arch != "mlp":
+            if self.latent != "gaussian":
                 raise ConfigError(f"layers = {self.layers}: the hierarchical VAE has gaussian "
-                                  f"latents and mlp nets (got {self.latent}, {self.arch})")  # fmt: skip
+                                  f"latents (got {self.latent})")  # fmt: skip
+            if self.arch == "conv" and self.inference != "top-down":
+                raise ConfigError("a convolutional hierarchy (--arch conv --layers L) has top-down "
+                                  "inference only: its feature maps are built from the top down")  # fmt: skip
+            if self.arch == "conv" and self.likelihood == "categorical":
+                raise ConfigError(
+                    "a convolutional hierarchy takes every likelihood but categorical"
+                )
             if self.latent_dims and len(self.latent_dims) != self.layers:
                 raise ConfigError(f"latent_dims = {list(self.latent_dims)}: expected {self.layers} "
                                   "values, one per layer")  # fmt: skip
@@ -66,9 +76,12 @@ class VAEConfig(Section):
             raise ConfigError("latent_dims is for a hierarchical VAE: give --layers 2 or more")
 
     def dims(self) -> tuple[int, ...]:
-        """Latent dimensions per layer, bottom to top."""
+        """Latent dimensions per layer, bottom to top (a convolutional hierarchy: the channels
+        of each feature-map layer, then the top vector's dimensions)."""
         if self.latent_dims:
             return tuple(self.latent_dims)
+        if self.arch == "conv":
+            return (*(4,) * (self.layers - 1), self.latent_dim)
         return tuple(max(2, self.latent_dim >> i) for i in range(self.layers))
 
     def to_dict(self) -> dict:

@@ -160,8 +160,8 @@ class VAERecipe(Recipe):
             (
                 f"model: {m.arch} VAE, {m.latent} latent of {m.latent_dim}"
                 if m.layers == 1
-                else f"model: hierarchical VAE, {m.layers} gaussian latent layers of {list(m.dims())} "
-                f"(bottom to top), {m.inference} inference"
+                else f"model: hierarchical VAE, {m.layers} gaussian latent layers of "
+                f"{learner.model.describe()} bottom to top, {m.inference} inference"
             )
             + f", {m.likelihood} likelihood, {sum(p.numel() for p in learner.model.parameters()):,} "
             "parameters",
@@ -267,7 +267,7 @@ class VAERecipe(Recipe):
         numbers = {
             "data": f"{cfg.data.source}: {len(data.train)} train / {len(data.test)} test images {tuple(data.shape)}",
             "model": (f"{m.arch} VAE, {m.latent} latent of {m.latent_dim}" if m.layers == 1 else
-                      f"hierarchical VAE, latent layers {list(m.dims())} bottom to top, {m.inference} inference")
+                      f"hierarchical VAE, latent layers {model.describe()} bottom to top, {m.inference} inference")
                      + f", {m.likelihood} likelihood",
             "trained": f"{state['step']} steps",
             "test ELBO": f"{result['elbo']:.2f} nats",
