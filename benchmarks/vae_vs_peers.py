@@ -1,7 +1,7 @@
 """VAE training speed and quality against peers, all measured in one run.
 
     python benchmarks/vae_vs_peers.py [--data mnist5k] [--epochs 10] [--threads 2]
-    python benchmarks/vae_vs_peers.py --data fashion-mnist --epochs 5
+    python benchmarks/vae_vs_peers.py --data fashion-mnist --epochs 5 [--profile]
 
 Same model for everyone: MLP 784-512-512-(32 Gaussian), decoder mirrored, Bernoulli likelihood,
 ReLU, Adam 1e-3, batch 100, dynamic binarization, same data and split, same epochs. Contenders:
@@ -133,7 +133,8 @@ def bare(data, epochs, flush: bool):
     return times, test_elbo(enc, dec, data.test)
 
 
-def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0):
+def elbokit_fit(data, epochs, precision: str, threads: int, seed: int = 0):
+    """elbokit's training alone: (the model, seconds)."""
     torch.manual_seed(seed)
     model = VAE(VAEConfig(data_shape=data.shape, latent_dim=LATENT, hidden=HIDDEN))
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, checkpoint_every=10**9, log_every=10**9,
@@ -141,7 +142,32 @@ def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0):
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         Trainer(cfg, d).fit(ObjectiveLearner(model, ELBO(), AdamConfig(lr=LR)), data)
-        total = time.perf_counter() - t
+        return model, time.perf_counter() - t
+
+
+def profile_epoch(data, threads: int, top: int = 10) -> None:
+    """One epoch of elbokit's fp32 training under torch.profiler: the operations by their own CPU
+    time, and where the data's preparation (indexing the batch, binarizing it) ranks."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        elbokit_fit(data, 1, "fp32", threads)
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in rows)
+    print(f"\nprofile of one elbokit fp32 epoch ({total / 1e6:.2f} s of operations, self time):")
+    for i, e in enumerate(rows[:top]):
+        print(f"  {i + 1:2d}. {e.key:<45} {e.self_cpu_time_total / 1e3:8.1f} ms  "
+              f"{e.self_cpu_time_total / total:5.1%}  ({e.count} calls)")  # fmt: skip
+    data_ops = ("aten::bernoulli_", "aten::index", "aten::index_select", "aten::randperm")
+    for i, e in enumerate(rows):
+        if e.key in data_ops:
+            print(
+                f"  data preparation: {e.key} ranks {i + 1} ({e.self_cpu_time_total / total:.1%})"
+            )
+
+
+def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0):
+    model, total = elbokit_fit(data, epochs, precision, threads, seed)
     flat = lambda x: x.view(-1, *data.shape)  # noqa: E731
     return [total / epochs] * epochs, test_elbo(
         lambda x: model.encode(flat(x)), lambda z: model.decode(z).flatten(1), data.test
@@ -279,6 +305,7 @@ def main() -> int:
     ap.add_argument(
         "--bf16-seeds", type=int, default=0, help="bf16 against fp32 over this many paired seeds"
     )
+    ap.add_argument("--profile", action="store_true", help="also profile one elbokit epoch")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_data(args.data, binarize="dynamic")
@@ -373,6 +400,8 @@ def main() -> int:
         print(
             f"bf16 - fp32 test ELBO over {len(diffs)} paired seeds: {m:+.2f} +- {se:.2f} (standard error) nats"
         )
+    if args.profile:
+        profile_epoch(data, args.threads)
     return 0
 
 

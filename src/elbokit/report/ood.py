@@ -25,7 +25,9 @@ def ood_histograms(ood: dict, path) -> Path:
         bins = np.linspace(lo, hi, 50)
         ax.hist(a, bins=bins, alpha=0.55, density=True, color="tab:blue", label="test (own data)")
         ax.hist(b, bins=bins, alpha=0.55, density=True, color="tab:red", label=ood["data"])
-        ax.set(title=f"{name}: AUROC {ood['metrics'][name]['auroc']:.3f}", xlabel=name)
+        label = f"-{name.upper()}" if name.startswith("llr") else name
+        ax.set(title=f"{name}: AUROC {ood['metrics'][name]['auroc']:.3f}",
+               xlabel=f"{label}\n(higher: more like its own data)")  # fmt: skip
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=8)
     return save(fig, path)
