@@ -2,7 +2,7 @@
 against MNIST digits (mnist5k), every score of `elbokit eval RUN --ood mnist5k` side by side, beside
 the published AUROCs (Havtorn et al. 2021; Nalisnick et al. 2019 found the likelihood's below 0.5).
 
-    python benchmarks/ood_bench.py [--epochs 40] [--layers 1 3] [--k 100] [--limit 2000]
+    python benchmarks/ood_bench.py [--epochs 100] [--layers 1 3] [--k 100] [--limit 2000]
         [--arch conv] [--channels 16 32] [--free-bits 2] [--warmup 6000] [--threads 2]
         [--run RUN ...]   (evaluate runs already trained instead)
 
@@ -30,7 +30,7 @@ def main() -> None:
     from elbokit.train.settings import describe_machine
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--arch", default="conv", choices=("conv", "mlp"), help="the hierarchy's")
     ap.add_argument("--channels", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--free-bits", type=float, default=2.0, help="nats per layer")

@@ -136,7 +136,7 @@ class VAERecipe(Recipe):
                 "kl_schedule": "linear",
                 "kl_warmup": 6000,
             },
-            "train": {"epochs": 40},
+            "train": {"epochs": 100},
         },
     }
 
