@@ -159,7 +159,7 @@ def test_a_quick_evaluation_does_not_replace_a_thorough_one(tmp_path):
     before = json.loads((run_dir / "eval.json").read_text())
     recipes.evaluate(run_dir, {"k": 10, "limit": 30}, say=QUIET)
     assert json.loads((run_dir / "eval.json").read_text()) == before
-    side = json.loads((run_dir / "eval-n30-k10-ood0.json").read_text())
+    side = json.loads((run_dir / "eval-n30-k10.json").read_text())
     assert side["k"] == 10 and side["examples"] == 30
     recipes.evaluate(run_dir, {"k": 80}, say=QUIET)  # more thorough: it replaces eval.json
     assert json.loads((run_dir / "eval.json").read_text())["k"] == 80

@@ -114,7 +114,7 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     # the same evaluation without --ood goes beside eval.json, which keeps its OOD table
     assert main(["eval", str(run), "--k", "20", "--limit", "60"]) == 0
     assert json.loads((run / "eval.json").read_text())["ood"]["metrics"]
-    assert "ood" not in json.loads((run / "eval-n60-k20-ood0.json").read_text())
+    assert "ood" not in json.loads((run / "eval-n60-k20.json").read_text())
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",
                  "--inference", "bottom-up", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
     assert "top-down inference only" in capsys.readouterr().err

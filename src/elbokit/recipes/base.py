@@ -323,9 +323,8 @@ class Recipe:
                 and any(now[k] < before[k] for k in now)
             ):
                 kept = target.name
-                target = target.with_name(
-                    f"{target.stem}-{'-'.join(f'{k}{v}' for k, v in now.items())}.json"
-                )
+                named = [f"{k}{v}" for k, v in now.items() if v or k != "ood"]  # no OOD: unsaid
+                target = target.with_name(f"{target.stem}-{'-'.join(named)}.json")
                 lines.append(f"  (kept {kept}, a more thorough evaluation of the same step: "
                              f"{before}; this one goes beside it)")  # fmt: skip
         atomic_write_text(target, json.dumps(result, indent=2, allow_nan=False))
