@@ -82,6 +82,8 @@ def test_conv_hierarchy_importance_sampling_agrees_with_the_prior_alone():
                     latent_dims=(1, 1, 2), hidden=(16,))  # fmt: skip
     model = HierarchicalVAE(cfg)
     assert model.shapes == [(1, 4, 4), (1, 2, 2), (2,)] and model.dims == (16, 4, 2)
+    with pytest.raises(ValueError, match="28x28 cannot be halved 3 times exactly"):
+        HierarchicalVAE(VAEConfig(data_shape=(1, 28, 28), layers=4, arch="conv"))
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     objective = ELBO(free_bits=2.0, free_bits_mode="per_layer")
     for _ in range(150):

@@ -137,8 +137,9 @@ class HierarchicalVAE(LatentVariableModel):
         L, act = config.layers, activation_layer(config.activation)
         chans = config.dims()
         sizes = [(h // 2**i, w // 2**i) for i in range(1, L)]
-        if min(sizes[-1]) < 2:
-            raise ValueError(f"images of {h}x{w} are too small for {L - 1} feature-map layers")
+        if h % 2 ** (L - 1) or w % 2 ** (L - 1) or min(sizes[-1]) < 2:
+            raise ValueError(f"images of {h}x{w} cannot be halved {L - 1} times exactly into "
+                             f"feature maps of 2x2 or more (layers = {L}); use fewer layers")  # fmt: skip
         self.shapes = [(chans[i], *sizes[i]) for i in range(L - 1)] + [(chans[-1],)]
         self.dims = tuple(math.prod(s) for s in self.shapes)
         self.latent = make_latent("gaussian", dim=self.dims[-1])
