@@ -8,13 +8,17 @@ ReLU, Adam 1e-3, batch 100, dynamic binarization, same data and split, same epoc
 
 - bare:           a hand-written PyTorch loop (the floor of framework overhead), denormals as is
 - bare+flush:     the same loop with torch.set_flush_denormal(True)
+- bare compiled:  the flushed loop with its forward and loss under torch.compile (Inductor:
+                  backward compiled with it) and fused Adam
 - elbokit:        elbokit's Trainer, fp32 (it flushes denormals for the run)
 - elbokit bf16:   the same with --precision bf16 (autocast)
+- elbokit compiled, elbokit bf16 compiled: the same with --compile on
 - pythae:         pythae's VAE with these nets and its BaseTrainer (if pythae is installed)
 - pyro:           Pyro's SVI with TraceMeanField_ELBO (if pyro-ppl is installed)
 
-Prints seconds per epoch (mean over epochs 2..N, after warm-up, and over all epochs) with the
-ratio to elbokit, the test ELBO of every contender by one common evaluator (analytic KL, a fixed
+Prints seconds per epoch (mean over epochs 2..N, after warm-up and compiling; the first epoch of
+each compiled contender, which compiles, apart with the break-even in epochs) with the ratio to
+elbokit, the test ELBO of every contender by one common evaluator (analytic KL, a fixed
 binarization of the test set), the machine's fp32 and bf16 matmul throughput, and the fraction of
 it that elbokit's training reaches. Peers are optional imports: install them into a separate
 environment (pip install pythae pyro-ppl) to compare.
@@ -23,6 +27,7 @@ environment (pip install pythae pyro-ppl) to compare.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -104,23 +109,28 @@ def epochs_timed(run_epoch, epochs):
     return times
 
 
-def bare(data, epochs, flush: bool):
+def bare(data, epochs, flush: bool, compiled: bool = False):
     torch.manual_seed(0)
     enc, dec = nets()
     params = [*enc.parameters(), *dec.parameters()]
-    opt = torch.optim.Adam(params, lr=LR)
+    opt = torch.optim.Adam(params, lr=LR, fused=compiled)
     train = data.train
+
+    def loss_of(x):
+        h = enc(x)
+        mu, logvar = h[:, :LATENT], h[:, LATENT:]
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").sum(-1)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+        return (recon + kl).mean()
+
+    step_loss = torch.compile(loss_of) if compiled else loss_of
 
     def run_epoch(e):
         order = torch.randperm(len(train))
         for i in range(0, len(train), BATCH):
             x = torch.bernoulli(train[order[i : i + BATCH]].float().div(255).flatten(1))
-            h = enc(x)
-            mu, logvar = h[:, :LATENT], h[:, LATENT:]
-            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-            recon = F.binary_cross_entropy_with_logits(dec(z), x, reduction="none").sum(-1)
-            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
-            loss = (recon + kl).mean()
+            loss = step_loss(x)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -133,16 +143,48 @@ def bare(data, epochs, flush: bool):
     return times, test_elbo(enc, dec, data.test)
 
 
-def elbokit_fit(data, epochs, precision: str, threads: int, seed: int = 0):
-    """elbokit's training alone: (the model, seconds)."""
+class _EpochClock:
+    """The data with the time each training epoch's batches were asked for: the epochs' times."""
+
+    def __init__(self, data):
+        self.data, self.starts = data, []
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
+
+    def batches(self, split, *args, **kw):
+        if split == "train":
+            self.starts.append(time.perf_counter())
+        return self.data.batches(split, *args, **kw)
+
+
+def elbokit_fit(data, epochs, precision: str, threads: int, seed: int = 0, compile="off"):
+    """elbokit's training alone: (the model, seconds, each epoch's seconds)."""
     torch.manual_seed(seed)
     model = VAE(VAEConfig(data_shape=data.shape, latent_dim=LATENT, hidden=HIDDEN))
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, checkpoint_every=10**9, log_every=10**9,
-                      eval_every=epochs, progress=False, precision=precision, threads=threads, seed=seed)  # fmt: skip
+                      eval_every=epochs, progress=False, precision=precision, threads=threads,
+                      seed=seed, compile=compile)  # fmt: skip
+    clock = _EpochClock(data)
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        Trainer(cfg, d).fit(ObjectiveLearner(model, ELBO(), AdamConfig(lr=LR)), data)
-        return model, time.perf_counter() - t
+        Trainer(cfg, d).fit(ObjectiveLearner(model, ELBO(), AdamConfig(lr=LR)), clock)
+        end = time.perf_counter()
+    # the last epoch ends where the evaluation after it begins: measured without it
+    ends = [*clock.starts[1:], end - _last_eval_seconds(model, data, cfg)]
+    return model, end - t, [b - a for a, b in zip(clock.starts, ends, strict=True)]
+
+
+def _last_eval_seconds(model, data, cfg) -> float:
+    """The time of the trainer's evaluation after the last epoch (the test set's ELBO), to take
+    it out of the last epoch's time."""
+    learner = ObjectiveLearner(model, ELBO(), AdamConfig(lr=LR))
+    from elbokit.train.learner import StepContext
+
+    learner.setup(StepContext(training=False, batch_size=cfg.batch_size))
+    t = time.perf_counter()
+    learner.evaluate(data, 0, seed=0)
+    return time.perf_counter() - t
 
 
 def profile_epoch(data, threads: int, top: int = 10) -> None:
@@ -166,10 +208,10 @@ def profile_epoch(data, threads: int, top: int = 10) -> None:
             )
 
 
-def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0):
-    model, total = elbokit_fit(data, epochs, precision, threads, seed)
+def elbokit_run(data, epochs, precision: str, threads: int, seed: int = 0, compile="off"):
+    model, _, times = elbokit_fit(data, epochs, precision, threads, seed, compile)
     flat = lambda x: x.view(-1, *data.shape)  # noqa: E731
-    return [total / epochs] * epochs, test_elbo(
+    return times, test_elbo(
         lambda x: model.encode(flat(x)), lambda z: model.decode(z).flatten(1), data.test
     )
 
@@ -327,13 +369,20 @@ def main() -> int:
         print(f"matmul 4096^2: fp32 {fp32:.0f} GFLOP/s; bf16 is emulated on this CPU "
               f"({probe['bf16']:.2f} against {probe['fp32']:.1f} GFLOP/s at 128x256x256): the bf16 "
               "contender and --bf16-seeds are skipped")  # fmt: skip
-        args.skip = [*args.skip, "elbokit bf16"]
+        args.skip = [*args.skip, "elbokit bf16", "elbokit bf16 compiled"]
         args.bf16_seeds = 0
     contenders = {
         "bare": lambda: bare(data, args.epochs, flush=False),
         "bare+flush": lambda: bare(data, args.epochs, flush=True),
+        "bare compiled": lambda: bare(data, args.epochs, flush=True, compiled=True),
         "elbokit": lambda: elbokit_run(data, args.epochs, "fp32", args.threads),
         "elbokit bf16": lambda: elbokit_run(data, args.epochs, "bf16", args.threads),
+        "elbokit compiled": lambda: elbokit_run(
+            data, args.epochs, "fp32", args.threads, compile="on"
+        ),
+        "elbokit bf16 compiled": lambda: elbokit_run(
+            data, args.epochs, "bf16", args.threads, compile="on"
+        ),
         "pythae": lambda: pythae_run(data, args.epochs),
         "pyro": lambda: pyro_run(data, args.epochs),
     }
@@ -341,6 +390,7 @@ def main() -> int:
     # forward order and then reversed, and the report gives the mean and the spread over rounds.
     names = [n for n in contenders if n not in args.skip]
     per_epoch: dict[str, list[float]] = {}
+    first: dict[str, list[float]] = {}  # each round's first epoch (a compiled one compiles)
     elbos: dict[str, list[float]] = {}
     lls: dict[str, list[float]] = {}
     for r in range(args.rounds):
@@ -351,10 +401,11 @@ def main() -> int:
                 names.remove(name)
                 continue
             times, (elbo, ll) = out
-            per_epoch.setdefault(name, []).append(statistics.mean(times))
+            per_epoch.setdefault(name, []).append(statistics.mean(times[1:] or times))
+            first.setdefault(name, []).append(times[0])
             elbos.setdefault(name, []).append(elbo)
             lls.setdefault(name, []).append(ll)
-            print(f"  round {r + 1} {name:<13} {statistics.mean(times):6.2f} s/epoch   test ELBO {elbo:8.2f}   "
+            print(f"  round {r + 1} {name:<13} {per_epoch[name][-1]:6.3f} s/epoch (first {times[0]:.2f} s)   test ELBO {elbo:8.2f}   "
                   f"log p(x) {ll:8.2f} (IS, k = {IS_K})", flush=True)  # fmt: skip
     mean = {n: statistics.mean(v) for n, v in per_epoch.items()}
     ref = mean["elbokit"]
@@ -364,9 +415,21 @@ def main() -> int:
     for name in per_epoch:
         spread = f"{min(per_epoch[name]):.2f}-{max(per_epoch[name]):.2f}"
         elbo, ll = statistics.mean(elbos[name]), statistics.mean(lls[name])
-        print(f"  {name:<13} {mean[name]:6.2f} s/epoch ({spread})  {mean[name] / ref:5.2f}x   "
+        print(f"  {name:<13} {mean[name]:6.3f} s/epoch ({spread})  {mean[name] / ref:5.2f}x   "
               f"test ELBO {elbo:8.2f} ({elbo - statistics.mean(elbos['elbokit']):+.2f} vs elbokit)   "
               f"log p(x) {ll:8.2f} ({ll - statistics.mean(lls['elbokit']):+.2f})")  # fmt: skip
+    for name in per_epoch:
+        if "compiled" not in name:
+            continue
+        # the first epoch's excess over a steady one is the compile; the eager twin's steady
+        # epoch minus this one's is what each later epoch saves
+        twin = name.replace(" compiled", "") if name.startswith("elbokit") else "bare+flush"
+        extra = [f - mean[name] for f in first[name]]
+        saved = mean.get(twin, math.nan) - mean[name]
+        pays = f"{max(extra) / saved:.0f} epochs" if saved > 0 else "never (no faster per epoch)"
+        print(f"  {name}: compiling took {', '.join(f'{e:.1f}' for e in extra)} s in rounds 1.. "
+              f"(the first cold, later from the cache); {mean.get(twin, math.nan) / mean[name]:.2f}x {twin} "
+              f"per epoch after it; pays back after {pays}")  # fmt: skip
     results = {n: ([mean[n]], 0.0) for n in per_epoch}
     steps = -(-len(data.train) // BATCH)
     flops = 3 * 2 * BATCH * sum(a * b for a, b in LAYERS)
@@ -377,7 +440,8 @@ def main() -> int:
             f"{step * 1e3:.2f} ms per step (epoch / steps): no fp32 loop over these matrices can be "
             f"more than {step / gemm:.2f}x faster"
         )
-    for name, peak in (("elbokit", fp32), ("elbokit bf16", bf16)):
+    for name, peak in (("elbokit", fp32), ("elbokit bf16", bf16), ("elbokit compiled", fp32),
+                       ("elbokit bf16 compiled", bf16)):  # fmt: skip
         if name in results:
             rate = flops * steps / statistics.mean(results[name][0]) / 1e9
             print(

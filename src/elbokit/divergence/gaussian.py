@@ -126,6 +126,9 @@ def vae_kl(mu: torch.Tensor, logvar: torch.Tensor, *, per_dim: bool = False) -> 
         raise ValueError("vae_kl needs mu and logvar of shape (..., latent_dim), got 0-dim tensors")
     if per_dim:
         return 0.5 * mu * mu + _half_expm1_minus(logvar)
+    if torch.compiler.is_compiling():
+        # a compiled step fuses the formula itself; torch.compile cannot trace a custom jvp
+        return (torch.mul(mu, mu).add_(torch.expm1(logvar)).sub_(logvar)).sum(-1).mul_(0.5)
     return _VAEKL.apply(mu, logvar)[0]
 
 

@@ -30,7 +30,7 @@ from elbokit.recipes.registry import get_recipe
 from elbokit.train.checkpoint import read_state
 from elbokit.train.distributed import setup, teardown
 from elbokit.train.loop import Trainer
-from elbokit.train.settings import check_device, resolve_settings
+from elbokit.train.settings import check_device, resolve_compile, resolve_settings
 
 __all__ = ["default_run_dir", "evaluate", "load", "open_run", "report", "train", "train_python"]
 
@@ -222,9 +222,13 @@ def train(
                 if created and world.main:  # rejected before training: leave no orphan folder
                     shutil.rmtree(run_dir, ignore_errors=True)
                 raise
-            # the precision and thread count as resolved here: a resume uses the same ones
+            # the precision, thread count and compiling as resolved here: a resume uses them
+            t = built.config.train
+            steps = t.epochs * built.data.num_batches("train", t.batch_size)
+            compiled, compile_why = resolve_compile(t.compile, settings.device, steps,
+                                                    built.learner.compilable)  # fmt: skip
             resolved = dataclasses.replace(built.config, train=dataclasses.replace(
-                built.config.train, precision=settings.precision, threads=settings.threads,
+                t, precision=settings.precision, threads=settings.threads, compile=compiled,
             ))  # fmt: skip
             if world.main and not (resume and (run_dir / "config.json").exists()
                                    and resolved == run.config):  # fmt: skip
@@ -232,7 +236,8 @@ def train(
             say(f"run directory: {run_dir}")
             for line in built.lines:
                 say(line)
-            say(settings.why + (f"; {world.size} processes" if world.size > 1 else ""))
+            say(settings.why + f"; compile {compile_why}"
+                + (f"; {world.size} processes" if world.size > 1 else ""))  # fmt: skip
             trainer = Trainer(resolved.train, run_dir)
             t0 = time.perf_counter()
             metrics = trainer.fit(built.learner, built.data, resume=bool(resume), stop_at=stop_at,

@@ -130,6 +130,8 @@ class StepContext:
         grad_clip: float = 0.0,
         batch_size: int = 100,
         training: bool = True,
+        compile: bool = False,
+        say=print,
     ):
         self.device = torch.device(device)
         # False for a learner rebuilt only to be used (a loaded run): no optimizers are built
@@ -139,6 +141,8 @@ class StepContext:
         self.precision = precision
         self.grad_clip = grad_clip
         self.batch_size = batch_size  # of held-out batches in the default evaluation
+        self.compile = compile  # compile the step (resolved: settings.resolve_compile)
+        self.say = say  # one line to the person running it (beside the progress bar)
 
     def where(self) -> str:
         """Where the last good state is, for a divergence message."""
@@ -147,6 +151,15 @@ class StepContext:
     def autocast(self):
         """bf16 autocast of the forward pass when the run's precision is bf16."""
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16")
+
+    def compiled(self, fn, what: str):
+        """``fn(batch, step)`` compiled when the run compiles (``elbokit.train.compiled``),
+        else ``fn`` itself."""
+        if not self.compile:
+            return fn
+        from elbokit.train.compiled import CompiledStep
+
+        return CompiledStep(fn, what, self.say)
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """The module DistributedDataParallel-wrapped when there are several processes."""
@@ -183,6 +196,7 @@ class Learner:
     modules: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     ctx: StepContext
+    compilable = False  # whether setup compiles the step when ctx.compile (--compile on)
 
     def __init__(self):
         self.modules = {}
@@ -343,7 +357,13 @@ class ObjectiveLearner(Learner):
     ``diagnostics(model, batch) -> {name: tensor}``, if given, adds terms computed without
     gradient at the same parameters as the step's loss (exact quantities of a model whose
     answers are known, say).
+
+    With ``--compile on`` the model and objective's forward is compiled, and with it their
+    backward (one graph per batch shape); the checks, the clipping and the fused Adam stay as
+    they are (measured: compiling those gained nothing, docs/benchmarks.md).
     """
+
+    compilable = True
 
     def __init__(self, model: nn.Module, objective, optim: AdamConfig, diagnostics=None):
         super().__init__()
@@ -353,16 +373,18 @@ class ObjectiveLearner(Learner):
         self.diagnostics = diagnostics
         self.modules = {"model": model}
         self.module: nn.Module | None = None
+        self.forward = None  # the module, or its compiled step (setup)
 
     def setup(self, ctx: StepContext) -> None:
         super().setup(ctx)
         if ctx.training:
             self.optimizers = {"optimizer": make_adam(self.model.parameters(), self.optim.lr)}
         self.module = ctx.wrap(ObjectiveModule(self.model, self.objective))
+        self.forward = ctx.compiled(self.module, "the model's step")
 
     def train_step(self, batch, step: int) -> dict[str, float]:
         with self.ctx.autocast():
-            loss, out = self.module(batch, step)
+            loss, out = self.forward(batch, step)
         terms = dict(out.terms)
         if self.diagnostics is not None:
             with torch.no_grad():
@@ -383,5 +405,5 @@ class ObjectiveLearner(Learner):
             # DDP's reducer sits in a reference cycle; left to the interpreter's exit it is
             # destroyed after the process group and aborts the process ("terminate called
             # without an active exception", 2 of 25 launches). Free it here.
-            self.module = None
+            self.module = self.forward = None
             gc.collect()

@@ -33,9 +33,11 @@ from elbokit.train.checkpoint import load_checkpoint, save_checkpoint
 from elbokit.train.distributed import setup
 from elbokit.train.learner import Evaluation, Learner, StepContext, TrainingDiverged, to_device
 from elbokit.train.settings import (
+    COMPILES,
     PRECISIONS,
     RunSettings,
     check_device_name,
+    resolve_compile,
     resolve_settings,
     run_settings,
 )
@@ -84,6 +86,13 @@ class LoopConfig(Section):
         "fp32; bf16 (autocast; refused where this CPU emulates bf16); auto (bf16 where faster)",
         choices=PRECISIONS,
     )
+    compile: str = opt(
+        "off",
+        "compile the step with torch.compile: off; on (eager, with one line, where it cannot); "
+        "auto (on for runs long enough to pay the compile back). Saved as chosen; a resume "
+        "uses it",
+        choices=COMPILES,
+    )  # fmt: skip
 
     def validate(self):
         check_device_name(self.device)
@@ -194,6 +203,7 @@ class Trainer:
         self.last_saved: int | None = None
         self.best: dict | None = None  # the best evaluation by keep_best, and its checkpoint
         self.total = 0  # the run's steps (its epochs' batches)
+        self.writer: RunWriter | None = None
 
     def fit(
         self,
@@ -223,9 +233,13 @@ class Trainer:
         device = settings.device
         if world.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        per_epoch = data.num_batches("train", cfg.batch_size)
+        self.total = cfg.epochs * per_epoch
+        compiled, _ = resolve_compile(cfg.compile, device, self.total, learner.compilable)
         ctx = _TrainerContext(
             self, device=device, world=world, precision=settings.precision,
-            grad_clip=cfg.grad_clip, batch_size=cfg.batch_size,
+            grad_clip=cfg.grad_clip, batch_size=cfg.batch_size, compile=compiled == "on",
+            say=self._say,
         )  # fmt: skip
         learner.setup(ctx)
         learner.check_names()
@@ -241,10 +255,8 @@ class Trainer:
             self.best = state.get("best")
             if world.main:
                 _drop_lines_after(self.run_dir / "metrics.jsonl", step)
-        per_epoch = data.num_batches("train", cfg.batch_size)
-        self.total = cfg.epochs * per_epoch
         every = checkpoint_interval(cfg.checkpoint_every, self.total)
-        writer = RunWriter(self.run_dir, world.main, cfg.progress, cfg.epochs * per_epoch, step)
+        writer = self.writer = RunWriter(self.run_dir, world.main, cfg.progress, self.total, step)
         window: dict[str, float] = {}
         counts: dict[str, int] = {}
         window_n, t0 = 0, time.perf_counter()
@@ -309,6 +321,13 @@ class Trainer:
             if world.size > 1:
                 gc.collect()
         return test_metrics
+
+    def _say(self, line: str) -> None:
+        """A line from the learner to the person running it, beside the progress bar."""
+        if self.writer is not None:
+            self.writer.say(line)
+        else:
+            print(line, flush=True)
 
     def evaluate(self, learner: Learner, data, step: int) -> Evaluation:
         """The learner's evaluation with a fixed seed (the same samples at every evaluation);

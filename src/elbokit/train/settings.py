@@ -13,6 +13,18 @@ Threads. ``threads=0`` (the default) takes one thread per core of the machine, n
 (the thread count changes a run's numbers); ``-1`` (``--threads auto``) one per core that other
 work leaves free, measured when the run starts; see ``choose_threads``.
 
+Compiled steps (``compile``: off, on, auto). ``on`` compiles the learner's step with
+torch.compile (Inductor): forward and backward as one graph per batch shape, random numbers drawn
+by torch's own generator as in eager mode (so a compiled run draws the numbers an eager run
+draws, and its weights differ only by the rounding of fused kernels). The compiled kernels are
+cached on disk (``compile_cache``) and a second run loads them. Where the CPU side has no C++
+compiler, ``on`` says so and the run is eager. ``auto`` compiles a learner that can be compiled
+when the run has at least ``COMPILE_AUTO_STEPS`` steps: a cold compile took 4-10 s here, and a
+run that short gains less than that even where compiling pays (see docs/benchmarks.md: on an
+AVX-512 EPYC the VAE's fp32 step was already 79% matrix multiplies and compiled ran as fast as
+eager; in bf16 compiled ran 1.2x eager). The choice is made from the run's length and the
+machine's compiler, never from timings, so the same command gives the same numbers.
+
 Denormals are flushed for the run's duration (restored afterwards, never at import): Adam's
 moment estimates decay into the denormal range and slowed epochs from 9 s to 13 s on one
 machine (Fashion-MNIST), not on another.
@@ -30,15 +42,19 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "COMPILES",
     "CpuInfo",
     "PrecisionError",
     "RunSettings",
     "bf16_is_native",
     "check_device",
     "choose_threads",
+    "compile_cache",
+    "compiler_problem",
     "cpu_info",
     "describe_machine",
     "matmul_rates",
+    "resolve_compile",
     "resolve_precision",
     "resolve_settings",
     "run_settings",
@@ -47,6 +63,8 @@ __all__ = [
 PRECISIONS = ("fp32", "bf16", "auto")
 BF16_MIN_RATIO = 0.75  # below this, a bf16 run could take twice the fp32 time: refused
 BF16_AUTO_RATIO = 1.3  # auto takes bf16 only where it is clearly faster
+COMPILES = ("off", "on", "auto")
+COMPILE_AUTO_STEPS = 20_000  # auto compiles runs at least this long (see the module docstring)
 
 
 class PrecisionError(ValueError):
@@ -275,6 +293,66 @@ def choose_threads(requested: int) -> tuple[int, str]:
         hint = (f"; other work keeps {busy:.1f} of {cores} cores busy: --threads {free} (or "
                 f"auto) would likely run ~{machine / free:.0f}x faster here, with other numbers")  # fmt: skip
     return machine, f"{machine} (one per core{share}){hint}"
+
+
+def compiler_problem(device: str | torch.device = "cpu") -> str | None:
+    """Why torch.compile cannot build kernels for ``device`` here, or None: Inductor's CPU
+    kernels need a C++ compiler (g++ or clang++)."""
+    if torch.device(device).type != "cpu":
+        return None
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"no C++ compiler for Inductor's CPU kernels ({first})"
+    return None
+
+
+_USER_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # before Inductor sets its own default
+
+
+def compile_cache() -> Path:
+    """Where compiled kernels are kept between runs: $TORCHINDUCTOR_CACHE_DIR when set, else
+    $XDG_CACHE_HOME/elbokit/inductor (~/.cache/elbokit/inductor, not Inductor's default in
+    /tmp, which a reboot empties); set for Inductor here."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    given = _USER_CACHE or os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if given and given != default_cache_dir():  # set by the user, not Inductor's own default
+        return Path(given)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "elbokit" / "inductor"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    return path
+
+
+def resolve_compile(
+    requested: str, device: str | torch.device, steps: int, compilable: bool = True
+) -> tuple[str, str]:
+    """("on" or "off", a line saying why) for ``compile`` = off, on or auto, a run of ``steps``
+    steps and a learner that can (``compilable``) or cannot compile its step.
+
+    Raises:
+        ValueError: an unknown setting.
+    """
+    if requested not in COMPILES:
+        raise ValueError(f"compile = {requested!r}: expected one of {', '.join(COMPILES)}")
+    if requested == "off":
+        return "off", "off"
+    if not compilable:
+        return "off", f"off ({requested} asked; this kind's step is not compiled yet)"
+    problem = compiler_problem(device)
+    if problem is not None:
+        return "off", f"off ({requested} asked, but {problem}: the run is eager)"
+    if requested == "auto" and steps < COMPILE_AUTO_STEPS:
+        return "off", (f"off (auto: {steps:,} steps, under the {COMPILE_AUTO_STEPS:,} that pay "
+                       "back a compile)")  # fmt: skip
+    where = f"kernels cached in {compile_cache()}"
+    if requested == "auto":
+        return "on", f"on (auto: {steps:,} steps >= {COMPILE_AUTO_STEPS:,}; {where})"
+    return "on", f"on ({where})"
 
 
 def available_memory() -> int | None:

@@ -81,6 +81,15 @@ class RunWriter:
     def progress(self, shown: dict[str, float]):
         self.bar.update(shown)
 
+    def say(self, line: str) -> None:
+        """A line for the person running it (main process), above the progress bar."""
+        if not self.main:
+            return
+        if self.bar.bar is not None:
+            self.bar.bar.write(line)
+        else:
+            print(line, flush=True)
+
     def log(self, step: int, epoch: int, metrics: dict[str, float]):
         if self.main:
             self.file.write(json.dumps({"step": step, "epoch": epoch, **metrics}) + "\n")

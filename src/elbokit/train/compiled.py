@@ -1,0 +1,62 @@
+"""A learner's step compiled with torch.compile, and eager where compiling fails.
+
+``CompiledStep(fn, what, say)`` calls ``fn(batch, step)`` through Inductor: one graph per batch
+shape (the last, shorter batch of an epoch gets its own), the step number a symbolic integer
+(a KL warm-up reads it without a recompile at every step), random numbers drawn by torch's
+generator exactly as eager mode draws them (``fallback_random``), so the trainer's per-step
+seeding makes a compiled run reproducible and resumable bit for bit, and its draws the same as
+an eager run's. If compiling fails (no C++ compiler, an operation Inductor cannot lower), the
+run says so in one line and goes on eager from that step: the failed call changed nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["CompiledStep"]
+
+_OPTIONS = {"fallback_random": True}
+
+
+def _compile_error(e: BaseException) -> bool:
+    """Whether ``e`` came from torch's compiler rather than from the code it compiles (whose
+    own errors eager mode raises again)."""
+    return type(e).__module__.startswith(("torch._dynamo", "torch._inductor", "torch._functorch"))
+
+
+class CompiledStep:
+    """``fn(batch, step)`` compiled by ``backend`` (Inductor; "aot_eager" to debug a graph
+    without building kernels); ``eager`` is True once compiling has failed."""
+
+    def __init__(self, fn, what: str, say=print, backend="inductor"):
+        self.fn = fn
+        self.what = what
+        self.say = say
+        self.eager = False
+
+        def step_fn(batch, step):  # "step": the name marked dynamic below
+            return fn(batch, step)
+
+        options = _OPTIONS if backend == "inductor" else None
+        self._compiled = torch.compile(step_fn, backend=backend, options=options)
+
+    def __call__(self, batch, step: int):
+        if self.eager:
+            return self.fn(batch, step)
+        try:
+            with (
+                torch._dynamo.config.patch(automatic_dynamic_shapes=False),
+                torch.compiler.config.patch(dynamic_sources="L['step']"),
+            ):
+                return self._compiled(batch, step)
+        except Exception as e:
+            if not _compile_error(e):
+                raise
+            # an error of the step itself reaches the compiler too: eager mode raises it as it is
+            out = self.fn(batch, step)
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
+            why = " ".join(lines)[:240] or type(e).__name__
+            self.say(f"compiling {self.what} failed ({type(e).__name__}: {why}); "
+                     "the run goes on eager")  # fmt: skip
+            self.eager = True
+            return out
