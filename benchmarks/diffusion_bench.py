@@ -6,7 +6,9 @@
 steps: training steps per second on mnist5k 8-bit at batch 64, epsilon MSE, T = 1000, Adam,
 gradient clipping at 1:
 
-    elbokit      the trainer (``Trainer.fit``) with the default preset's U-Net (16-32-32)
+    elbokit      the trainer (``Trainer.fit``) with the default preset's U-Net (16-32-32),
+                 eager and with ``--compile on`` (the compile, cold then from the cache, printed
+                 apart; the rate from runs that load it from the cache)
     bare         a hand-written PyTorch loop over the same U-Net, loss and batches, as it is and
                  with denormal floats flushed to zero (as the trainer runs)
     diffusers    ``UNet2DModel`` (16-32-32 channels, one block down and two up per resolution,
@@ -59,16 +61,21 @@ def _cfg(batch: int):
     return derive(cfg, model={"data_shape": tuple(data.shape)}), data
 
 
-def time_elbokit(cfg, data, warmup: int, steps: int, workdir: Path) -> float:
-    run = merge(cfg, {"train": {"epochs": 10_000, "eval_every": 10_000, "checkpoint_every": 10**9}})
+def time_elbokit(cfg, data, warmup: int, steps: int, workdir: Path, compile="off") -> float:
+    run = merge(cfg, {"train": {"epochs": 10_000, "eval_every": 10_000, "checkpoint_every": 10**9,
+                                "compile": compile}})  # fmt: skip
     seconds = []
-    for n in (warmup, warmup + steps):
+    # compiled: a first run compiles (cold), the next two load the kernels from the cache
+    for n in (warmup, warmup, warmup + steps) if compile == "on" else (warmup, warmup + steps):
         torch.manual_seed(0)
         learner = ObjectiveLearner(Diffusion(run.model), DiffusionObjective(), run.optim)
         t0 = time.perf_counter()
         Trainer(run.train, Path(tempfile.mkdtemp(dir=workdir))).fit(learner, data, stop_at=n)
         seconds.append(time.perf_counter() - t0)
-    return steps / (seconds[1] - seconds[0])
+    if compile == "on":
+        print(f"  elbokit --compile on: {warmup} steps took {seconds[0]:.1f} s compiling cold, "
+              f"{seconds[1]:.1f} s with the kernels cached")  # fmt: skip
+    return steps / (seconds[-1] - seconds[-2])
 
 
 def _batches(data, batch, n):
@@ -142,11 +149,13 @@ def steps_main(args) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         ours = time_elbokit(cfg, data, args.warmup, args.steps, Path(d))
+        compiled = time_elbokit(cfg, data, args.warmup, args.steps, Path(d), compile="on")
     bare, n_ours = time_bare(cfg, data, args.warmup, args.steps)
     torch.set_flush_denormal(True)  # what the trainer does for its run
     flushed, _ = time_bare(cfg, data, args.warmup, args.steps)
     torch.set_flush_denormal(False)
-    rows += [("elbokit (trainer)", ours, n_ours), ("bare PyTorch loop, same U-Net", bare, n_ours),
+    rows += [("elbokit (trainer)", ours, n_ours), ("elbokit, --compile on", compiled, n_ours),
+             ("bare PyTorch loop, same U-Net", bare, n_ours),
              ("bare loop, denormals flushed", flushed, n_ours)]  # fmt: skip
     theirs = time_diffusers(cfg, data, args.warmup, args.steps)
     if theirs:

@@ -75,11 +75,18 @@ def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings(mo
     import torch._inductor.config as inductor
 
     assert resolve_compile("off", "cpu", 10**9) == ("off", "off")
-    short = resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS - 1)
+    # auto: only a kind measured faster compiled on this device type, in a run long enough
+    assert "not measured on cpu" in resolve_compile("auto", "cpu", 10**9)[1]
+    slower = resolve_compile("auto", "cpu", 10**9, speedup={"cpu": 0.55})
+    assert slower[0] == "off" and "0.55x" in slower[1]
+    faster = {"cpu": 1.5}
+    short = resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS - 1, speedup=faster)
     assert short[0] == "off" and f"{COMPILE_AUTO_STEPS - 1:,} steps" in short[1]
+    assert resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS, speedup=faster)[0] == "on"
     assert resolve_compile("on", "cpu", 10**6, compilable=False)[0] == "off"
     with pytest.raises(ValueError, match="compile = 'yes'.*off, on, auto"):
         resolve_compile("yes", "cpu", 1)
     monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
     chosen, why = resolve_compile("on", "cpu", 10**6)
     assert chosen == "off" and "no C++ compiler" in why and "eager" in why
+    assert resolve_compile("auto", "cpu", 10**6, speedup=faster)[0] == "off"

@@ -238,6 +238,9 @@ class Diffusion(nn.Module):
             normal_kl(post_mean, (0.5 * post_log_var).exp(), mean, (0.5 * log_var).exp())
         )
         first = t == 1  # L_0, the decoder's term, only where it is used
+        if torch.compiler.is_compiling():  # a compiled step: no branch on the data, one graph
+            nll = -self._sum(self._decoder_log_prob(x0, mean, 0.5 * log_var))
+            return torch.where(first, nll, kl)
         if not bool(first.any()):
             return kl
         nll = -self._sum(self._decoder_log_prob(x0[first], mean[first], 0.5 * log_var[first]))

@@ -225,8 +225,9 @@ def train(
             # the precision, thread count and compiling as resolved here: a resume uses them
             t = built.config.train
             steps = t.epochs * built.data.num_batches("train", t.batch_size)
+            learner = built.learner
             compiled, compile_why = resolve_compile(t.compile, settings.device, steps,
-                                                    built.learner.compilable)  # fmt: skip
+                                                    learner.compilable, learner.compile_speedup)  # fmt: skip
             resolved = dataclasses.replace(built.config, train=dataclasses.replace(
                 t, precision=settings.precision, threads=settings.threads, compile=compiled,
             ))  # fmt: skip

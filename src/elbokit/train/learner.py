@@ -197,6 +197,9 @@ class Learner:
     optimizers: dict[str, torch.optim.Optimizer]
     ctx: StepContext
     compilable = False  # whether setup compiles the step when ctx.compile (--compile on)
+    # eager / compiled step time per device type, as measured (benchmarks/): --compile auto
+    # compiles only where this is well above 1 (settings.resolve_compile)
+    compile_speedup: dict[str, float] = {}  # noqa: RUF012 -- read only
 
     def __init__(self):
         self.modules = {}
@@ -365,8 +368,12 @@ class ObjectiveLearner(Learner):
 
     compilable = True
 
-    def __init__(self, model: nn.Module, objective, optim: AdamConfig, diagnostics=None):
+    def __init__(
+        self, model: nn.Module, objective, optim: AdamConfig, diagnostics=None,
+        compile_speedup: dict[str, float] | None = None,
+    ):  # fmt: skip
         super().__init__()
+        self.compile_speedup = compile_speedup or {}
         self.model = model
         self.objective = objective
         self.optim = optim

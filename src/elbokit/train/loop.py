@@ -235,7 +235,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         per_epoch = data.num_batches("train", cfg.batch_size)
         self.total = cfg.epochs * per_epoch
-        compiled, _ = resolve_compile(cfg.compile, device, self.total, learner.compilable)
+        compiled, _ = resolve_compile(cfg.compile, device, self.total, learner.compilable,
+                                      learner.compile_speedup)  # fmt: skip
         ctx = _TrainerContext(
             self, device=device, world=world, precision=settings.precision,
             grad_clip=cfg.grad_clip, batch_size=cfg.batch_size, compile=compiled == "on",

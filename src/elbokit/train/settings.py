@@ -18,12 +18,15 @@ torch.compile (Inductor): forward and backward as one graph per batch shape, ran
 by torch's own generator as in eager mode (so a compiled run draws the numbers an eager run
 draws, and its weights differ only by the rounding of fused kernels). The compiled kernels are
 cached on disk (``compile_cache``) and a second run loads them. Where the CPU side has no C++
-compiler, ``on`` says so and the run is eager. ``auto`` compiles a learner that can be compiled
-when the run has at least ``COMPILE_AUTO_STEPS`` steps: a cold compile took 4-10 s here, and a
-run that short gains less than that even where compiling pays (see docs/benchmarks.md: on an
-AVX-512 EPYC the VAE's fp32 step was already 79% matrix multiplies and compiled ran as fast as
-eager; in bf16 compiled ran 1.2x eager). The choice is made from the run's length and the
-machine's compiler, never from timings, so the same command gives the same numbers.
+compiler, ``on`` says so and the run is eager. ``auto`` compiles where it was measured to pay: a
+kind whose compiled step measured at least ``COMPILE_AUTO_SPEEDUP`` times eager's speed on the
+device type (the learner's ``compile_speedup``, from benchmarks/), in a run of at least
+``COMPILE_AUTO_STEPS`` steps (a cold compile took 3-40 s). On an AVX-512 EPYC neither measured
+kind paid: the VAE's compiled step ran 1.01x eager (its fp32 step is 60% matrix multiplies,
+which compiling leaves as they are), the diffusion U-Net's 0.55x (Inductor's group-norm and
+SiLU kernels ran slower than eager's); so ``auto`` is off there, and says why. The choice is
+made from the run's length, the kind and the machine's compiler, never from timings, so the same
+command gives the same numbers.
 
 Denormals are flushed for the run's duration (restored afterwards, never at import): Adam's
 moment estimates decay into the denormal range and slowed epochs from 9 s to 13 s on one
@@ -65,6 +68,7 @@ BF16_MIN_RATIO = 0.75  # below this, a bf16 run could take twice the fp32 time: 
 BF16_AUTO_RATIO = 1.3  # auto takes bf16 only where it is clearly faster
 COMPILES = ("off", "on", "auto")
 COMPILE_AUTO_STEPS = 20_000  # auto compiles runs at least this long (see the module docstring)
+COMPILE_AUTO_SPEEDUP = 1.1  # ... of a kind whose compiled step measured at least this much faster
 
 
 class PrecisionError(ValueError):
@@ -329,10 +333,16 @@ def compile_cache() -> Path:
 
 
 def resolve_compile(
-    requested: str, device: str | torch.device, steps: int, compilable: bool = True
+    requested: str,
+    device: str | torch.device,
+    steps: int,
+    compilable: bool = True,
+    speedup: dict[str, float] | None = None,
 ) -> tuple[str, str]:
     """("on" or "off", a line saying why) for ``compile`` = off, on or auto, a run of ``steps``
-    steps and a learner that can (``compilable``) or cannot compile its step.
+    steps and a learner that can (``compilable``) or cannot compile its step; ``speedup``: the
+    learner's eager / compiled step time as measured per device type (benchmarks/), which
+    ``auto`` needs above ``COMPILE_AUTO_SPEEDUP`` (unmeasured: off).
 
     Raises:
         ValueError: an unknown setting.
@@ -343,15 +353,24 @@ def resolve_compile(
         return "off", "off"
     if not compilable:
         return "off", f"off ({requested} asked; this kind's step is not compiled yet)"
+    kind = torch.device(device).type
+    if requested == "auto":
+        ratio = (speedup or {}).get(kind)
+        if ratio is None:
+            return "off", f"off (auto: compiling this kind's step is not measured on {kind})"
+        if ratio < COMPILE_AUTO_SPEEDUP:
+            return "off", (f"off (auto: this kind's compiled step measured {ratio:.2f}x eager's "
+                           f"speed on {kind}, docs/benchmarks.md)")  # fmt: skip
+        if steps < COMPILE_AUTO_STEPS:
+            return "off", (f"off (auto: {steps:,} steps, under the {COMPILE_AUTO_STEPS:,} that "
+                           "pay back a compile)")  # fmt: skip
     problem = compiler_problem(device)
     if problem is not None:
         return "off", f"off ({requested} asked, but {problem}: the run is eager)"
-    if requested == "auto" and steps < COMPILE_AUTO_STEPS:
-        return "off", (f"off (auto: {steps:,} steps, under the {COMPILE_AUTO_STEPS:,} that pay "
-                       "back a compile)")  # fmt: skip
     where = f"kernels cached in {compile_cache()}"
     if requested == "auto":
-        return "on", f"on (auto: {steps:,} steps >= {COMPILE_AUTO_STEPS:,}; {where})"
+        return "on", (f"on (auto: {steps:,} steps, the compiled step measured "
+                      f"{speedup[kind]:.2f}x on {kind}; {where})")  # fmt: skip
     return "on", f"on ({where})"
 
 
