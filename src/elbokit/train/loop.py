@@ -89,8 +89,8 @@ class LoopConfig(Section):
     compile: str = opt(
         "off",
         "compile the step with torch.compile: off; on (eager, with one line, where it cannot); "
-        "auto (on for runs long enough to pay the compile back). Saved as chosen; a resume "
-        "uses it",
+        "auto (on where this kind's compiled step measured faster, in runs long enough to pay "
+        "the compile back). Saved as chosen; a resume uses it",
         choices=COMPILES,
     )  # fmt: skip
 
