@@ -3,6 +3,8 @@ within float rounding of its weights, resumes bit for bit, compiles once per bat
 once per step of a KL warm-up), and where compiling cannot work the run says so in one line and
 goes on eager."""
 
+import json
+
 import pytest
 import torch
 
@@ -90,3 +92,17 @@ def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings(mo
     chosen, why = resolve_compile("on", "cpu", 10**6)
     assert chosen == "off" and "no C++ compiler" in why and "eager" in why
     assert resolve_compile("auto", "cpu", 10**6, speedup=faster)[0] == "off"
+
+
+def test_compile_auto_on_the_command_line_says_why_and_saves_what_it_chose(tmp_path, capsys):
+    from elbokit.cli import main
+
+    debug = ["train", "vae", "--preset", "debug", "--eval-k", "0", "--no-progress", "--epochs", "1"]
+    assert main([*debug, "--compile", "auto", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    # the vae kind's compiled step measured 1.01x eager on the CPU: auto stays eager, and says so
+    assert "compile off (auto: this kind's compiled step measured 1.01x" in out, out
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())["config"]["train"]
+    assert saved["compile"] == "off"  # what was chosen, so a resume runs the same code
+    assert main([*debug, "--compile", "maybe", "--out", str(tmp_path / "b")]) == 2
+    assert "maybe" in capsys.readouterr().err and not (tmp_path / "b").exists()
