@@ -4,7 +4,7 @@ returns.
     m = elbokit.load("runs/vae-mnist5k-20261206-101500")   # reads config.json and the weights
     x = m.sample(16)                                         # (16, 1, 28, 28) in [0, 1]
     ll = m.log_prob(x, k=1000)                               # LogLikelihood: .value, .stderr
-    m.evaluate("digits")                                     # the kind's evaluation, other data
+    m.evaluate("fashion-mnist")                              # the kind's evaluation, other data
 
 A run is rebuilt from its saved config alone: what the model needs of its data (shapes,
 normalization statistics, an environment's spaces) was saved with it, so the training data may

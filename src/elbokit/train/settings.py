@@ -360,7 +360,8 @@ def resolve_compile(
             return "off", f"off (auto: compiling this kind's step is not measured on {kind})"
         if ratio < COMPILE_AUTO_SPEEDUP:
             return "off", (f"off (auto: this kind's compiled step measured {ratio:.2f}x eager's "
-                           f"speed on {kind}, docs/benchmarks.md)")  # fmt: skip
+                           f"speed on {kind}, under the {COMPILE_AUTO_SPEEDUP}x auto asks for; "
+                           "docs/benchmarks.md)")  # fmt: skip
         if steps < COMPILE_AUTO_STEPS:
             return "off", (f"off (auto: {steps:,} steps, under the {COMPILE_AUTO_STEPS:,} that "
                            "pay back a compile)")  # fmt: skip
