@@ -66,9 +66,8 @@ def evaluate(run: Path, kind: str, args) -> dict:
     n = args.diffusion_limit if kind == "diffusion" else args.limit
     if path.exists():
         r = json.loads(path.read_text())
-        if (kind == "diffusion" and r.get("examples") == n) or (
-            kind == "vae" and r.get("k") == args.k and (r.get("examples") == n or not n)
-        ):
+        wanted = n or args.test_size  # --limit 0: every test image
+        if r.get("examples") == wanted and (kind == "diffusion" or r.get("k") == args.k):
             return r
     options = {"limit": n} if kind == "diffusion" else {"k": args.k, "limit": n}
     t0 = time.perf_counter()
@@ -105,6 +104,9 @@ def main() -> None:
     args = ap.parse_args()
     machine = describe_machine()
     print(machine)
+    from elbokit.data import load_data
+
+    args.test_size = len(load_data(args.data).test)
     rows = {}
     for name, (kind, params, fixed) in models(args).items():
         if name.split(",")[0].lower() in args.skip:
