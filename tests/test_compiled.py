@@ -100,8 +100,8 @@ def test_compile_auto_on_the_command_line_says_why_and_saves_what_it_chose(tmp_p
     debug = ["train", "vae", "--preset", "debug", "--eval-k", "0", "--no-progress", "--epochs", "1"]
     assert main([*debug, "--compile", "auto", "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
-    # the vae kind's compiled step measured 1.01x eager on the CPU: auto stays eager, and says so
-    assert "compile off (auto: this kind's compiled step measured 1.01x" in out, out
+    # the vae kind's compiled step measured 1.04x eager on the CPU: auto stays eager, and says so
+    assert "compile off (auto: this kind's compiled step measured 1.04x" in out, out
     saved = json.loads((tmp_path / "a" / "config.json").read_text())["config"]["train"]
     assert saved["compile"] == "off"  # what was chosen, so a resume runs the same code
     assert main([*debug, "--compile", "maybe", "--out", str(tmp_path / "b")]) == 2

@@ -22,7 +22,7 @@ compiler, ``on`` says so and the run is eager. ``auto`` compiles where it was me
 kind whose compiled step measured at least ``COMPILE_AUTO_SPEEDUP`` times eager's speed on the
 device type (the learner's ``compile_speedup``, from benchmarks/), in a run of at least
 ``COMPILE_AUTO_STEPS`` steps (a cold compile took 3-40 s). On an AVX-512 EPYC neither measured
-kind paid: the VAE's compiled step ran 1.01x eager (its fp32 step is 63% matrix multiplies,
+kind paid: the VAE's compiled step ran 1.01-1.07x eager (its fp32 step is 63% matrix multiplies,
 which compiling leaves as they are), the diffusion U-Net's 0.55x (Inductor's group-norm and
 SiLU kernels ran slower than eager's); so ``auto`` is off there, and says why. The choice is
 made from the run's length, the kind and the machine's compiler, never from timings, so the same
