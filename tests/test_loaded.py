@@ -327,6 +327,12 @@ def test_inputs_outside_the_models_range_are_refused_by_name(vae, tmp_path):
         m.encode(nan)
     as_ints = m.log_prob(x.long(), k=50).value  # integers 0..255 are 8-bit pixels too
     assert torch.equal(as_ints, m.log_prob(x, k=50).value)
+    # grey images with or without their channel, or flattened: the same images, the same values
+    for same in (x[:, 0], x.flatten(1)):
+        assert torch.equal(m.log_prob(same, k=50).value, m.log_prob(x, k=50).value)
+    with pytest.raises(ValueError, match=r"shape \(3, 8, 7\); this model takes images of shape "
+                                         r"\(B, 1, 8, 8\)"):  # fmt: skip
+        m.elbo(x[:3, 0, :, :7])
     with pytest.raises(ValueError, match="at least 1"):
         m.sample(0)
     with pytest.raises(ValueError, match="standard error"):

@@ -37,7 +37,7 @@ from elbokit.files import read_json
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
 from elbokit.objectives.base import ObjectiveOutput
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.loaded import Loaded, as_batch, as_pixels
+from elbokit.recipes.loaded import Loaded, as_batch, as_images, as_pixels
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import check_device, check_device_name
@@ -149,14 +149,14 @@ class LoadedDiffusion(Loaded):
 
     def prepare(self, x, what: str = "x") -> torch.Tensor:
         """x in the model's units: images scaled to [-1, 1], points as they are."""
-        x = as_batch(x, what, device=self.device) if self.toy else as_pixels(x, what, self.device)
         shape = tuple(self.config.model.data_shape)
-        if x.dim() == 2 and not self.toy and x.shape[1] == math.prod(shape):
-            x = x.reshape(len(x), *shape)
+        if not self.toy:
+            return 2 * as_images(as_pixels(x, what, self.device), shape, what) - 1
+        x = as_batch(x, what, device=self.device)
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes "
                              f"(B, {', '.join(map(str, shape))})")  # fmt: skip
-        return x.float() if self.toy else 2 * x - 1
+        return x.float()
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int = 0) -> torch.Tensor:

@@ -28,7 +28,15 @@ from elbokit.seeding import seeded
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["ActingLoaded", "LatentLoaded", "Loaded", "as_batch", "as_pixels", "play_gymnasium"]
+__all__ = [
+    "ActingLoaded",
+    "LatentLoaded",
+    "Loaded",
+    "as_batch",
+    "as_images",
+    "as_pixels",
+    "play_gymnasium",
+]
 
 
 def as_batch(x, what: str = "x", dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
@@ -76,6 +84,24 @@ def as_pixels(x, what: str, device="cpu") -> torch.Tensor:
         raise ValueError(f"{what}{list(where)} is {t[where].item():g}; expected images in [0, 1] "
                          "or 8-bit pixels (uint8)")  # fmt: skip
     return t
+
+
+def as_images(x: torch.Tensor, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    """A batch ``x`` as images of ``shape`` (C, H, W): given so, flattened (B, C*H*W), or, for
+    one channel, without it (B, H, W).
+
+    Raises:
+        ValueError: any other shape, naming it and the one expected.
+    """
+    shape = tuple(shape)
+    if x.dim() == 2 and x.shape[1] == math.prod(shape):  # flattened images
+        x = x.reshape(len(x), *shape)
+    elif x.dim() == len(shape) and shape[0] == 1 and tuple(x.shape[1:]) == shape[1:]:
+        x = x.unsqueeze(1)  # grey images without their channel
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes images of shape "
+                         f"(B, {', '.join(map(str, shape))})")  # fmt: skip
+    return x
 
 
 class Loaded:

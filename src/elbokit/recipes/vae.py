@@ -30,7 +30,7 @@ from elbokit.models.hvae import HierarchicalVAE
 from elbokit.models.vae import VAE, VAEConfig
 from elbokit.objectives import ELBO, ObjectiveConfig
 from elbokit.recipes.base import Built, Recipe, Run, derive
-from elbokit.recipes.loaded import LatentLoaded, as_pixels
+from elbokit.recipes.loaded import LatentLoaded, as_images, as_pixels
 from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import PRECISIONS, check_device, check_device_name, resolve_precision
@@ -85,13 +85,7 @@ class LoadedVAE(LatentLoaded):
     binarized (a Bernoulli draw per pixel from ``seed``)."""
 
     def prepare(self, x, what: str = "x", seed: int = 0) -> torch.Tensor:
-        x = as_pixels(x, what, device=self.device)
-        shape = self.model.data_shape
-        if x.dim() == 2 and x.shape[1] == math.prod(shape):  # flattened images
-            x = x.reshape(len(x), *shape)
-        if tuple(x.shape[1:]) != shape:
-            raise ValueError(f"{what} has shape {tuple(x.shape)}; this model takes images of "
-                             f"shape (B, {', '.join(map(str, shape))})")  # fmt: skip
+        x = as_images(as_pixels(x, what, device=self.device), self.model.data_shape, what)
         if self.config.data.binarize != "none" and not bool(((x == 0) | (x == 1)).all()):
             x = torch.bernoulli(
                 x.clamp(0, 1), generator=torch.Generator(x.device).manual_seed(seed)
