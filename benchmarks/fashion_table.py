@@ -3,14 +3,17 @@ model side by side on the same test images, each trained with several seeds (one
 model, the seeds its runs), and the differences paired per image within a seed, reported over the
 seeds (``elbokit.evaluate.paired``).
 
-    python benchmarks/fashion_table.py [--seeds 3] [--vae-epochs 10] [--diffusion-epochs 2]
-        [--k 1000] [--limit 0] [--diffusion-limit 100] [--out runs/fashion-table] [--data fashion-mnist]
+    python benchmarks/fashion_table.py [--seeds 3] [--first-seed 0] [--vae-epochs 10]
+        [--diffusion-epochs 2] [--k 1000] [--limit 0] [--diffusion-limit 100]
+        [--out runs/fashion-table] [--data fashion-mnist]
 
 The VAEs (`--preset fashion-8bit`: discretized logistic, bits/dim) are scored by importance
 sampling with --k draws on --limit test images (0: all 10,000); the diffusion model by its exact
 bound over every t on its first --diffusion-limit test images (every t of every image: ~2 s per
 image on 2 cores), where the VAEs' values of the same images are paired with it. Runs already
-in --out are reused (the studies resume), so the table can be built in pieces.
+in --out are reused (the studies resume), so the table can be built in pieces; more seeds are
+added by a second study in the same --out (`--first-seed 3 --seeds 3` after a first `--seeds 3`:
+seeds 3, 4, 5 in FOLDER-from-seed-3), and the table pools the seeds of every study of a model.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ def models(args) -> dict[str, tuple[str, list[str], dict]]:
     """name -> (kind, the study's one-value parameter, the fixed settings)."""
     vae = {"data": {"source": args.data, "binarize": "none"},
            "model": {"likelihood": "discretized-logistic"},
-           "train": {"epochs": args.vae_epochs, "threads": args.threads}, "evaluate": {"eval_k": 0}}  # fmt: skip
+           "train": {"epochs": args.vae_epochs, "threads": args.threads, "seed": args.first_seed},
+           "evaluate": {"eval_k": 0}}  # fmt: skip
     hvae = json.loads(json.dumps(vae))
     hvae["objective"] = {"free_bits": args.free_bits, "free_bits_mode": "per_layer",
                          "kl_schedule": "linear", "kl_warmup": args.warmup}  # fmt: skip
     diffusion = {"data": {"source": args.data},
-                 "train": {"epochs": args.diffusion_epochs, "threads": args.threads},
+                 "train": {"epochs": args.diffusion_epochs, "threads": args.threads,
+                           "seed": args.first_seed},
                  "evaluate": {"limit": -1}}  # fmt: skip
     return {
         "VAE, 1 layer": ("vae", ["layers=1"], vae),
@@ -42,20 +47,38 @@ def models(args) -> dict[str, tuple[str, list[str], dict]]:
     }
 
 
+def study_folder(name: str, args, first_seed: int) -> Path:
+    base = name.split(",")[0].lower().replace(" ", "-")
+    return args.out / (base if first_seed == 0 else f"{base}-from-seed-{first_seed}")
+
+
 def run_study(name, kind, params, fixed, args, say) -> tuple[list[Path], float]:
+    """Runs this model's study for --seeds seeds from --first-seed; returns the runs of every
+    study of the model in --out (seeds pooled, in seed order) and the mean training time per run."""
     from elbokit import recipes
     from elbokit.study import Study
 
-    folder = args.out / name.split(",")[0].lower().replace(" ", "-")
+    folder = study_folder(name, args, args.first_seed)
     base = recipes.get_recipe(kind).preset("default", fixed)
     folder.mkdir(parents=True, exist_ok=True)
     study = Study.create(kind, params, base, folder=folder, name=folder.name, sampler="grid",
                          storage=f"sqlite:///{folder / 'study.db'}", trials=1, seeds=args.seeds,
                          pruner="none")  # fmt: skip
     study.work(say=say)
-    (trial,) = [t for t in study.study.get_trials() if t.state.name == "COMPLETE"]
-    runs = [Path(r) for r in trial.user_attrs["runs"]]
-    return runs, trial.user_attrs.get("seconds", math.nan) / len(runs)
+    runs, seconds = [], []
+    base = study_folder(name, args, 0)
+    for other in sorted(args.out.iterdir()):
+        if other != base and not other.name.startswith(base.name + "-from-seed-"):
+            continue
+        db = other / "study.db"
+        if not db.exists():
+            continue
+        done = Study.join(f"sqlite:///{db}", other.name)
+        (trial,) = [t for t in done.study.get_trials() if t.state.name == "COMPLETE"]
+        runs += [Path(r) for r in trial.user_attrs["runs"]]
+        seconds.append(trial.user_attrs.get("seconds", math.nan) / len(trial.user_attrs["runs"]))
+    runs.sort(key=lambda r: int(r.name.split("-")[-1]))
+    return runs, sum(seconds) / len(seconds)
 
 
 def evaluate(run: Path, kind: str, args) -> dict:
@@ -89,6 +112,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="this call's studies' first seed")
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--vae-epochs", type=int, default=10)
     ap.add_argument("--layers", type=int, default=3)
