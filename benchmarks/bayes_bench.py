@@ -13,13 +13,17 @@ batches of 100, the same loop, seed and data order for every contender:
     elbokit (local)     our BayesLinear with the local reparameterization trick, KL / N, as
                         the mnist5k preset has it (initial sigma 0.01)
     elbokit (weights)   our BayesLinear with one weight draw per batch, KL / N
+    ..., compiled       the same loss compiled as ``--compile on`` compiles the bnn kind's step
+                        (forward and backward one Inductor graph; the first epoch, which
+                        compiles, is timed with the rest: its compile time printed apart)
     bayesian-torch      LinearReparameterization as its examples use it: cross-entropy +
                         (its KL, a MEAN over parameters) / batch size
     bayesian-torch, KL / N   the same layers with the KL summed over parameters and divided by N
     blitz               BayesianLinear with its default prior and complexity_cost_weight (1),
                         and again with 1/N (where blitz installs)
 
-It prints steps per second, the test NLL and ECE (15 bins) each reaches (20 weight draws per
+It prints steps per second (after the first epoch; the first epoch's time apart) and their
+ratio to bayesian-torch's, the test NLL and ECE (15 bins) each reaches (20 weight draws per
 prediction), and the wall time (training only) to first reach bayesian-torch's final test NLL,
 as a ratio. gmm: CAVI against scikit-learn's BayesianGaussianMixture on the four-Gaussian data.
 """
@@ -66,7 +70,7 @@ class Contender:
 
 
 class Ours(Contender):
-    def __init__(self, sampling):
+    def __init__(self, sampling, compiled=False):
         from elbokit import recipes
         from elbokit.models.bnn import BNNConfig, Predictor, WeightPrior
 
@@ -76,16 +80,29 @@ class Ours(Contender):
         self.model = Predictor(cfg, (784,), 10, "classification", "bayes")
         self.net = self.model.net
         self.prior = WeightPrior("gaussian", PRIOR_SIGMA)
-        self.name = f"elbokit ({sampling})"
+        self.name = f"elbokit ({sampling}{', compiled' if compiled else ''})"
+        self.n = 0
+        self.step = 0
+        if compiled:  # as `--compile on` compiles the bnn kind's step
+            from elbokit.train.compiled import CompiledStep
+
+            self._loss = CompiledStep(lambda xy, step: self._eager_loss(*xy), self.name)
 
     def params(self):
         return self.model.parameters()
 
-    def loss(self, x, y, n, batch):
+    def _eager_loss(self, x, y):
         from elbokit.models.bnn import kl_to_prior
 
         kl, _ = kl_to_prior(self.net, self.prior)
-        return F.cross_entropy(self.net(x), y) + kl / n
+        return F.cross_entropy(self.net(x), y) + kl / self.n
+
+    def _loss(self, xy, step):
+        return self._eager_loss(*xy)
+
+    def loss(self, x, y, n, batch):
+        self.n, self.step = n, self.step + 1
+        return self._loss((x, y), self.step)
 
 
 class BayesianTorch(Contender):
@@ -157,7 +174,7 @@ def run_bnn(c: Contender, data, epochs, seed=0):
     xtr, ytr, xte, yte = data
     opt = torch.optim.Adam(list(c.params()), lr=1e-3)
     n, batch = len(xtr), 100
-    curve, trained, steps = [], 0.0, 0
+    curve, trained, steps, first = [], 0.0, 0, 0.0
     for epoch in range(epochs):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
         t = time.perf_counter()
@@ -165,10 +182,14 @@ def run_bnn(c: Contender, data, epochs, seed=0):
             opt.zero_grad(set_to_none=True)
             c.loss(xtr[idx], ytr[idx], n, batch).backward()
             opt.step()
-            steps += 1
+            if epoch:
+                steps += 1
         trained += time.perf_counter() - t
+        first = first or trained
         curve.append((trained, test_metrics(c, xte, yte)["nll"]))
-    return {"steps_per_s": steps / trained, "curve": curve, **test_metrics(c, xte, yte, 50)}
+    # steps per second after the first epoch (which compiles, where a contender compiles)
+    return {"steps_per_s": steps / (trained - first), "first_epoch_s": first, "curve": curve,
+            **test_metrics(c, xte, yte, 50)}  # fmt: skip
 
 
 def bnn(args) -> int:
@@ -176,7 +197,9 @@ def bnn(args) -> int:
     args.epochs = args.epochs or 30
     makers = [
         lambda: Ours("local"),
+        lambda: Ours("local", compiled=True),
         lambda: Ours("weights"),
+        lambda: Ours("weights", compiled=True),
         lambda: BayesianTorch(False),
         lambda: BayesianTorch(True),
     ]
@@ -195,15 +218,17 @@ def bnn(args) -> int:
         r = run_bnn(c, data, args.epochs)
         rows.append((c.name, r))
         print(
-            f"  {c.name}: {r['steps_per_s']:.0f} steps/s, test NLL {r['nll']:.4f}, ECE {r['ece']:.4f}",
+            f"  {c.name}: {r['steps_per_s']:.0f} steps/s, first epoch {r['first_epoch_s']:.1f} s, "
+            f"test NLL {r['nll']:.4f}, ECE {r['ece']:.4f}",
             flush=True,
         )
     target = dict(rows)["bayesian-torch (its examples)"]["nll"]
     print(f"\nmnist5k, MLP 784-200-10, prior N(0, 1), {args.epochs} epochs of batches of 100, Adam 1e-3; "
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
     print(
-        f"{'':<32} {'steps/s':>8} {'test NLL':>9} {'ECE':>7} {'accuracy':>9} {'s to NLL ' + format(target, '.3f'):>16}"
+        f"{'':<32} {'steps/s':>8} {'x bt':>6} {'test NLL':>9} {'ECE':>7} {'accuracy':>9} {'s to NLL ' + format(target, '.3f'):>16}"
     )
+    bt_rate = dict(rows)["bayesian-torch (its examples)"]["steps_per_s"]
     base_time = None
     for name, r in rows:
         reach = next((t for t, nll in r["curve"] if nll <= target), None)
@@ -212,7 +237,7 @@ def bnn(args) -> int:
         rows_time = "never" if reach is None else f"{reach:.1f}"
         r["reach"] = reach
         print(
-            f"{name:<32} {r['steps_per_s']:8.0f} {r['nll']:9.4f} {r['ece']:7.4f} {r['accuracy']:9.4f} {rows_time:>16}"
+            f"{name:<32} {r['steps_per_s']:8.0f} {r['steps_per_s'] / bt_rate:6.2f} {r['nll']:9.4f} {r['ece']:7.4f} {r['accuracy']:9.4f} {rows_time:>16}"
         )
     for name, r in rows:
         if r["reach"] is not None and base_time:

@@ -106,3 +106,28 @@ def test_compile_auto_on_the_command_line_says_why_and_saves_what_it_chose(tmp_p
     assert saved["compile"] == "off"  # what was chosen, so a resume runs the same code
     assert main([*debug, "--compile", "maybe", "--out", str(tmp_path / "b")]) == 2
     assert "maybe" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(resolve_compile("on", "cpu", 1)[0] == "off", reason="no C++ compiler here")
+def test_bayes_by_backprop_compiled_agrees_with_eager(tmp_path):
+    """The bnn kind compiles each variational network's ELBO (forward, KL to the prior, loss):
+    the same weight draws as eager, the same weights to the rounding of fused kernels."""
+    bnn = recipes.get_recipe("bnn")
+
+    def fit(name, compile):
+        cfg = bnn.preset("debug", {"train": {"epochs": 3, "progress": False, "threads": 1,
+                                              "compile": compile},
+                                   "model": {"baselines": False}})  # fmt: skip
+        built = build(bnn, cfg, tmp_path / name)
+        start = weights(built.learner.modules["bnn"])
+        Trainer(built.config.train, tmp_path / name).fit(built.learner, built.data)
+        return built.learner, start
+
+    (eager, start), (compiled, _) = fit("eager", "off"), fit("compiled", "on")
+    assert isinstance(compiled.elbos["bnn"], CompiledStep) and not compiled.elbos["bnn"].eager
+    a, b = weights(eager.modules["bnn"]), weights(compiled.modules["bnn"])
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        assert torch.allclose(b[k], v, rtol=0, atol=1e-5), (k, (b[k] - v).abs().max())
+    # and training moved them: the comparison is of trained networks, not of initial ones
+    assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-2
