@@ -9,7 +9,9 @@ one gradient step of batch 256 per step of all environments, actor and critics 1
 the replay holds 2,000 transitions:
 
     elbokit   ``SkillLearner.train_step`` (DIAYN: the discriminator's update and the reward
-              recomputed from it on every batch, then SAC's critic, actor)
+              recomputed from it on every batch, then SAC's critic, actor); and again with
+              each network's forward compiled (``nn.Module.compile``; the skills kind's
+              ``--compile on`` does not compile, this row says why)
     sb3       stable-baselines3's SAC (same networks, batch, learning rate, update ratio: one
               gradient step per step of the 8 environments of a DummyVecEnv) on the same point
               task with a one-hot skill appended to the observation; and with 1 environment,
@@ -56,9 +58,12 @@ def _learner(envs: int, overrides: dict | None = None) -> SkillLearner:
     return learner
 
 
-def ours_rate(steps: int, envs: int) -> tuple[float, float]:
+def ours_rate(steps: int, envs: int, compiled: bool = False) -> tuple[float, float]:
     learner = _learner(envs)
-    warm = math.ceil(2000 / envs) + 20  # past random actions and learning_starts
+    if compiled:  # each network's forward compiled (the update's losses, backward, Adam eager)
+        for module in learner.modules.values():
+            module.compile(options={"fallback_random": True})
+    warm = math.ceil(2000 / envs) + 20  # past random actions and learning_starts (and compiling)
     for s in range(warm):
         learner.train_step(None, s)
     t0 = time.perf_counter()
@@ -118,10 +123,16 @@ def sb3_rate(steps: int, envs: int) -> tuple[float, float] | None:
 def speed(args) -> None:
     ours = ours_rate(args.steps, args.envs)
     print(f"elbokit DIAYN : {ours[0]:8.0f} env steps/s, {ours[1]:7.1f} gradient steps/s")
+    t0 = time.perf_counter()
+    comp = ours_rate(args.steps, args.envs, compiled=True)
+    print(f"elbokit DIAYN, networks compiled: {comp[0]:8.0f} env steps/s, {comp[1]:7.1f} gradient "
+          f"steps/s ({comp[0] / ours[0]:.2f}x eager; {time.perf_counter() - t0:.0f} s in all, "
+          "compiling included)")  # fmt: skip
     theirs = sb3_rate(args.steps, args.envs)
     if theirs:
         print(f"sb3 SAC       : {theirs[0]:8.0f} env steps/s, {theirs[1]:7.1f} gradient steps/s")
-        print(f"ratio elbokit / sb3: {ours[0] / theirs[0]:.2f}x (same update ratio)")
+        print(f"ratio elbokit / sb3: {ours[0] / theirs[0]:.2f}x eager, {comp[0] / theirs[0]:.2f}x "
+              "networks compiled (same update ratio)")  # fmt: skip
         one = sb3_rate(args.steps, 1)
         print(
             f"sb3 SAC, 1 env: {one[0]:8.0f} env steps/s, {one[1]:7.1f} gradient steps/s "
