@@ -73,6 +73,10 @@ class VAEEvalOptions(Section):
         "against the test set as out of distribution: AUROC, AUPRC and FPR at 80% TPR of each "
         "score (ELBO, log p(x), typicality), with histograms",
     )  # fmt: skip
+    llr_k: int = opt(
+        100, "importance samples of each bound of a top-down hierarchy's LLR>j scores with --ood "
+        "(at most --k; 1: the one-sample ratio, fast on large models)", ge=1,
+    )  # fmt: skip
 
     def validate(self):
         check_device_name(self.device)
@@ -312,10 +316,10 @@ def _scores(model, x, options, precision, seed: int) -> tuple[torch.Tensor, torc
 
 @torch.no_grad()
 def _llr(model, x, j: int, options, seed: int, batch: int = 100) -> torch.Tensor:
-    """LLR^{>j} = L - L^{>j} per image, both bounds importance sampled with options.k draws (at
-    most 100): L^{>j} draws the j lowest layers from the conditional prior (Havtorn et al.)."""
+    """LLR^{>j} = L - L^{>j} per image, both bounds importance sampled with min(k, llr_k) draws:
+    L^{>j} draws the j lowest layers from the conditional prior (Havtorn et al.)."""
     g = torch.Generator(options.device).manual_seed(seed)
-    k = min(options.k, 100)
+    k = min(options.k, options.llr_k)
     model.eval()
     out = []
     for xb in x.split(batch):
@@ -347,6 +351,9 @@ def _ood(run, model, data, x_in, ll_in, elbo_in, options, precision) -> tuple[di
         scores["-bits_per_dim"] = (scores["log_likelihood"][0] / per, ll_out / per)
     out, lines = ood_table(scores, options.ood)
     out["train_mean_log_likelihood"] = mean_train
+    if any(name.startswith("llr>") for name in scores):
+        out["llr_k"] = min(options.k, options.llr_k)
+        lines.append(f"  LLR>j: each bound importance sampled with k = {out['llr_k']} (--llr-k)")
     return out, lines
 
 
