@@ -1,6 +1,6 @@
 """KL speed against its peers, measured in one run: prints times and ratios.
 
-    python benchmarks/kl_bench.py [--threads 1] [--repeats 30]
+    python benchmarks/kl_bench.py [--threads 1] [--repeats 30] [--only small-classes]
 
 1. The VAE term, B=4096, D=32, forward + backward:
    elbokit.vae_kl(mu, logvar) against torch.distributions.kl_divergence(Normal(mu, sigma),
@@ -13,6 +13,10 @@
 3. (no target; for the world-model work) factorized categorical KL at DreamerV2's size, 32
    groups x 32 classes, batch 50 x 50, forward + backward: elbokit against torch's
    kl_divergence on Independent(OneHotCategorical).
+4. (no target; for the agent's 8 x 8 latents and 2-action policy) log_softmax and softmax over
+   few classes, forward + backward: elbokit.divergence.categorical's against torch's, at the
+   agent's sizes (256 x 8 groups x 8 classes, 3840 x 8 x 8, 3840 x 2) and at 16, 32 classes
+   (where the two routes cross).
 
 Timings are medians over interleaved repeats (each contender runs once per round, so drifts in
 machine load hit all of them alike). The thread count is set explicitly and printed.
@@ -133,16 +137,47 @@ def bench_factorized(repeats: int) -> None:
         print(f"  {name:<22} {v * 1e3:9.2f} ms   {v / ours:5.2f}x elbokit's time")
 
 
+def bench_small_classes(repeats: int) -> None:
+    import torch.nn.functional as F
+
+    from elbokit.divergence.categorical import log_softmax, softmax
+
+    print("log_softmax / softmax over the last dim, forward + backward (fp32)")
+    for shape in ((256, 8, 8), (3840, 8, 8), (3840, 2), (4096, 16), (4096, 32)):
+        x = torch.randn(*shape, requires_grad=True)
+        g = torch.randn(*shape)
+
+        def fb(f):
+            return lambda: torch.autograd.grad(f(x), x, g)
+
+        t = _median_times({"torch log_softmax": fb(lambda v: F.log_softmax(v, -1)),
+                           "elbokit log_softmax": fb(log_softmax),
+                           "torch softmax": fb(lambda v: F.softmax(v, -1)),
+                           "elbokit softmax": fb(softmax)}, repeats, 10)  # fmt: skip
+        print(f"  {'x'.join(map(str, shape)):<12} log_softmax: torch {t['torch log_softmax'] * 1e6:8.1f} us, "
+              f"elbokit {t['elbokit log_softmax'] * 1e6:8.1f} us ({t['torch log_softmax'] / t['elbokit log_softmax']:.2f}x); "
+              f"softmax: torch {t['torch softmax'] * 1e6:8.1f} us, elbokit {t['elbokit softmax'] * 1e6:8.1f} us "
+              f"({t['torch softmax'] / t['elbokit softmax']:.2f}x)")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--repeats", type=int, default=30, help="interleaved rounds (default 30)")
+    ap.add_argument("--only", choices=("vae", "categorical", "factorized", "small-classes"),
+                    help="run one part (default: all)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{describe_machine()}; numpy {np.__version__}, scipy {scipy.__version__}")
-    ok = bench_vae_term(args.repeats)
-    ok &= bench_categorical(args.repeats)
-    bench_factorized(args.repeats)
+    ok = True
+    if args.only in (None, "vae"):
+        ok &= bench_vae_term(args.repeats)
+    if args.only in (None, "categorical"):
+        ok &= bench_categorical(args.repeats)
+    if args.only in (None, "factorized"):
+        bench_factorized(args.repeats)
+    if args.only in (None, "small-classes"):
+        bench_small_classes(args.repeats)
     return 0 if ok else 1
 
 

@@ -175,3 +175,27 @@ def test_bernoulli_probabilities_zero_and_one():
     assert kl(one, one).item() == 0.0
     one.log_prob(torch.tensor(1.0))  # caches torch's clamped logit (15.9) beside probs = 1
     assert torch.isinf(kl(half, one))
+
+
+@pytest.mark.parametrize("classes", [1, 2, 7, 8, 15, 16, 33])
+def test_few_class_softmax_matches_scipy_values_and_torch_gradients(classes):
+    """elbokit's log_softmax / softmax (their own route below 16 classes on the CPU): values
+    against scipy in float64, gradients against torch's, masked classes and huge logits kept."""
+    from elbokit.divergence.categorical import log_softmax, softmax
+
+    g = torch.Generator().manual_seed(classes)
+    x = (torch.randn(3, 5, classes, generator=g, dtype=torch.float64) * 20).requires_grad_()
+    x.data[0, 0, 0] = 1e4  # one class dominating by far
+    if classes > 2:
+        x.data[1, 0, 1] = -math.inf  # one class excluded
+    ref = scipy.special.log_softmax(x.detach().numpy(), -1)
+    np.testing.assert_allclose(log_softmax(x).detach().numpy(), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(softmax(x).detach().numpy(), np.exp(ref), rtol=1e-12, atol=1e-300)
+    w = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    for ours, theirs in ((log_softmax, torch.log_softmax), (softmax, torch.softmax)):
+        (a,) = torch.autograd.grad((ours(x) * w).nan_to_num(0.0, 0.0, 0.0).sum(), x)
+        (b,) = torch.autograd.grad((theirs(x, -1) * w).nan_to_num(0.0, 0.0, 0.0).sum(), x)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # float32 as training runs it
+    x32 = x.detach().float().nan_to_num(neginf=-50.0)
+    torch.testing.assert_close(log_softmax(x32), torch.log_softmax(x32, -1), rtol=1e-6, atol=1e-5)

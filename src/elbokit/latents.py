@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from elbokit.divergence import categorical_kl, vae_kl
+from elbokit.divergence.categorical import log_softmax
 from elbokit.registry import build
 
 __all__ = ["LATENTS", "CategoricalLatent", "GaussianLatent", "Latent", "make_latent"]
@@ -188,7 +189,7 @@ class CategoricalLatent(Latent):
         """(..., G, K) normalized log-probabilities, after the uniform mix."""
         self.check_params(params)
         logits = params.unflatten(-1, (self.groups, self.classes))
-        log_p = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+        log_p = log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)))
         if self.unimix:
             log_p = torch.logaddexp(
                 log_p + math.log1p(-self.unimix),

@@ -18,6 +18,7 @@ finite ones here.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -26,7 +27,7 @@ from torch.distributions import Bernoulli, Categorical, OneHotCategorical
 
 from elbokit.divergence._registry import register_kl
 
-__all__ = ["bernoulli_kl", "categorical_kl"]
+__all__ = ["bernoulli_kl", "categorical_kl", "log_softmax", "softmax"]
 
 # Rows are processed in chunks of about this many elements, so that the intermediates of a chunk
 # stay in cache: 3x faster than whole 4096 x 1024 tensors on a 2-core CPU; 2^17 to 2^20 measured
@@ -34,17 +35,49 @@ __all__ = ["bernoulli_kl", "categorical_kl"]
 _CHUNK_ELEMENTS = 1 << 19
 
 
+# With fewer classes than one vector register holds floats (16 with AVX-512), log_softmax and
+# softmax over the last dim are computed on the CPU as y - log(sum(exp(y))), y = x - max(x):
+# torch's CPU kernels vectorize along the class dim, and with 2-15 classes ran 1.7-4.8x
+# (log_softmax) and 1.7-4.0x (softmax) slower, forward and backward, on a Zen 5 EPYC; from 16
+# classes theirs are 2-3x faster (benchmarks/kl_bench.py --only small-classes,
+# docs/benchmarks.md). The AVX2 cut (8 floats) follows from the register width, not measured.
+@functools.cache
+def _lanes() -> int:
+    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+
+
+def _small(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() > 0
+            and x.shape[-1] < _lanes())  # fmt: skip
+
+
+def log_softmax(x: torch.Tensor) -> torch.Tensor:
+    """``torch.log_softmax(x, -1)``, faster on the CPU for a few classes (above)."""
+    if not _small(x):
+        return F.log_softmax(x, -1)
+    y = x - x.detach().amax(-1, keepdim=True)  # the shift changes no value and no gradient
+    return y - y.exp().sum(-1, keepdim=True).log()
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """``torch.softmax(x, -1)``, faster on the CPU for a few classes (above)."""
+    if not _small(x):
+        return F.softmax(x, -1)
+    e = (x - x.detach().amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
 def _kl_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     """sum_k p_k (log p_k - log q_k) over the last dim of one chunk of rows."""
     # p from softmax, not exp(log p): torch's softmax kernel is 1.5x faster than its exp (measured).
-    lp, lq = F.log_softmax(p_logits, -1), F.log_softmax(q_logits, -1)
-    p = F.softmax(p_logits, -1)
+    lp, lq = log_softmax(p_logits), log_softmax(q_logits)
+    p = softmax(p_logits)
     if torch.is_grad_enabled() and (p_logits.requires_grad or q_logits.requires_grad):
         out = torch.linalg.vecdot(p, lp - lq)
     else:  # no graph recorded: reuse the buffers
         out = p.mul_(torch.sub(lp, lq, out=lq)).sum(-1)
         if out.isnan().any():  # the buffers are spent: recompute for the careful path below
-            lq = F.log_softmax(q_logits, -1)
+            lq = log_softmax(q_logits)
     if not out.isnan().any():
         return out
     # NaN can only come from 0 * inf: a class p excludes (log p = -inf), or one q excludes

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elbokit.config import Section, opt
+from elbokit.divergence.categorical import softmax
 from elbokit.nets import ACTIVATIONS, MLP
 
 __all__ = [
@@ -126,7 +127,7 @@ class _Policy:
     def __init__(self, out: torch.Tensor, discrete: bool, cfg: ActorCriticConfig):
         self.discrete = discrete
         if discrete:
-            probs = torch.softmax(out.float(), -1)
+            probs = softmax(out.float())
             if cfg.unimix:
                 probs = (1 - cfg.unimix) * probs + cfg.unimix / probs.shape[-1]
             self.log_p = probs.log()
