@@ -1,6 +1,7 @@
 """Data sources and readers: real shipped data, files written here, and every bad-input path."""
 
 import gzip
+import math
 import struct
 
 import numpy as np
@@ -158,3 +159,32 @@ def test_unknown_sources_and_options():
         load_data("digits", binarize="soft")
     with pytest.raises(ValueError, match="test_fraction=1.5"):
         load_data("digits", test_fraction=1.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_bernoulli_draws_torchs_bernoulli_bit_for_bit(dtype):
+    """elbokit's binarization is torch.bernoulli's draws exactly (the runs' numbers do not move),
+    the generator left in the same state; and the 1s are Bernoulli(p) by a binomial check."""
+    from elbokit.data import bernoulli
+
+    for shape in [(1,), (17,), (100, 784), (3, 1, 28, 28), (4099,)]:
+        p = torch.rand(shape, generator=torch.Generator().manual_seed(9), dtype=dtype)
+        g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        ours, theirs = bernoulli(p, g1), torch.bernoulli(p, generator=g2)
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs), shape
+        assert torch.equal(torch.rand(8, generator=g1), torch.rand(8, generator=g2))
+    # a transposed (non-contiguous) p: the draws of its contiguous copy
+    pt = torch.rand(30, 40, generator=torch.Generator().manual_seed(1), dtype=dtype).T
+    x = bernoulli(pt, torch.Generator().manual_seed(2))
+    assert torch.equal(
+        x, torch.bernoulli(pt.contiguous(), generator=torch.Generator().manual_seed(2))
+    )
+    # the global generator too
+    torch.manual_seed(3)
+    a = bernoulli(p)
+    torch.manual_seed(3)
+    assert torch.equal(a, torch.bernoulli(p))
+    n = 200_000
+    q = torch.full((n,), 0.3, dtype=dtype)
+    ones = bernoulli(q, torch.Generator().manual_seed(0)).sum().item()
+    assert abs(ones - 0.3 * n) < 4 * math.sqrt(n * 0.3 * 0.7)

@@ -119,7 +119,10 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     assert main(["eval", str(run), "--k", "20", "--limit", "60"]) == 0
     assert json.loads((run / "eval.json").read_text())["ood"]["metrics"]
     # --llr-k 1: the one-sample ratio, L - L^{>1} from one draw each, as its own evaluation
-    assert main(["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits", "--llr-k", "1"]) == 0
+    assert (
+        main(["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits", "--llr-k", "1"])
+        == 0
+    )
     assert "with k = 1 (--llr-k)" in capsys.readouterr().out
     assert "ood" not in json.loads((run / "eval-n60-k20.json").read_text())
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",

@@ -41,6 +41,16 @@ BINARIZE = ("dynamic", "static", "none")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "/usr/share/fashion-mnist")
 
 
+def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``torch.bernoulli(p, generator=generator)``, the same draws bit for bit (one uniform per
+    element from the generator, in memory order, 1 where it is below p), 3.6x faster on the CPU:
+    torch's Bernoulli kernel draws element by element, its uniform fill in blocks (0.21 against
+    0.77 ms for a batch of 100 x 784 pixels, 1 thread, Zen 5; tests/test_data.py)."""
+    p = p.contiguous()
+    u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+    return (u < p).to(p.dtype)
+
+
 @dataclass
 class ImageData:
     """Train and test images (N, C, H, W), uint8 or float32, with optional labels."""
@@ -65,7 +75,7 @@ class ImageData:
         """A batch of raw pixels as float32 in [0, 1], Bernoulli-resampled if binarize='dynamic'."""
         x = raw.float().div_(255.0) if raw.dtype == torch.uint8 else raw.float()
         if self.binarize == "dynamic":
-            x = torch.bernoulli(x, generator=generator)
+            x = bernoulli(x, generator)
         return x
 
     def batches(
@@ -202,10 +212,7 @@ def load_data(
     if binarize == "static":
         g = torch.Generator().manual_seed(seed + 1)
         train, test = (
-            (
-                torch.bernoulli(d.float() / 255.0 if d.dtype == torch.uint8 else d, generator=g)
-                * 255
-            ).to(torch.uint8)
+            (bernoulli(d.float() / 255.0 if d.dtype == torch.uint8 else d, g) * 255).to(torch.uint8)
             for d in (train, test)
         )
     return ImageData(name, train, test, t(ytr), t(yte), binarize)
