@@ -8,8 +8,9 @@
 speed: with the default preset's sizes, (a) acting alone (RSSM filter, actor, environments,
 replay) in environment steps per second, (b) the whole training step at the preset's ratio
 (one gradient step per ``train_every`` environment steps) in environment and gradient steps per
-second, (c) the gradient step alone (world model, then actor and critic in imagination), and in
-the same run (d) sheeprl's DreamerV3 gradient step (``sheeprl.algos.dreamer_v3.train``) at the
+second, (c) the gradient step alone (world model, then actor and critic in imagination), (c') the same
+with each network's forward compiled (``nn.Module.compile``: the agent kind's ``--compile on`` does
+not compile its step, and this row is why), and in the same run (d) sheeprl's DreamerV3 gradient step (``sheeprl.algos.dreamer_v3.train``) at the
 same sizes on CartPole state batches, when sheeprl is importable by ``--sheeprl-python`` (a
 separate venv: ``python -m venv /work/speer && /work/speer/bin/pip install torch==2.13.0
 sheeprl``; see ``benchmarks/_sheeprl_v3.py``).
@@ -80,6 +81,20 @@ def speed(args) -> None:
     for i in range(args.steps):
         learner.learn(i)
     grad = args.steps / (time.perf_counter() - t0)
+    # (c') the same with each network compiled (nn.Module.compile): the agent kind's --compile on
+    # does not compile, and this row says why
+    wm, ac = learner.wm, learner.ac
+    for module in (wm.encoder, wm.decoder, wm.reward_head, wm.discount_head, wm.rssm.prior_net,
+                   wm.rssm.gru, ac.actor, ac.critic, ac.target):  # fmt: skip
+        module.compile(options={"fallback_random": True})
+    t0 = time.perf_counter()
+    for i in range(3):  # compiles (the imagined and the replayed batches have other shapes)
+        learner.learn(i)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        learner.learn(i)
+    grad_c = args.steps / (time.perf_counter() - t0)
     m, ac = cfg.model, cfg.ac
     params = sum(p.numel() for mod in learner.modules.values() for p in mod.parameters())
     print(f"elbokit agent, preset {args.preset}: RSSM {m.deter} + {m.groups}x{m.classes}, MLPs "
@@ -91,6 +106,8 @@ def speed(args) -> None:
         f"  (b) training:            {full_env:8.1f} environment steps/s, {full_grad:.2f} gradient steps/s"
     )
     print(f"  (c) gradient step alone: {grad:8.2f} gradient steps/s ({1000 / grad:.1f} ms)")
+    print(f"  (c') with its networks compiled: {grad_c:8.2f} gradient steps/s ({1000 / grad_c:.1f} ms, "
+          f"{grad_c / grad:.2f}x eager; the first 3 steps, compiling, {compile_s:.0f} s)")  # fmt: skip
     if args.sheeprl_python and Path(args.sheeprl_python).exists() and not cfg.env.pixels:
         cmd = [args.sheeprl_python, str(Path(__file__).with_name("_sheeprl_v3.py")),
                "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
