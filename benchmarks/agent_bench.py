@@ -98,7 +98,7 @@ def speed(args) -> None:
     m, ac = cfg.model, cfg.ac
     params = sum(p.numel() for mod in learner.modules.values() for p in mod.parameters())
     print(f"elbokit agent, preset {args.preset}: RSSM {m.deter} + {m.groups}x{m.classes}, MLPs "
-          f"{list(m.head_hidden)}, actor/critic {list(ac.hidden)}, batch {cfg.train.batch_size} x "
+          f"{list(m.head_hidden)}, actor/critic {list(ac.hidden)}, batch {cfg.agent.batch_size} x "
           f"{cfg.agent.seq_len}, horizon {ac.horizon}; {n} envs, a gradient step per "
           f"{cfg.agent.train_every} environment steps; {params:,} parameters")  # fmt: skip
     print(f"  (a) acting alone:        {act:8.0f} environment steps/s")

@@ -18,7 +18,6 @@ finite ones here.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -41,14 +40,12 @@ _CHUNK_ELEMENTS = 1 << 19
 # (log_softmax) and 1.7-4.0x (softmax) slower, forward and backward, on a Zen 5 EPYC; from 16
 # classes theirs are 2-3x faster (benchmarks/kl_bench.py --only small-classes,
 # docs/benchmarks.md). The AVX2 cut (8 floats) follows from the register width, not measured.
-@functools.cache
-def _lanes() -> int:
-    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+_LANES = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
 
 
 def _small(x: torch.Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() > 0
-            and x.shape[-1] < _lanes())  # fmt: skip
+            and x.shape[-1] < _LANES)  # fmt: skip
 
 
 def log_softmax(x: torch.Tensor) -> torch.Tensor:
