@@ -73,7 +73,24 @@ def test_a_failed_compile_says_one_line_and_the_step_runs_eager():
     assert len(lines) == 1
 
 
-def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings(monkeypatch):
+def test_the_steps_of_many_runs_in_one_process_each_compile():
+    """A study runs its trials in one process: each run's step is compiled, not only the first 8
+    (Dynamo's recompile limit per code object), and none turns eager."""
+    built = []
+
+    def backend(gm, example_inputs):
+        built.append(gm)
+        return gm.forward
+
+    lines = []
+    for k in range(12):
+        stepper = CompiledStep(lambda x, step, k=k: (x * k + step).sum(), f"run {k}",
+                               lines.append, backend=backend)  # fmt: skip
+        assert stepper(torch.ones(3), 2) == 3 * k + 6
+    assert len(built) == 12 and not lines
+
+
+def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings():
     import torch._inductor.config as inductor
 
     assert resolve_compile("off", "cpu", 10**9) == ("off", "off")
@@ -88,10 +105,13 @@ def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings(mo
     assert resolve_compile("on", "cpu", 10**6, compilable=False)[0] == "off"
     with pytest.raises(ValueError, match="compile = 'yes'.*off, on, auto"):
         resolve_compile("yes", "cpu", 1)
-    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
-    chosen, why = resolve_compile("on", "cpu", 10**6)
-    assert chosen == "off" and "no C++ compiler" in why and "eager" in why
-    assert resolve_compile("auto", "cpu", 10**6, speedup=faster)[0] == "off"
+    here = resolve_compile("on", "cpu", 10**6)[0]
+    # Inductor's own patch (pytest's monkeypatch cannot restore its config's attributes)
+    with inductor.patch({"cpp.cxx": ("/nonexistent/c++",)}):
+        chosen, why = resolve_compile("on", "cpu", 10**6)
+        assert chosen == "off" and "no C++ compiler" in why and "eager" in why
+        assert resolve_compile("auto", "cpu", 10**6, speedup=faster)[0] == "off"
+    assert resolve_compile("on", "cpu", 10**6)[0] == here  # and the compiler is back
 
 
 def test_compile_auto_on_the_command_line_says_why_and_saves_what_it_chose(tmp_path, capsys):

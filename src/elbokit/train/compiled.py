@@ -11,6 +11,8 @@ run says so in one line and goes on eager from that step: the failed call change
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 __all__ = ["CompiledStep"]
@@ -37,6 +39,12 @@ class CompiledStep:
         def step_fn(batch, step):  # "step": the name marked dynamic below
             return fn(batch, step)
 
+        # a code object of this step's own: Dynamo keeps compiled graphs, and counts recompiles
+        # against its limit (8), per code object, so the steps of several runs in one process (a
+        # study's trials) sharing one would each recompile it, and after 8 run eager
+        code = step_fn.__code__.replace(co_name=f"step_{id(self):x}")
+        step_fn = types.FunctionType(code, step_fn.__globals__, code.co_name, None,
+                                     step_fn.__closure__)  # fmt: skip
         options = _OPTIONS if backend == "inductor" else None
         self._compiled = torch.compile(step_fn, backend=backend, options=options)
 
