@@ -108,9 +108,9 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--epochs", "3",
                  "--eval-k", "0", "--no-progress", "--out", str(run)]) == 0  # fmt: skip
     assert main(["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits"]) == 0
-    assert "each bound importance sampled with k = 20" in capsys.readouterr().out
+    assert "each bound importance sampled with 20 draws" in capsys.readouterr().out
     r = json.loads((run / "eval.json").read_text())
-    assert r["ood"]["llr_k"] == 20
+    assert r["ood"]["llr_samples"] == 20
     assert len(r["kl_per_layer"]) == 2 and r["layer_dims"] == [4, 2]
     assert sum(r["kl_per_layer"]) == pytest.approx(r["kl"], rel=1e-6)
     assert "llr>1" in r["ood"]["metrics"]  # digits against digits: nothing to tell apart
@@ -118,12 +118,18 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     # the same evaluation without --ood goes beside eval.json, which keeps its OOD table
     assert main(["eval", str(run), "--k", "20", "--limit", "60"]) == 0
     assert json.loads((run / "eval.json").read_text())["ood"]["metrics"]
-    # --llr-k 1: the one-sample ratio, L - L^{>1} from one draw each, as its own evaluation
-    assert (
-        main(["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits", "--llr-k", "1"])
-        == 0
-    )
-    assert "with k = 1 (--llr-k)" in capsys.readouterr().out
+    # --llr-samples 1: the one-sample ratio, L - L^{>1} from one draw each
+    ood = ["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits"]
+    assert main([*ood, "--llr-samples", "1"]) == 0
+    assert "with 1 draws (--llr-samples)" in capsys.readouterr().out
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["eval", str(run), "--k", "20", "--llr-samples", "5"]) == 2  # without --ood
+    assert "--llr-samples 5: it sets the LLR>j scores of --ood DATA" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    # the kind's eval help (its text has a "%" that argparse would read as a format)
+    with pytest.raises(SystemExit) as done:
+        main(["eval", str(run), "--help"])
+    assert done.value.code == 0 and "80% TPR" in " ".join(capsys.readouterr().out.split())
     assert "ood" not in json.loads((run / "eval-n60-k20.json").read_text())
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",
                  "--inference", "bottom-up", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip

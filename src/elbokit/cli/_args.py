@@ -42,6 +42,9 @@ def _option_kwargs(leaf: Leaf, show_default: bool) -> dict:
         value = leaf.value
         shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
         kw["help"] += f" (default: {shown if shown != '' else 'none'})"
+    kw["help"] = kw["help"].replace(
+        "%", "%%"
+    )  # argparse formats help with %: "80% TPR" -> "80%% TPR"
     if hint is bool:
         kw["action"] = argparse.BooleanOptionalAction
     elif origin is typing.Literal:

@@ -73,13 +73,17 @@ class VAEEvalOptions(Section):
         "against the test set as out of distribution: AUROC, AUPRC and FPR at 80% TPR of each "
         "score (ELBO, log p(x), typicality), with histograms",
     )  # fmt: skip
-    llr_k: int = opt(
-        100, "importance samples of each bound of a top-down hierarchy's LLR>j scores with --ood "
-        "(at most --k; 1: the one-sample ratio, fast on large models)", ge=1,
+    llr_samples: int = opt(
+        100, "with --ood: importance samples of each bound of a top-down hierarchy's LLR>j "
+        "scores (at most --k; 1: the one-sample ratio, fast on large models)", ge=1,
     )  # fmt: skip
 
     def validate(self):
         check_device_name(self.device)
+        if self.llr_samples != 100 and not self.ood:
+            detail = "it sets the LLR>j scores of --ood DATA; give --ood too"
+            raise ConfigError(f"llr_samples = {self.llr_samples}: {detail}", field="llr_samples",
+                              value=self.llr_samples, detail=detail)  # fmt: skip
 
 
 class LoadedVAE(LatentLoaded):
@@ -316,10 +320,10 @@ def _scores(model, x, options, precision, seed: int) -> tuple[torch.Tensor, torc
 
 @torch.no_grad()
 def _llr(model, x, j: int, options, seed: int, batch: int = 100) -> torch.Tensor:
-    """LLR^{>j} = L - L^{>j} per image, both bounds importance sampled with min(k, llr_k) draws:
+    """LLR^{>j} = L - L^{>j} per image, both bounds importance sampled with min(k, llr_samples) draws:
     L^{>j} draws the j lowest layers from the conditional prior (Havtorn et al.)."""
     g = torch.Generator(options.device).manual_seed(seed)
-    k = min(options.k, options.llr_k)
+    k = min(options.k, options.llr_samples)
     model.eval()
     out = []
     for xb in x.split(batch):
@@ -352,8 +356,9 @@ def _ood(run, model, data, x_in, ll_in, elbo_in, options, precision) -> tuple[di
     out, lines = ood_table(scores, options.ood)
     out["train_mean_log_likelihood"] = mean_train
     if any(name.startswith("llr>") for name in scores):
-        out["llr_k"] = min(options.k, options.llr_k)
-        lines.append(f"  LLR>j: each bound importance sampled with k = {out['llr_k']} (--llr-k)")
+        out["llr_samples"] = min(options.k, options.llr_samples)
+        lines.append(f"  LLR>j: each bound importance sampled with {out['llr_samples']} draws "
+                     "(--llr-samples)")  # fmt: skip
     return out, lines
 
 
