@@ -28,6 +28,7 @@ reliability diagram, entropy in and out of distribution (classification), curves
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,7 @@ class BNNLearner(Learner):
         )
 
         self.elbos = {
-            name: ctx.compiled(_NetELBO(self, name), f"the {name} network's ELBO")
+            name: ctx.compiled(functools.partial(self.elbo, name), f"the {name} network's ELBO")
             for name in self.modules
             if name in VARIATIONAL
         }
@@ -228,16 +229,6 @@ class BNNLearner(Learner):
             terms.update({f"{prefix}{k}": torch.tensor(v) for k, v in
                           predict(net, batch.x, batch.y, 10).items() if k in ("nll", "rmse", "accuracy")})  # fmt: skip
         return terms
-
-
-class _NetELBO:
-    """``learner.elbo(name, batch, step)`` as a step function of (batch, step)."""
-
-    def __init__(self, learner: BNNLearner, name: str):
-        self.learner, self.name = learner, name
-
-    def __call__(self, batch, step: int):
-        return self.learner.elbo(self.name, batch, step)
 
 
 def predict(net, x, y, samples: int, y_std: float = 1.0) -> dict[str, float]:

@@ -59,6 +59,9 @@ class VAERunConfig(Section):
     evaluate: VAEAfterTraining = opt(default_factory=VAEAfterTraining, help="after training")
 
 
+LLR_SAMPLES = 100  # importance samples of each LLR>j bound unless --llr-samples says otherwise
+
+
 @dataclass(frozen=True)
 class VAEEvalOptions(Section):
     k: int = opt(1000, "importance samples per test image", ge=1)
@@ -74,13 +77,13 @@ class VAEEvalOptions(Section):
         "score (ELBO, log p(x), typicality), with histograms",
     )  # fmt: skip
     llr_samples: int = opt(
-        100, "with --ood: importance samples of each bound of a top-down hierarchy's LLR>j "
+        LLR_SAMPLES, "with --ood: importance samples of each bound of a top-down hierarchy's LLR>j "
         "scores (at most --k; 1: the one-sample ratio, fast on large models)", ge=1,
     )  # fmt: skip
 
     def validate(self):
         check_device_name(self.device)
-        if self.llr_samples != 100 and not self.ood:
+        if self.llr_samples != LLR_SAMPLES and not self.ood:
             detail = "it sets the LLR>j scores of --ood DATA; give --ood too"
             raise ConfigError(f"llr_samples = {self.llr_samples}: {detail}", field="llr_samples",
                               value=self.llr_samples, detail=detail)  # fmt: skip
