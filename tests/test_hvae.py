@@ -134,3 +134,20 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     assert main(["train", "vae", "--preset", "debug", "--layers", "2", "--arch", "conv",
                  "--inference", "bottom-up", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
     assert "top-down inference only" in capsys.readouterr().err
+
+
+def test_a_report_says_where_ood_scores_beside_eval_json_are(tmp_path, capsys):
+    """An OOD evaluation smaller than eval.json goes beside it; the report, which shows
+    eval.json, says so instead of leaving the OOD section out silently."""
+    run = tmp_path / "vae"
+    assert main(["train", "vae", "--preset", "debug", "--epochs", "1", "--eval-k", "20",
+                 "--no-progress", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["eval", str(run), "--k", "10", "--limit", "30", "--ood", "digits"]) == 0
+    side = [p.name for p in run.glob("eval-*.json")]
+    assert len(side) == 1 and "ood" in json.loads((run / side[0]).read_text())
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert (
+        f"the out-of-distribution scores in {side[0]} are not in this report"
+        in capsys.readouterr().out
+    )

@@ -348,6 +348,11 @@ class Recipe:
         if not (run.dir / "eval.json").exists():
             self.evaluate(run, options, say)
         result = read_json(run.dir / "eval.json", "evaluate the run first: elbokit eval RUN")
+        if "ood" not in result:
+            for side in _ood_beside(run.dir, result.get("step")):
+                say(f"(the out-of-distribution scores in {side} are not in this report: it shows "
+                    "eval.json, a more thorough evaluation without --ood; `elbokit eval RUN --ood "
+                    "DATA` with at least its --limit and --k puts them in)")  # fmt: skip
         data = run.data()
         learner, state = run.learner(data)
         out = run.dir / "report"
@@ -360,6 +365,22 @@ class Recipe:
         page = write_html(out / "report.html", title, numbers, pngs, run.saved())
         say(f"wrote {page} and {len(pngs)} figures in {out}")
         return page
+
+
+def _ood_beside(run_dir: Path, step) -> list[str]:
+    """The evaluations written beside eval.json (a quicker look) that hold OOD scores of the same
+    step."""
+    found = []
+    for path in sorted(run_dir.glob("eval-*.json")):
+        if path.name.startswith("eval-data-"):
+            continue
+        try:
+            side = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(side, dict) and "ood" in side and side.get("step") == step:
+            found.append(path.name)
+    return found
 
 
 def readable(key: str, labels: dict[str, str]) -> str:
