@@ -42,9 +42,8 @@ def _option_kwargs(leaf: Leaf, show_default: bool) -> dict:
         value = leaf.value
         shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
         kw["help"] += f" (default: {shown if shown != '' else 'none'})"
-    kw["help"] = kw["help"].replace(
-        "%", "%%"
-    )  # argparse formats help with %: "80% TPR" -> "80%% TPR"
+    # argparse formats help with %: "80% TPR" must reach it as "80%% TPR"
+    kw["help"] = kw["help"].replace("%", "%%")
     if hint is bool:
         kw["action"] = argparse.BooleanOptionalAction
     elif origin is typing.Literal:

@@ -352,7 +352,7 @@ class Recipe:
             for side in _ood_beside(run.dir, result.get("step")):
                 say(f"(the out-of-distribution scores in {side} are not in this report: it shows "
                     "eval.json, a more thorough evaluation without --ood; `elbokit eval RUN --ood "
-                    "DATA` with at least its --limit and --k puts them in)")  # fmt: skip
+                    "DATA` as thorough as eval.json puts them in)")  # fmt: skip
         data = run.data()
         learner, state = run.learner(data)
         out = run.dir / "report"
