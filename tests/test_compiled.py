@@ -10,7 +10,7 @@ import torch
 
 from elbokit import recipes
 from elbokit.train import Trainer
-from elbokit.train.compiled import CompiledStep
+from elbokit.train.compiled import CompiledInference, CompiledStep
 from elbokit.train.settings import COMPILE_AUTO_STEPS, resolve_compile
 from references import build, weights
 
@@ -71,6 +71,33 @@ def test_a_failed_compile_says_one_line_and_the_step_runs_eager():
     with pytest.raises(RuntimeError, match="size mismatch|cannot be multiplied|shape"):
         bad(torch.ones(3, 4), 0)
     assert len(lines) == 1
+
+
+def test_compiled_inference_pads_a_short_batch_into_its_one_graph_or_runs_eager():
+    built = []
+
+    def backend(gm, example_inputs):
+        built.append([tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)])
+        return gm.forward
+
+    def fn(x, t):
+        return (x * t[:, None]).sum(1)
+
+    x, t = torch.randn(8, 3), torch.arange(8.0)
+    infer = CompiledInference(fn, "the test's sum", rows=8, backend=backend)
+    for n in (8, 5, 1):  # the last chunks of a loop: padded, not compiled again
+        torch.testing.assert_close(infer(x[:n], t[:n]), fn(x[:n], t[:n]))
+    assert len(built) == 1 and (8, 3) in built[0]
+    with pytest.raises(ValueError, match="9 rows; .* at most 8"):
+        infer(torch.randn(9, 3), torch.arange(9.0))
+
+    def failing(gm, example_inputs):
+        raise RuntimeError("this backend builds nothing")
+
+    lines = []
+    infer = CompiledInference(fn, "the test's sum", rows=8, say=lines.append, backend=failing)
+    torch.testing.assert_close(infer(x[:5], t[:5]), fn(x[:5], t[:5]))
+    assert infer.eager and len(lines) == 1 and "runs eager" in lines[0]
 
 
 def test_the_steps_of_many_runs_in_one_process_each_compile():

@@ -274,13 +274,16 @@ class Diffusion(nn.Module):
         generator: torch.Generator | None = None,
         noise=None,
         timesteps=None,
+        vlb=None,
     ):
         """The whole bound of each image: (L_T (B,), L_{t-1} for t = 1..T (B, T), nats), every t
         for every image, batched over images and timesteps together (``batch`` rows per network
         call, whatever the number of images: on a CPU a few hundred rows run fastest per row);
         one x_t ~ q(x_t | x_0) per (image, t), its noise drawn from ``generator`` or taken from
         ``noise`` (B, K, *data_shape), for comparisons. Sum both for L. With ``timesteps`` (K,)
-        only those t (1..T) are computed: per_t is (B, K) and its sum is not the whole bound."""
+        only those t (1..T) are computed: per_t is (B, K) and its sum is not the whole bound.
+        ``vlb(x0, t, eps)``, if given, computes the rows' L_(t-1) in place of ``terms`` (the same
+        function compiled: ``elbokit.train.compiled.CompiledInference``)."""
         b = len(x0)
         ts = (
             torch.arange(1, self.steps + 1, device=x0.device)
@@ -303,7 +306,8 @@ class Diffusion(nn.Module):
                 eps = torch.randn(len(idx), *x0.shape[1:], generator=generator, device=x0.device)
             else:
                 eps = noise[i, j]
-            per_t[i, j] = self.terms(x0[i], ts[j], eps)["vlb"]
+            rows = (x0[i], ts[j], eps)
+            per_t[i, j] = self.terms(*rows)["vlb"] if vlb is None else vlb(*rows)
         return self.prior_term(x0), per_t
 
     @torch.no_grad()

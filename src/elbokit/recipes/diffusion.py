@@ -45,6 +45,15 @@ from elbokit.train.settings import check_device, check_device_name
 # eager / compiled training step, measured by benchmarks/diffusion_bench.py steps (AVX-512 Zen 5
 # EPYC, 2 threads, 2026-12-07): Inductor's kernels beside the convolutions ran slower than eager's
 COMPILE_SPEEDUP = {"cpu": 0.55}
+# the bound's network calls: eager / compiled time with the U-Net's weights frozen into the graph
+# (Inductor's freezing), the default preset's U-Net on 8-bit Fashion-MNIST, 256 rows per call:
+# 1.22x (0.50 -> 0.41 s per image) alternating in one process, 1.40x in another run (AVX-512 Zen 5
+# EPYC, 2 threads, 2026-12-07; docs/benchmarks.md). Its convolutions are ~64% of the eager time,
+# so no fusion of the rest gets past ~1.6x.
+EVAL_COMPILE_SPEEDUP = {"cpu": 1.22}
+# --compile auto compiles a bound of at least this many (image, t) pairs: a cold compile took
+# 11-30 s and saves ~0.09 s per image of T = 1,000 steps
+EVAL_COMPILE_PAIRS = 500_000
 
 
 class DiffusionObjective:
@@ -118,6 +127,12 @@ class DiffusionEvalOptions(Section):
     )
     samples: int = opt(64, "report: samples drawn (all T steps each; 2-D points: >= 2,000)", ge=1)
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
+    compile: str = opt(
+        "auto", "compile the U-Net for the bound (torch.compile, weights frozen into the graph; "
+        "per-image values within ~1e-6 bits/dim of eager's): on, off, or auto (where measured "
+        f"faster, for bounds of >= {EVAL_COMPILE_PAIRS:,} image-timestep pairs)",
+        choices=("auto", "on", "off"),
+    )  # fmt: skip
     ood: str = opt(
         "", "also score as many images of this data (any the kind reads, e.g. mnist5k for a "
         "Fashion-MNIST run) as out of distribution: the whole bound and its parts over ranges "
@@ -189,6 +204,38 @@ class LoadedDiffusion(Loaded):
             "a diffusion model has no tractable log p(x); bound(x)['total'] is an upper bound on "
             "-log p(x) (the ELBO's negative), term by term"
         )
+
+
+def _compiled_bound(model: Diffusion, options: DiffusionEvalOptions, pairs: int, say):
+    """(L_(t-1) of a batch of rows compiled, or None for eager; a line saying which and why) for
+    --compile and a bound of ``pairs`` (image, t) pairs."""
+    from elbokit.train.settings import compile_cache, compiler_problem
+
+    asked, device = options.compile, torch.device(options.device).type
+    if asked == "off":
+        return None, "off"
+    if asked == "auto":
+        ratio = EVAL_COMPILE_SPEEDUP.get(device) if model.cfg.net == "unet" else None
+        if ratio is None:
+            return None, f"off (auto: the compiled {model.cfg.net} is not measured on {device})"
+        if pairs < EVAL_COMPILE_PAIRS:
+            return None, (f"off (auto: {pairs:,} image-timestep pairs, under the "
+                          f"{EVAL_COMPILE_PAIRS:,} that pay back a compile)")  # fmt: skip
+    problem = compiler_problem(options.device)
+    if problem is not None:
+        return None, f"off ({asked} asked, but {problem})"
+    from elbokit.train.compiled import CompiledInference
+
+    def vlb(x0, t, eps):
+        return model.terms(x0, t, eps)["vlb"]
+
+    fn = CompiledInference(vlb, "the bound's U-Net", options.batch, say=say)
+    why = (
+        f"{pairs:,} pairs, measured {EVAL_COMPILE_SPEEDUP[device]}x on {device}; "
+        if asked == "auto"
+        else ""
+    )
+    return fn, f"on ({why}kernels cached in {compile_cache()})"
 
 
 class DiffusionRecipe(Recipe):
@@ -315,10 +362,15 @@ class DiffusionRecipe(Recipe):
                   "dims": dims, "clip_x0": model.cfg.clip_x0, "headline": key, "unit": unit}  # fmt: skip
         item = "point" if toy else "image"
         lines = [f"{run.dir} at step {state['step']}: {len(x)} test {item}s, T = {model.steps}"]
+        vlb = None
         if options.exact:
+            pairs = (len(x) + (len(x) if options.ood else 0)) * model.steps
+            vlb, how = _compiled_bound(model, options, pairs, say=lines.append)
+            result["compile"] = "off" if vlb is None else "on"
+            lines.append(f"  compile: {how}")
             g = torch.Generator(options.device).manual_seed(options.seed)
             t0 = time.perf_counter()
-            prior, per_t = model.bound(x, batch=options.batch, generator=g)
+            prior, per_t = model.bound(x, batch=options.batch, generator=g, vlb=vlb)
             seconds = time.perf_counter() - t0
             total = prior.double() + per_t.double().sum(1)
             se = total.std() / math.sqrt(len(total)) if len(total) > 1 else torch.tensor(math.nan)
@@ -362,7 +414,7 @@ class DiffusionRecipe(Recipe):
                 options.ood, len(x), data.shape, torch.Generator().manual_seed(0)
             )
             prior_o, per_t_o = model.bound(2 * other.to(options.device) - 1, batch=options.batch,
-                                           generator=g)  # fmt: skip
+                                           generator=g, vlb=vlb)  # fmt: skip
             result["ood"], more = ood_table(
                 timestep_scores(prior, per_t, prior_o, per_t_o, scale), options.ood
             )

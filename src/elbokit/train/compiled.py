@@ -15,7 +15,7 @@ import types
 
 import torch
 
-__all__ = ["CompiledStep"]
+__all__ = ["CompiledInference", "CompiledStep"]
 
 _OPTIONS = {"fallback_random": True}
 
@@ -68,3 +68,51 @@ class CompiledStep:
                      "the run goes on eager")  # fmt: skip
             self.eager = True
             return out
+
+
+class CompiledInference:
+    """``fn(*rows)`` (tensors batched along dim 0, no gradients) compiled for inference, with the
+    module weights it reads frozen into the graph as constants (Inductor's ``freezing``: convolution
+    weights packed once, not at every call) and one graph for batches of ``rows`` rows: a shorter
+    batch (the last chunk) is padded to it with copies of its first row and the answer cut back,
+    so it does not compile a second graph. Weights changed after the first call are not seen: for
+    evaluating a trained model. Eager where compiling fails (one line, as ``CompiledStep``)."""
+
+    def __init__(self, fn, what: str, rows: int, say=print, backend="inductor"):
+        self.fn = fn
+        self.what = what
+        self.rows = rows
+        self.say = say
+        self.eager = False
+
+        def infer(*args):
+            return fn(*args)
+
+        code = infer.__code__.replace(co_name=f"infer_{id(self):x}")  # a cache of its own
+        infer = types.FunctionType(code, infer.__globals__, code.co_name, None, infer.__closure__)
+        options = _OPTIONS if backend == "inductor" else None
+        self._compiled = torch.compile(infer, backend=backend, dynamic=False, options=options)
+
+    def __call__(self, *args):
+        if self.eager:
+            return self.fn(*args)
+        n = len(args[0])
+        if n > self.rows:
+            raise ValueError(f"{n} rows; this compiled {self.what} takes at most {self.rows}")
+        if n < self.rows:
+            pad = [0] * (self.rows - n)
+            args = tuple(torch.cat([a, a[pad]]) for a in args)
+        from torch._inductor import config as inductor
+
+        try:
+            with inductor.patch(freezing=True), torch.no_grad():
+                out = self._compiled(*args)
+        except Exception as e:
+            if not _compile_error(e):
+                raise
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
+            why = " ".join(lines)[:240] or type(e).__name__
+            self.say(f"compiling {self.what} failed ({type(e).__name__}: {why}); it runs eager")
+            self.eager = True
+            return self.fn(*(a[:n] for a in args))
+        return out[:n]
