@@ -235,6 +235,44 @@ def test_bf16_is_refused_before_anything_is_written_where_it_is_emulated(
     assert resolve_precision("auto")[0] == "fp32"  # not clearly faster: not worth its error
 
 
+def test_precision_auto_is_decided_per_kind_from_its_measured_bf16_step(
+    tmp_path, monkeypatch, capsys
+):
+    from elbokit.cli import main
+    from elbokit.recipes.agent import AgentLearner
+    from elbokit.recipes.vae import BF16_SPEEDUP
+    from elbokit.train.settings import CpuInfo, resolve_kind_precision, resolve_settings
+
+    def machine(flags, bf16_rate):
+        monkeypatch.setattr(run_settings, "cpu_info", lambda: CpuInfo("a CPU", "AVX512", flags, 2))
+        monkeypatch.setattr(run_settings, "matmul_rates",
+                            lambda *a, **k: {"fp32": 100.0, "bf16": bf16_rate})  # fmt: skip
+        return resolve_settings("cpu", "auto", 1)
+
+    zen = machine(("avx512_bf16",), 280.0)  # the probe alone would take bf16
+    assert zen.precision == "bf16"
+    vae = resolve_kind_precision("auto", zen, BF16_SPEEDUP)
+    assert vae.precision == "bf16" and "1.27x" in vae.why and "avx512_bf16" in vae.why
+    agent = resolve_kind_precision("auto", zen, AgentLearner.bf16_speedup)  # measured 0.91x
+    assert agent.precision == "fp32" and "0.91x" in agent.why and "under the 1.1x" in agent.why
+    assert "no bf16 path" in resolve_kind_precision("auto", zen, None).why
+    unmeasured = resolve_kind_precision("auto", zen, {})
+    assert unmeasured.precision == "fp32" and "not measured on avx512_bf16" in unmeasured.why
+    assert resolve_kind_precision("bf16", zen, None) == zen  # asked for: not second-guessed
+    amx = machine(("amx_bf16", "avx512_bf16"), 350.0)
+    assert resolve_kind_precision("auto", amx, BF16_SPEEDUP).precision == "fp32"  # 1.07x there
+    emulated = machine((), 0.33)
+    assert resolve_kind_precision("auto", emulated, BF16_SPEEDUP) == emulated  # fp32 already
+    # a run: the banner says why, config.json records what was chosen
+    machine(("avx512_bf16",), 280.0)
+    out = tmp_path / "lg"
+    assert main(["train", "linear-gaussian", "--preset", "debug", "--precision", "auto",
+                 "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "precision fp32 (auto: this kind's bf16 step is not measured on avx512_bf16" in said
+    assert json.loads((out / "config.json").read_text())["config"]["train"]["precision"] == "fp32"
+
+
 def test_the_matmul_probe_is_quick_and_measures_both_dtypes():
     rates = run_settings.matmul_rates(budget=0.005)
     assert rates["fp32"] > 0 and rates["bf16"] > 0

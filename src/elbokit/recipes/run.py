@@ -30,7 +30,12 @@ from elbokit.recipes.registry import get_recipe
 from elbokit.train.checkpoint import read_state
 from elbokit.train.distributed import setup, teardown
 from elbokit.train.loop import Trainer
-from elbokit.train.settings import check_device, resolve_compile, resolve_settings
+from elbokit.train.settings import (
+    check_device,
+    resolve_compile,
+    resolve_kind_precision,
+    resolve_settings,
+)
 
 __all__ = ["default_run_dir", "evaluate", "load", "open_run", "report", "train", "train_python"]
 
@@ -226,6 +231,7 @@ def train(
             t = built.config.train
             steps = t.epochs * built.data.num_batches("train", t.batch_size)
             learner = built.learner
+            settings = resolve_kind_precision(tcfg.precision, settings, learner.bf16_speedup)
             compiled, compile_why = resolve_compile(t.compile, settings.device, steps,
                                                     learner.compilable, learner.compile_speedup)  # fmt: skip
             resolved = dataclasses.replace(built.config, train=dataclasses.replace(

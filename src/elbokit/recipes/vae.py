@@ -38,6 +38,11 @@ from elbokit.train.settings import PRECISIONS, check_device, check_device_name, 
 # eager / compiled fp32 training step, measured by benchmarks/vae_vs_peers.py (AVX-512 Zen 5 EPYC,
 # 2 threads, 2026-12-07): 1.01x and 1.07x in two runs, their mean; --compile auto leaves it eager
 COMPILE_SPEEDUP = {"cpu": 1.04}
+# bf16 / fp32 training step of the main job's VAE per bf16 class (--precision auto takes bf16 from
+# 1.1x): avx512_bf16 1.27x on a Zen 4 EPYC (2026-11-30) and 1.67x on a Zen 5 (2026-12-07,
+# benchmarks/precision_bench.py), the lower kept; amx 1.07x (0.31 -> 0.29 s/epoch, issue 27's
+# AMX Xeon). Test ELBO bf16 - fp32: +0.04 +- 0.20 nats over 24 paired seeds (docs/benchmarks.md)
+BF16_SPEEDUP = {"avx512_bf16": 1.27, "amx": 1.07}
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ class VAERecipe(Recipe):
         total = cfg.train.epochs * per_epoch
         model = VAE(cfg.model) if cfg.model.layers == 1 else HierarchicalVAE(cfg.model)
         return ObjectiveLearner(model, cfg.objective.build(total), cfg.optim,
-                                compile_speedup=COMPILE_SPEEDUP)  # fmt: skip
+                                compile_speedup=COMPILE_SPEEDUP, bf16_speedup=BF16_SPEEDUP)  # fmt: skip
 
     def build(self, cfg, run_dir, *, world, say) -> Built:
         data = self.data(cfg)

@@ -200,6 +200,11 @@ class Learner:
     # eager / compiled step time per device type, as measured (benchmarks/): --compile auto
     # compiles only where this is well above 1 (settings.resolve_compile)
     compile_speedup: dict[str, float] = {}  # noqa: RUF012 -- read only
+    # bf16 / fp32 step speed per bf16 class (settings.bf16_class), as measured by
+    # benchmarks/precision_bench.py, for the classes where the kind's test metrics under bf16 were
+    # also checked against fp32's: --precision auto takes bf16 where it pays. None: the step has no
+    # bf16 path (no autocast); {}: it has one, not measured
+    bf16_speedup: dict[str, float] | None = None
 
     def __init__(self):
         self.modules = {}
@@ -371,9 +376,11 @@ class ObjectiveLearner(Learner):
     def __init__(
         self, model: nn.Module, objective, optim: AdamConfig, diagnostics=None,
         compile_speedup: dict[str, float] | None = None,
+        bf16_speedup: dict[str, float] | None = None,
     ):  # fmt: skip
         super().__init__()
         self.compile_speedup = compile_speedup or {}
+        self.bf16_speedup = {} if bf16_speedup is None else bf16_speedup
         self.model = model
         self.objective = objective
         self.optim = optim

@@ -38,6 +38,7 @@ from elbokit.train.settings import (
     RunSettings,
     check_device_name,
     resolve_compile,
+    resolve_kind_precision,
     resolve_settings,
     run_settings,
 )
@@ -83,7 +84,8 @@ class LoopConfig(Section):
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
     precision: str = opt(
         "fp32",
-        "fp32; bf16 (autocast; refused where this CPU emulates bf16); auto (bf16 where faster)",
+        "fp32; bf16 (autocast; refused where this CPU emulates bf16); auto (bf16 where the CPU "
+        "runs it natively and this kind's step measured faster with it)",
         choices=PRECISIONS,
     )
     compile: str = opt(
@@ -229,6 +231,7 @@ class Trainer:
         cfg = self.config
         if settings is None:
             settings = resolve_settings(cfg.device, cfg.precision, cfg.threads)
+            settings = resolve_kind_precision(cfg.precision, settings, learner.bf16_speedup)
         world = setup(cfg.device)
         device = settings.device
         if world.main:

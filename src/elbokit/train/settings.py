@@ -6,7 +6,11 @@ emulated and a 2048^2 multiply ran 400x slower than fp32. ``resolve_precision`` 
 measures instead of assuming: a 128x256x256 multiply in both dtypes (a few milliseconds; the
 bf16 side is cut short when it is slow). ``bf16`` is refused, before anything is written, where
 bf16 runs under 0.75x the fp32 rate (a run would take up to twice as long, or hours); ``auto``
-picks bf16 only where it runs at least 1.3x fp32, else fp32. On CUDA, bf16 needs
+picks bf16 only where it runs at least 1.3x fp32, else fp32, and then, for the run's kind
+(``resolve_kind_precision``), only where that kind's training step was measured at least
+``BF16_AUTO_SPEEDUP`` times faster in bf16 on the CPU's class of bf16 hardware (AMX or AVX-512
+BF16, ``bf16_class``) with its test metrics checked against fp32's: a kind without a bf16 path,
+or unmeasured there, trains fp32. On CUDA, bf16 needs
 ``torch.cuda.is_bf16_supported()`` and ``auto`` takes it there.
 
 Threads. ``threads=0`` (the default) takes one thread per core of the machine, never its load
@@ -36,6 +40,7 @@ machine (Fashion-MNIST), not on another.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import time
@@ -49,6 +54,7 @@ __all__ = [
     "CpuInfo",
     "PrecisionError",
     "RunSettings",
+    "bf16_class",
     "bf16_is_native",
     "check_device",
     "choose_threads",
@@ -58,6 +64,7 @@ __all__ = [
     "describe_machine",
     "matmul_rates",
     "resolve_compile",
+    "resolve_kind_precision",
     "resolve_precision",
     "resolve_settings",
     "run_settings",
@@ -66,6 +73,7 @@ __all__ = [
 PRECISIONS = ("fp32", "bf16", "auto")
 BF16_MIN_RATIO = 0.75  # below this, a bf16 run could take twice the fp32 time: refused
 BF16_AUTO_RATIO = 1.3  # auto takes bf16 only where it is clearly faster
+BF16_AUTO_SPEEDUP = 1.1  # ... and for a kind whose bf16 step measured at least this much faster
 COMPILES = ("off", "on", "auto")
 COMPILE_AUTO_STEPS = 20_000  # auto compiles runs at least this long (see the module docstring)
 COMPILE_AUTO_SPEEDUP = 1.1  # ... of a kind whose compiled step measured at least this much faster
@@ -148,6 +156,8 @@ class RunSettings:
     precision: str
     threads: int
     why: str
+    precision_why: str = ""
+    threads_why: str = ""
 
 
 def resolve_settings(device: str, precision: str, threads: int) -> RunSettings:
@@ -162,7 +172,49 @@ def resolve_settings(device: str, precision: str, threads: int) -> RunSettings:
     chosen, precision_why = resolve_precision(precision, device)
     count, threads_why = choose_threads(threads)
     return RunSettings(torch.device(device), chosen, count,
-                       f"precision {precision_why}; threads {threads_why}")  # fmt: skip
+                       f"precision {precision_why}; threads {threads_why}", precision_why,
+                       threads_why)  # fmt: skip
+
+
+def bf16_class(device: str | torch.device = "cpu") -> str | None:
+    """The class of bf16 hardware a kind's measured bf16 speedup is keyed by: "cuda"; on a CPU
+    "amx" (AMX tiles: Sapphire Rapids and later), "avx512_bf16" (AVX-512 BF16 dot products:
+    Zen 4, Zen 5, Cooper Lake), or None (no bf16 instructions: emulated)."""
+    if torch.device(device).type == "cuda":
+        return "cuda"
+    flags = cpu_info().bf16_flags
+    return "amx" if "amx_bf16" in flags else ("avx512_bf16" if "avx512_bf16" in flags else None)
+
+
+def resolve_kind_precision(
+    requested: str, settings: RunSettings, speedup: dict[str, float] | None
+) -> RunSettings:
+    """``settings`` with ``--precision auto`` decided for the kind: bf16 only where the machine
+    runs it natively (``resolve_precision``'s probe) and this kind's training step was measured
+    at least ``BF16_AUTO_SPEEDUP`` times faster in bf16 on this class of bf16 hardware, its test
+    metrics checked against fp32's (``speedup``, the learner's ``bf16_speedup``, keyed by
+    ``bf16_class``; benchmarks/precision_bench.py), else fp32, saying why. A kind whose step has
+    no bf16 path (``speedup`` None), or whose bf16 step is unmeasured there, trains fp32: the
+    choice is made from the kind and the CPU's instructions, not from timings of the run."""
+    if requested != "auto" or settings.precision != "bf16":
+        return settings
+    cls = bf16_class(settings.device)
+    ratio = (speedup or {}).get(cls)
+    probe = settings.precision_why.removeprefix("bf16 (auto: ").removesuffix(")")
+    if speedup is None:
+        choice, why = "fp32", "fp32 (auto: this kind's step has no bf16 path)"
+    elif ratio is None:
+        choice, why = "fp32", (f"fp32 (auto: this kind's bf16 step is not measured on {cls}, "
+                               f"its speed and test metrics against fp32's; {probe})")  # fmt: skip
+    elif ratio < BF16_AUTO_SPEEDUP:
+        choice, why = "fp32", (f"fp32 (auto: this kind's bf16 step measured {ratio:.2f}x fp32's "
+                               f"speed on {cls}, under the {BF16_AUTO_SPEEDUP}x auto asks for; "
+                               f"{probe})")  # fmt: skip
+    else:
+        choice, why = "bf16", (f"bf16 (auto: this kind's bf16 step measured {ratio:.2f}x fp32's "
+                               f"speed on {cls}; {probe})")  # fmt: skip
+    return dataclasses.replace(settings, precision=choice, precision_why=why,
+                               why=f"precision {why}; threads {settings.threads_why}")  # fmt: skip
 
 
 def describe_machine() -> str:
