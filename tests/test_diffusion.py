@@ -303,6 +303,13 @@ def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path):
     )
     np.testing.assert_allclose(res_on["per_image"]["bits_per_dim"],
                                res["per_image"]["bits_per_dim"], rtol=0, atol=2e-5)  # fmt: skip
+    # and through the Python API: the same bound, compiled or not, for the same seed
+    import elbokit
+
+    m = elbokit.load(out)
+    x = m.run.data().test[:7]  # 7 x 50 rows: one chunk of 256 and a padded one
+    eager_b, compiled_b = m.bound(x, seed=3), m.bound(x, seed=3, compile=True)
+    torch.testing.assert_close(compiled_b["L_t"], eager_b["L_t"], rtol=1e-4, atol=1e-4)
 
 
 def test_train_diffusion_refuses_binarized_images_and_resumes_exactly(tmp_path):

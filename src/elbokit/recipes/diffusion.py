@@ -184,14 +184,28 @@ class LoadedDiffusion(Loaded):
         return x if self.toy else ((x + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
-    def bound(self, x, *, seed: int = 0, batch: int = 256) -> dict[str, torch.Tensor]:
+    def bound(
+        self, x, *, seed: int = 0, batch: int = 256, compile: bool = False
+    ) -> dict[str, torch.Tensor]:
         """The variational bound on -log p(x) of each example, every term (one x_t ~ q(x_t |
         x_0) per example and t, drawn from ``seed``): ``L_T`` (B,), ``L_t`` (B, T) = L_{t-1}
         for t = 1..T (L_0, the decoder's term, first), ``total`` (B,) nats, and for images
-        ``bits_per_dim`` (B,)."""
+        ``bits_per_dim`` (B,). ``compile``: the network compiled once for this model (as ``elbokit
+        eval --compile on``: 1.2-1.4x on a CPU for the default U-Net, 10-30 s to compile; worth it
+        from a few hundred images), kept for later calls."""
         x = self.prepare(x)
         g = torch.Generator(self.device).manual_seed(seed)
-        prior, per_t = self.model.bound(x, batch=batch, generator=g)
+        vlb = None
+        if compile:
+            if getattr(self, "_compiled_vlb", None) is None or self._compiled_vlb.rows != batch:
+                from elbokit.train.compiled import CompiledInference
+
+                model = self.model
+                self._compiled_vlb = CompiledInference(
+                    lambda x0, t, eps: model.terms(x0, t, eps)["vlb"], "the bound's network", batch
+                )
+            vlb = self._compiled_vlb
+        prior, per_t = self.model.bound(x, batch=batch, generator=g, vlb=vlb)
         total = prior.double() + per_t.double().sum(1)
         out = {"L_T": prior, "L_t": per_t, "total": total}
         if not self.toy:
