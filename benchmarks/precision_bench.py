@@ -8,7 +8,9 @@ Each kind's learner is built as ``elbokit train KIND`` builds it and stepped on 
 batches (the acting kinds past their random prefill, so every step timed includes its gradient
 steps), its step under ``torch.autocast(bfloat16)`` exactly as ``--precision bf16`` runs it. It
 prints steps per second in each precision, the bf16 / fp32 ratio (the median over rounds), and
-the bf16 and fp32 matrix-multiply rates ``--precision auto`` probes. These ratios are the
+the bf16 and fp32 rates of the matrix multiply ``--precision auto`` probes on CPUs without bf16
+flags. It times steps only: a kind's test metrics under bf16 are checked by training it both
+ways over paired seeds (the vae kind's: ``vae_vs_peers.py --bf16-seeds``). These ratios are the
 ``BF16_SPEEDUP`` each kind declares (``elbokit.train.settings.resolve_kind_precision``), keyed by
 the CPU's bf16 class (amx, avx512_bf16): auto takes bf16 for a kind only where its step was
 measured faster by at least ``BF16_AUTO_SPEEDUP`` on that class.
@@ -81,16 +83,21 @@ def rate(kind: str, preset: str, precision: str, steps: int, out: Path) -> float
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kinds", nargs="*", default=["vae", "diffusion", "world-model", "agent"])
-    ap.add_argument("--preset", default="default")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--kinds", nargs="*", default=["vae", "diffusion", "world-model", "agent"],
+                    help="kinds whose step has a bf16 path: vae, diffusion, world-model, agent, "
+                    "linear-gaussian (default: %(default)s)")  # fmt: skip
+    ap.add_argument("--preset", default="default", help="each kind's preset (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    ap.add_argument("--steps", type=int, default=60,
+                    help="training steps timed per kind, precision and round (default: %(default)s)")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="fp32 and bf16 alternating this many times (default: %(default)s)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(describe_machine())
-    rates = matmul_rates()
+    rates = matmul_rates(budget=0.2)
     print(f"bf16 class: {bf16_class() or 'none (bf16 not native)'}; matmul probe: bf16 "
           f"{rates['bf16']:.1f} GFLOP/s, fp32 {rates['fp32']:.1f} "
           f"({rates['bf16'] / rates['fp32']:.2f}x)")  # fmt: skip

@@ -381,6 +381,7 @@ class DiffusionRecipe(Recipe):
             pairs = (len(x) + (len(x) if options.ood else 0)) * model.steps
             vlb, how = _compiled_bound(model, options, pairs, say=lines.append)
             result["compile"] = "off" if vlb is None else "on"
+            result["compile_why"] = f"{options.compile}: {how}"
             lines.append(f"  compile: {how}")
             g = torch.Generator(options.device).manual_seed(options.seed)
             t0 = time.perf_counter()

@@ -223,6 +223,8 @@ def train(
             try:
                 built = recipe.build(config, run_dir, world=world, say=say)
                 _check_batch_size(built)
+                settings = resolve_kind_precision(tcfg.precision, settings,
+                                                  built.learner.bf16_speedup, recipe.name)  # fmt: skip
             except BaseException:
                 if created and world.main:  # rejected before training: leave no orphan folder
                     shutil.rmtree(run_dir, ignore_errors=True)
@@ -231,7 +233,6 @@ def train(
             t = built.config.train
             steps = t.epochs * built.data.num_batches("train", t.batch_size)
             learner = built.learner
-            settings = resolve_kind_precision(tcfg.precision, settings, learner.bf16_speedup)
             compiled, compile_why = resolve_compile(t.compile, settings.device, steps,
                                                     learner.compilable, learner.compile_speedup)  # fmt: skip
             resolved = dataclasses.replace(built.config, train=dataclasses.replace(

@@ -73,7 +73,10 @@ class VAEEvalOptions(Section):
     limit: int = opt(0, "evaluate only the first N test images (0: all)", ge=0)
     seed: int = opt(0, "seed of the importance samples and binarization", ge=0)
     precision: str = opt(
-        "fp32", "bf16: decoder under autocast (refused where bf16 is emulated)", choices=PRECISIONS
+        "fp32",
+        "of the importance sampling: fp32; bf16 (the decoder under autocast; refused "
+        "where bf16 is emulated); auto (bf16 where the CPU has bf16 instructions, else fp32)",
+        choices=PRECISIONS,
     )
     device: str = opt("cpu", "cpu, cuda, cuda:1, ...")
     ood: str = opt(
@@ -204,7 +207,7 @@ class VAERecipe(Recipe):
 
     def measure(self, run: Run, options: VAEEvalOptions) -> tuple[dict, list[str]]:
         check_device(options.device)
-        precision, _ = resolve_precision(options.precision, options.device)
+        precision, precision_why = resolve_precision(options.precision, options.device)
         data = run.data()
         learner, state = run.learner(data, options.device)
         model = learner.model
@@ -241,6 +244,7 @@ class VAERecipe(Recipe):
             "elbo_gap_stderr": gap_se,
             **({"bits_per_dim": ll.bits_per_dim(dims)} if model.likelihood.discrete else {}),
             "seconds": seconds,
+            "precision": precision,
             **diag.as_dict(),
             **layers,
         }
@@ -254,7 +258,7 @@ class VAERecipe(Recipe):
         lines = [
             f"{run.dir} at step {state['step']}: {len(x)} test images, k = {options.k}",
             f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
-            f"{seconds:.1f} s)",
+            f"{seconds:.1f} s, precision {precision_why})",
             *([f"  {ll.bits_per_dim(dims):.3f} bits/dim"] if model.likelihood.discrete else []),
             f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} +- {gap_se:.2f} "
             "nats" + (" (negative: the one-sample ELBO's noise; the gap is >= 0 in expectation)"

@@ -2,15 +2,18 @@
 
 Precision. bf16 is a lever on some CPUs and a trap on others: with AMX (Sapphire Rapids) a bf16
 matrix multiply ran ~3.5x fp32, with AVX-512 BF16 (Zen 4) ~2x, but on an AVX2-only EPYC it is
-emulated and a 2048^2 multiply ran 400x slower than fp32. ``resolve_precision`` therefore
-measures instead of assuming: a 128x256x256 multiply in both dtypes (a few milliseconds; the
-bf16 side is cut short when it is slow). ``bf16`` is refused, before anything is written, where
-bf16 runs under 0.75x the fp32 rate (a run would take up to twice as long, or hours); ``auto``
-picks bf16 only where it runs at least 1.3x fp32, else fp32, and then, for the run's kind
-(``resolve_kind_precision``), only where that kind's training step was measured at least
-``BF16_AUTO_SPEEDUP`` times faster in bf16 on the CPU's class of bf16 hardware (AMX or AVX-512
-BF16, ``bf16_class``) with its test metrics checked against fp32's: a kind without a bf16 path,
-or unmeasured there, trains fp32. On CUDA, bf16 needs
+emulated and a 2048^2 multiply ran 400x slower than fp32. Where the CPU lists bf16 instructions
+(/proc/cpuinfo's amx_bf16 or avx512_bf16: ``bf16_class``) bf16 is native, decided from the flags
+and never from a timing (a probe beside other work measured 1 GFLOP/s, and once bf16 below fp32,
+on a CPU whose bf16 runs 2.8x fp32). Where it lists none, ``resolve_precision`` measures: a
+128x256x256 multiply in both dtypes (a few milliseconds; the bf16 side is cut short when it is
+slow); ``bf16`` is refused, before anything is written, where bf16 runs under 0.75x the fp32 rate
+(a run would take up to twice as long, or hours) and ``auto`` picks it only at 1.3x or more. Then,
+for the run's kind (``resolve_kind_precision``), ``auto`` takes bf16 only where that kind's
+training step was measured at least ``BF16_AUTO_SPEEDUP`` times faster in bf16 on the CPU's
+class of bf16 hardware with its test metrics checked against fp32's (a kind without a bf16 path,
+or unchecked there, trains fp32), and ``bf16`` is refused for a kind whose step has no bf16 path
+(it would train fp32 and record bf16). On CUDA, bf16 needs
 ``torch.cuda.is_bf16_supported()`` and ``auto`` takes it there.
 
 Threads. ``threads=0`` (the default) takes one thread per core of the machine, never its load
@@ -91,8 +94,9 @@ class CpuInfo:
     cores: int  # usable by this process
 
     def __str__(self) -> str:
-        flags = ", ".join(self.bf16_flags) or "no bf16 instructions"
-        return f"{self.model} ({self.capability}; {flags}; {self.cores} cores)"
+        flags = ", ".join(self.bf16_flags) or "none"
+        return (f"{self.model} (torch capability {self.capability}; bf16 instructions: {flags}; "
+                f"{self.cores} cores)")  # fmt: skip
 
 
 def cpu_info() -> CpuInfo:
@@ -187,25 +191,36 @@ def bf16_class(device: str | torch.device = "cpu") -> str | None:
 
 
 def resolve_kind_precision(
-    requested: str, settings: RunSettings, speedup: dict[str, float] | None
+    requested: str, settings: RunSettings, speedup: dict[str, float] | None, kind: str = "this"
 ) -> RunSettings:
-    """``settings`` with ``--precision auto`` decided for the kind: bf16 only where the machine
-    runs it natively (``resolve_precision``'s probe) and this kind's training step was measured
-    at least ``BF16_AUTO_SPEEDUP`` times faster in bf16 on this class of bf16 hardware, its test
-    metrics checked against fp32's (``speedup``, the learner's ``bf16_speedup``, keyed by
-    ``bf16_class``; benchmarks/precision_bench.py), else fp32, saying why. A kind whose step has
-    no bf16 path (``speedup`` None), or whose bf16 step is unmeasured there, trains fp32: the
-    choice is made from the kind and the CPU's instructions, not from timings of the run."""
+    """``settings`` with the precision decided for the run's ``kind``. ``auto``: bf16 only where
+    the machine runs it natively (``resolve_precision``: its bf16 instructions, or a probe) and
+    this kind's training step was measured at least ``BF16_AUTO_SPEEDUP`` times faster in bf16
+    on this class of bf16 hardware, its test metrics checked against fp32's (``speedup``, the
+    learner's ``bf16_speedup``, keyed by ``bf16_class``; benchmarks/precision_bench.py), else
+    fp32, saying why; the choice is made from the kind and the CPU's instructions, not from
+    timings of the run. ``bf16`` for a kind whose step has no bf16 path (``speedup`` None) is
+    refused: it would train fp32 and record bf16.
+
+    Raises:
+        PrecisionError: bf16 asked of a kind without a bf16 path.
+    """
+    if requested == "bf16" and speedup is None:
+        raise PrecisionError(
+            f"--precision bf16: the {kind} kind's step has no bf16 path (nothing in it runs under "
+            "autocast), so it would train in fp32 and record bf16; use --precision fp32 (or auto)"
+        )
     if requested != "auto" or settings.precision != "bf16":
         return settings
-    cls = bf16_class(settings.device)
+    cls = bf16_class(settings.device) or "this kind of"
     ratio = (speedup or {}).get(cls)
-    probe = settings.precision_why.removeprefix("bf16 (auto: ").removesuffix(")")
+    probe = settings.precision_why.removeprefix("bf16 (auto: ").removesuffix(")")  # its reason
     if speedup is None:
         choice, why = "fp32", "fp32 (auto: this kind's step has no bf16 path)"
     elif ratio is None:
-        choice, why = "fp32", (f"fp32 (auto: this kind's bf16 step is not measured on {cls}, "
-                               f"its speed and test metrics against fp32's; {probe})")  # fmt: skip
+        choice, why = "fp32", (f"fp32 (auto: bf16 training of this kind is not yet checked on "
+                               f"{cls} CPUs, for speed and for its test metrics against fp32's; "
+                               f"{probe})")  # fmt: skip
     elif ratio < BF16_AUTO_SPEEDUP:
         choice, why = "fp32", (f"fp32 (auto: this kind's bf16 step measured {ratio:.2f}x fp32's "
                                f"speed on {cls}, under the {BF16_AUTO_SPEEDUP}x auto asks for; "
@@ -227,7 +242,11 @@ def describe_machine() -> str:
 
 
 def bf16_is_native(rates: dict[str, float] | None = None) -> bool:
-    """Whether bf16 matrix multiplies run at least ``BF16_MIN_RATIO`` of fp32 here (measured)."""
+    """Whether bf16 runs natively here: the CPU has bf16 instructions (``bf16_class``), or,
+    where it lists none, bf16 matrix multiplies measured at least ``BF16_MIN_RATIO`` of fp32
+    (``rates``, measured when not given)."""
+    if rates is None and bf16_class() is not None:
+        return True
     rates = rates or matmul_rates()
     return rates["bf16"] >= BF16_MIN_RATIO * rates["fp32"]
 
@@ -278,7 +297,10 @@ def resolve_precision(requested: str, device: str | torch.device = "cpu") -> tup
             if requested == "auto"
             else ("bf16", "bf16")
         )
-    rates = matmul_rates()
+    cls = bf16_class(device)
+    if cls is not None:  # bf16 instructions: native, whatever else runs on the machine now
+        return "bf16", f"bf16 ({requested}: this CPU has {cls} instructions; {cpu_info()})"
+    rates = matmul_rates()  # no bf16 flags: measured (emulated on x86: hundreds of times slower)
     ratio = rates["bf16"] / rates["fp32"]
     measured = (
         f"bf16 matmul {rates['bf16']:.1f} GFLOP/s against fp32 {rates['fp32']:.1f} "
