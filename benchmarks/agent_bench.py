@@ -113,7 +113,7 @@ def speed(args) -> None:
                "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--deter", str(m.deter), "--hidden", str(m.hidden), "--groups", str(m.groups),
                "--classes", str(m.classes), "--dense", str(m.head_hidden[0]),
-               "--layers", str(len(m.head_hidden)), "--batch", str(cfg.train.batch_size),
+               "--layers", str(len(m.head_hidden)), "--batch", str(cfg.agent.batch_size),
                "--seq", str(cfg.agent.seq_len), "--horizon", str(ac.horizon)]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         line = next((x for x in out.stdout.splitlines()[::-1] if x.startswith("{")), None)
