@@ -105,6 +105,17 @@ def test_eval_command_on_a_trained_run(tmp_path, capsys):
     # the IS estimate of log p(x) is at least the ELBO, up to its Monte Carlo error
     assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_stderr"] - 0.5
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+    # --threads as training takes it: the count says itself, is restored after, and a bad one
+    # is one line before anything is evaluated
+    import torch
+
+    before = torch.get_num_threads()
+    assert main(["eval", str(run), "--k", "5", "--limit", "10", "--threads", "1"]) == 0
+    assert "threads: 1 (--threads)" in capsys.readouterr().out
+    assert torch.get_num_threads() == before and result["precision"] == "fp32"
+    assert main(["eval", str(run), "--threads", "two"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads 'two': expected a count" in err and len(err.strip().splitlines()) == 1
 
 
 def test_categorical_vae_trains_evaluates_and_reports(tmp_path):

@@ -159,6 +159,11 @@ def _run_parser(command: str, argv: list[str], description: str):
     )  # fmt: skip
     parser.add_argument("run", metavar="RUN", help="a run directory written by elbokit train")
     by_dest = add_config_arguments(parser, run.recipe.eval_options())
+    parser.add_argument(
+        "--threads", default="0", metavar="N|auto",
+        help="torch threads: 0, one per core of this machine (the default, as training's); auto, "
+             "one per core other work leaves free; N, that many (the count can move the last digits)",
+    )  # fmt: skip
     if command == "eval" and hasattr(getattr(run.config, "data", None), "source"):
         parser.add_argument(
             "--data", default="", metavar="DATA",
@@ -172,13 +177,28 @@ def _flags(section) -> list[str]:
     return [leaf.flag for leaf in leaves(section)]
 
 
+def _threads(value: str, prog: str) -> int:
+    """The thread count of --threads VALUE, refused in one line before anything runs."""
+    from elbokit.train.settings import choose_threads
+
+    n = -1 if value == "auto" else (int(value) if value.isdigit() else None)
+    if n is None:
+        raise UsageError(f"{prog}: --threads {value!r}: expected a count (0: one per core) or auto")
+    count, why = choose_threads(n)
+    print(f"threads: {why}")
+    return count
+
+
 def eval_command(argv: list[str]) -> int:
     run, parser, by_dest = _run_parser("eval", argv, "evaluate a trained run; writes RUN/eval.json")
     if run is None:
         return 0
     ns = parse(parser, argv)
     options = merged(run.recipe.eval_options(), ns, by_dest, parser.prog)
-    run.recipe.evaluate(run.on(ns.data) if getattr(ns, "data", "") else run, options)
+    from elbokit.train.settings import run_settings
+
+    with run_settings(_threads(ns.threads, parser.prog), flush_denormal=False):
+        run.recipe.evaluate(run.on(ns.data) if getattr(ns, "data", "") else run, options)
     return 0
 
 
@@ -189,8 +209,12 @@ def report_command(argv: list[str]) -> int:
     )  # fmt: skip
     if run is None:
         return 0
-    options = merged(run.recipe.eval_options(), parse(parser, argv), by_dest, parser.prog)
-    run.recipe.report(run, options)
+    ns = parse(parser, argv)
+    options = merged(run.recipe.eval_options(), ns, by_dest, parser.prog)
+    from elbokit.train.settings import run_settings
+
+    with run_settings(_threads(ns.threads, parser.prog), flush_denormal=False):
+        run.recipe.report(run, options)
     return 0
 
 
