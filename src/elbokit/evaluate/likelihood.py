@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from elbokit.evaluate._progress import progress_bar
 from elbokit.objectives.iwae import log_weights
 
 
@@ -50,6 +51,7 @@ def importance_log_likelihood(
     max_elements: int = 1 << 22,
     generator: torch.Generator | None = None,
     precision: str = "fp32",
+    progress: bool = False,
 ) -> LogLikelihood:
     """log p(x) for each row of x by importance sampling with the encoder as proposal.
 
@@ -62,6 +64,7 @@ def importance_log_likelihood(
         generator: the source of the samples (seed it for a reproducible estimate).
         precision: "fp32", or "bf16" to run the decoder under autocast (the weights and the
             log-sum-exp stay fp32).
+        progress: a progress bar over the examples on a terminal's stderr.
 
     Raises:
         ValueError: k < 1 or an unknown precision.
@@ -74,6 +77,7 @@ def importance_log_likelihood(
     model.eval()
     out_per_sample = max(1, math.prod(x.shape[1:]) * 2)
     values, errors = [], []
+    bar = progress_bar(len(x), f"log p(x), k = {k}", "image", progress)
     try:
         for xb in x.split(batch_size):
             params = model.encode(xb)
@@ -97,6 +101,8 @@ def importance_log_likelihood(
             var_w = (s2 / k - mean_w * mean_w).clamp_min(0.0)
             values.append(run_max + torch.log(mean_w))
             errors.append(torch.sqrt(var_w / k) / mean_w)
+            bar.update(len(xb))
     finally:
+        bar.close()
         model.train(was_training)
     return LogLikelihood(torch.cat(values).float(), torch.cat(errors).float(), k)

@@ -38,6 +38,7 @@ from torch import nn
 
 from elbokit.config import ConfigError, Section, opt
 from elbokit.divergence import normal_kl
+from elbokit.evaluate._progress import progress_bar
 from elbokit.likelihoods import discretized_gaussian_log_prob
 from elbokit.nets import TimeMLP, UNet
 
@@ -275,6 +276,7 @@ class Diffusion(nn.Module):
         noise=None,
         timesteps=None,
         vlb=None,
+        progress: bool = False,
     ):
         """The whole bound of each image: (L_T (B,), L_{t-1} for t = 1..T (B, T), nats), every t
         for every image, batched over images and timesteps together (``batch`` rows per network
@@ -283,7 +285,8 @@ class Diffusion(nn.Module):
         ``noise`` (B, K, *data_shape), for comparisons. Sum both for L. With ``timesteps`` (K,)
         only those t (1..T) are computed: per_t is (B, K) and its sum is not the whole bound.
         ``vlb(x0, t, eps)``, if given, computes the rows' L_(t-1) in place of ``terms`` (the same
-        function compiled: ``elbokit.train.compiled.CompiledInference``)."""
+        function compiled: ``elbokit.train.compiled.CompiledInference``). ``progress``: a bar over
+        the images on a terminal's stderr."""
         b = len(x0)
         ts = (
             torch.arange(1, self.steps + 1, device=x0.device)
@@ -299,6 +302,7 @@ class Diffusion(nn.Module):
             )
         per_t = torch.empty(b, k, dtype=x0.dtype, device=x0.device)
         pairs = b * k
+        bar, shown = progress_bar(b, "bound over every t", "image", progress), 0
         for start in range(0, pairs, max(1, batch)):
             idx = torch.arange(start, min(pairs, start + batch), device=x0.device)
             i, j = idx // k, idx % k
@@ -308,6 +312,11 @@ class Diffusion(nn.Module):
                 eps = noise[i, j]
             rows = (x0[i], ts[j], eps)
             per_t[i, j] = self.terms(*rows)["vlb"] if vlb is None else vlb(*rows)
+            if progress:  # images whose every t is done
+                upto = (start + len(idx)) // k
+                bar.update(upto - shown)
+                shown = upto
+        bar.close()
         return self.prior_term(x0), per_t
 
     @torch.no_grad()

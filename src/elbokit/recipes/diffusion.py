@@ -385,7 +385,8 @@ class DiffusionRecipe(Recipe):
             lines.append(f"  compile: {how}")
             g = torch.Generator(options.device).manual_seed(options.seed)
             t0 = time.perf_counter()
-            prior, per_t = model.bound(x, batch=options.batch, generator=g, vlb=vlb)
+            prior, per_t = model.bound(x, batch=options.batch, generator=g, vlb=vlb,
+                                       progress=True)  # fmt: skip
             seconds = time.perf_counter() - t0
             total = prior.double() + per_t.double().sum(1)
             se = total.std() / math.sqrt(len(total)) if len(total) > 1 else torch.tensor(math.nan)
@@ -429,7 +430,7 @@ class DiffusionRecipe(Recipe):
                 options.ood, len(x), data.shape, torch.Generator().manual_seed(0)
             )
             prior_o, per_t_o = model.bound(2 * other.to(options.device) - 1, batch=options.batch,
-                                           generator=g, vlb=vlb)  # fmt: skip
+                                           generator=g, vlb=vlb, progress=True)  # fmt: skip
             result["ood"], more = ood_table(
                 timestep_scores(prior, per_t, prior_o, per_t_o, scale), options.ood
             )

@@ -216,7 +216,8 @@ class VAERecipe(Recipe):
         x = data.as_float(raw, torch.Generator().manual_seed(options.seed)).to(options.device)
         g = torch.Generator(options.device).manual_seed(options.seed + 1)
         t0 = time.perf_counter()
-        ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision)
+        ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision,
+                                        progress=True)  # fmt: skip
         seconds = time.perf_counter() - t0
         torch.manual_seed(options.seed + 2)  # the one-sample ELBO's noise
         with torch.no_grad():
@@ -322,7 +323,8 @@ class VAERecipe(Recipe):
 def _scores(model, x, options, precision, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(x) by importance sampling with options.k, the one-sample ELBO) per image."""
     g = torch.Generator(options.device).manual_seed(seed)
-    ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision).value
+    ll = importance_log_likelihood(model, x, options.k, generator=g, precision=precision,
+                                    progress=True).value  # fmt: skip
     torch.manual_seed(seed + 1)
     with torch.no_grad():
         model.eval()
