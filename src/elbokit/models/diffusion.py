@@ -319,6 +319,16 @@ class Diffusion(nn.Module):
         bar.close()
         return self.prior_term(x0), per_t
 
+    def compiled_vlb(self, rows: int, say=print):
+        """``vlb(x0, t, eps)`` for ``bound``: the rows' L_(t-1) compiled for inference, chunks of
+        ``rows`` (``elbokit.train.compiled.CompiledInference``; the weights as they are now)."""
+        from elbokit.train.compiled import CompiledInference
+
+        def vlb(x0, t, eps):
+            return self.terms(x0, t, eps)["vlb"]
+
+        return CompiledInference(vlb, "the bound's network", rows, say=say)
+
     @torch.no_grad()
     def bound_estimate(self, x0, samples: int, *, generator: torch.Generator | None = None):
         """An unbiased Monte Carlo estimate of L per image, L_T + T * mean over ``samples`` uniform

@@ -198,12 +198,7 @@ class LoadedDiffusion(Loaded):
         vlb = None
         if compile:
             if getattr(self, "_compiled_vlb", None) is None or self._compiled_vlb.rows != batch:
-                from elbokit.train.compiled import CompiledInference
-
-                model = self.model
-                self._compiled_vlb = CompiledInference(
-                    lambda x0, t, eps: model.terms(x0, t, eps)["vlb"], "the bound's network", batch
-                )
+                self._compiled_vlb = self.model.compiled_vlb(batch)
             vlb = self._compiled_vlb
         prior, per_t = self.model.bound(x, batch=batch, generator=g, vlb=vlb)
         total = prior.double() + per_t.double().sum(1)
@@ -238,12 +233,7 @@ def _compiled_bound(model: Diffusion, options: DiffusionEvalOptions, pairs: int,
     problem = compiler_problem(options.device)
     if problem is not None:
         return None, f"off ({asked} asked, but {problem})"
-    from elbokit.train.compiled import CompiledInference
-
-    def vlb(x0, t, eps):
-        return model.terms(x0, t, eps)["vlb"]
-
-    fn = CompiledInference(vlb, "the bound's U-Net", options.batch, say=say)
+    fn = model.compiled_vlb(options.batch, say=say)
     why = (
         f"{pairs:,} pairs, measured {EVAL_COMPILE_SPEEDUP[device]}x on {device}; "
         if asked == "auto"
