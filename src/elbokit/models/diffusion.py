@@ -38,7 +38,6 @@ from torch import nn
 
 from elbokit.config import ConfigError, Section, opt
 from elbokit.divergence import normal_kl
-from elbokit.evaluate._progress import progress_bar
 from elbokit.likelihoods import discretized_gaussian_log_prob
 from elbokit.nets import TimeMLP, UNet
 
@@ -276,7 +275,7 @@ class Diffusion(nn.Module):
         noise=None,
         timesteps=None,
         vlb=None,
-        progress: bool = False,
+        progress=None,
     ):
         """The whole bound of each image: (L_T (B,), L_{t-1} for t = 1..T (B, T), nats), every t
         for every image, batched over images and timesteps together (``batch`` rows per network
@@ -285,8 +284,8 @@ class Diffusion(nn.Module):
         ``noise`` (B, K, *data_shape), for comparisons. Sum both for L. With ``timesteps`` (K,)
         only those t (1..T) are computed: per_t is (B, K) and its sum is not the whole bound.
         ``vlb(x0, t, eps)``, if given, computes the rows' L_(t-1) in place of ``terms`` (the same
-        function compiled: ``elbokit.train.compiled.CompiledInference``). ``progress``: a bar over
-        the images on a terminal's stderr."""
+        function compiled: ``elbokit.train.compiled.CompiledInference``). ``progress``, if given, is
+        told of each image whose every t is done (``progress.update(n)``: a tqdm bar)."""
         b = len(x0)
         ts = (
             torch.arange(1, self.steps + 1, device=x0.device)
@@ -302,7 +301,7 @@ class Diffusion(nn.Module):
             )
         per_t = torch.empty(b, k, dtype=x0.dtype, device=x0.device)
         pairs = b * k
-        bar, shown = progress_bar(b, "bound over every t", "image", progress), 0
+        shown = 0
         for start in range(0, pairs, max(1, batch)):
             idx = torch.arange(start, min(pairs, start + batch), device=x0.device)
             i, j = idx // k, idx % k
@@ -312,22 +311,11 @@ class Diffusion(nn.Module):
                 eps = noise[i, j]
             rows = (x0[i], ts[j], eps)
             per_t[i, j] = self.terms(*rows)["vlb"] if vlb is None else vlb(*rows)
-            if progress:  # images whose every t is done
+            if progress is not None:  # images whose every t is done
                 upto = (start + len(idx)) // k
-                bar.update(upto - shown)
+                progress.update(upto - shown)
                 shown = upto
-        bar.close()
         return self.prior_term(x0), per_t
-
-    def compiled_vlb(self, rows: int, say=print):
-        """``vlb(x0, t, eps)`` for ``bound``: the rows' L_(t-1) compiled for inference, chunks of
-        ``rows`` (``elbokit.train.compiled.CompiledInference``; the weights as they are now)."""
-        from elbokit.train.compiled import CompiledInference
-
-        def vlb(x0, t, eps):
-            return self.terms(x0, t, eps)["vlb"]
-
-        return CompiledInference(vlb, "the bound's network", rows, say=say)
 
     @torch.no_grad()
     def bound_estimate(self, x0, samples: int, *, generator: torch.Generator | None = None):

@@ -32,6 +32,7 @@ import torch
 from elbokit.config import ConfigError, Section, opt
 from elbokit.data import ImageDataConfig
 from elbokit.data.toys2d import TOYS_2D, load_toy, toy_log_prob
+from elbokit.evaluate._progress import progress_bar
 from elbokit.evaluate.ood import ood_table
 from elbokit.files import read_json
 from elbokit.models.diffusion import Diffusion, DiffusionConfig
@@ -198,7 +199,7 @@ class LoadedDiffusion(Loaded):
         vlb = None
         if compile:
             if getattr(self, "_compiled_vlb", None) is None or self._compiled_vlb.rows != batch:
-                self._compiled_vlb = self.model.compiled_vlb(batch)
+                self._compiled_vlb = compiled_vlb(self.model, batch)
             vlb = self._compiled_vlb
         prior, per_t = self.model.bound(x, batch=batch, generator=g, vlb=vlb)
         total = prior.double() + per_t.double().sum(1)
@@ -213,6 +214,26 @@ class LoadedDiffusion(Loaded):
             "a diffusion model has no tractable log p(x); bound(x)['total'] is an upper bound on "
             "-log p(x) (the ELBO's negative), term by term"
         )
+
+
+def compiled_vlb(model: Diffusion, rows: int, say=print):
+    """``vlb(x0, t, eps)`` for ``Diffusion.bound``: the rows' L_(t-1) compiled for inference in
+    chunks of ``rows`` (``elbokit.train.compiled.CompiledInference``; the weights as they are)."""
+    from elbokit.train.compiled import CompiledInference
+
+    def vlb(x0, t, eps):
+        return model.terms(x0, t, eps)["vlb"]
+
+    return CompiledInference(vlb, "the bound's network", rows, say=say)
+
+
+def _bound(model: Diffusion, x, options, generator, vlb, what: str):
+    """The bound of images ``x`` with a progress bar on a terminal."""
+    bar = progress_bar(len(x), what, "image")
+    try:
+        return model.bound(x, batch=options.batch, generator=generator, vlb=vlb, progress=bar)
+    finally:
+        bar.close()
 
 
 def _compiled_bound(model: Diffusion, options: DiffusionEvalOptions, pairs: int, say):
@@ -233,7 +254,7 @@ def _compiled_bound(model: Diffusion, options: DiffusionEvalOptions, pairs: int,
     problem = compiler_problem(options.device)
     if problem is not None:
         return None, f"off ({asked} asked, but {problem})"
-    fn = model.compiled_vlb(options.batch, say=say)
+    fn = compiled_vlb(model, options.batch, say=say)
     why = (
         f"{pairs:,} pairs, measured {EVAL_COMPILE_SPEEDUP[device]}x on {device}; "
         if asked == "auto"
@@ -375,8 +396,7 @@ class DiffusionRecipe(Recipe):
             lines.append(f"  compile: {how}")
             g = torch.Generator(options.device).manual_seed(options.seed)
             t0 = time.perf_counter()
-            prior, per_t = model.bound(x, batch=options.batch, generator=g, vlb=vlb,
-                                       progress=True)  # fmt: skip
+            prior, per_t = _bound(model, x, options, g, vlb, "bound over every t")
             seconds = time.perf_counter() - t0
             total = prior.double() + per_t.double().sum(1)
             se = total.std() / math.sqrt(len(total)) if len(total) > 1 else torch.tensor(math.nan)
@@ -419,8 +439,8 @@ class DiffusionRecipe(Recipe):
             other = run.other_images(
                 options.ood, len(x), data.shape, torch.Generator().manual_seed(0)
             )
-            prior_o, per_t_o = model.bound(2 * other.to(options.device) - 1, batch=options.batch,
-                                           generator=g, vlb=vlb, progress=True)  # fmt: skip
+            prior_o, per_t_o = _bound(model, 2 * other.to(options.device) - 1, options, g, vlb,
+                                      f"bound, {options.ood}")  # fmt: skip
             result["ood"], more = ood_table(
                 timestep_scores(prior, per_t, prior_o, per_t_o, scale), options.ood
             )
