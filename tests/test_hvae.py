@@ -122,6 +122,9 @@ def test_hierarchical_vae_trains_evaluates_and_scores_ood(tmp_path, capsys):
     ood = ["eval", str(run), "--k", "20", "--limit", "60", "--ood", "digits"]
     assert main([*ood, "--llr-samples", "1"]) == 0
     assert "with 1 draws (--llr-samples)" in capsys.readouterr().out
+    # fewer LLR draws than eval.json's: beside it, named by them, eval.json's 20 draws kept
+    assert json.loads((run / "eval-n60-k20-ood60-llr1.json").read_text())["ood"]["llr_samples"] == 1
+    assert json.loads((run / "eval.json").read_text())["ood"]["llr_samples"] == 20
     before = sorted(p.name for p in run.iterdir())
     assert main(["eval", str(run), "--k", "20", "--llr-samples", "5"]) == 2  # without --ood
     assert "--llr-samples 5: it sets the LLR>j scores of --ood DATA" in capsys.readouterr().err

@@ -323,7 +323,8 @@ class Recipe:
                 and any(now[k] < before[k] for k in now)
             ):
                 kept = target.name
-                named = [f"{k}{v}" for k, v in now.items() if v or k != "ood"]  # no OOD: unsaid
+                # OOD images or LLR draws left out of the name where there are none
+                named = [f"{k}{v}" for k, v in now.items() if v or k not in ("ood", "llr")]
                 target = target.with_name(f"{target.stem}-{'-'.join(named)}.json")
                 lines.append(f"  (kept {kept}, a more thorough evaluation of the same step: "
                              f"{before}; this one goes beside it)")  # fmt: skip

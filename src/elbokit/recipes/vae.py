@@ -277,8 +277,10 @@ class VAERecipe(Recipe):
 
     def thoroughness(self, result):
         # an evaluation without --ood after one with it must not drop the OOD table
-        return {"n": result["examples"], "k": result["k"],
-                "ood": result.get("ood", {}).get("out_examples", 0)}  # fmt: skip
+        # nor one with fewer LLR>j draws replace one with more (and its name says how many)
+        ood = result.get("ood", {})
+        return {"n": result["examples"], "k": result["k"], "ood": ood.get("out_examples", 0),
+                "llr": ood.get("llr_samples", 0)}  # fmt: skip
 
     def draw(self, run, result, data, learner, state, out, options):
         from elbokit.report import curves, vae

@@ -13,6 +13,15 @@ from elbokit.report._mpl import pyplot
 __all__ = ["ood_histograms", "ood_section"]
 
 
+def _meaning(name: str) -> str:
+    """What a score's axis holds where its name alone does not say (the table and eval.json use
+    the names; llr>j is minus Havtorn et al.'s likelihood ratio LLR>j: higher, more its own)."""
+    if name.startswith("llr>"):
+        j = name[4:]
+        return f" (= -LLR>{j} = L>{j} - L, nats)"
+    return " (= -|log p(x) - train mean|)" if name == "typicality" else ""
+
+
 def ood_histograms(ood: dict, path) -> Path:
     """``ood`` as the evaluation stores it: {"data", "metrics": {score: {...}}, "values":
     {score: {"in": [...], "out": [...]}}}."""
@@ -25,9 +34,9 @@ def ood_histograms(ood: dict, path) -> Path:
         bins = np.linspace(lo, hi, 50)
         ax.hist(a, bins=bins, alpha=0.55, density=True, color="tab:blue", label="test (own data)")
         ax.hist(b, bins=bins, alpha=0.55, density=True, color="tab:red", label=ood["data"])
-        label = f"-{name.upper()}" if name.startswith("llr") else name
         ax.set(title=f"{name}: AUROC {ood['metrics'][name]['auroc']:.3f}",
-               xlabel=f"{label}\n(higher: more like its own data)")  # fmt: skip
+               xlabel=f"{name}{_meaning(name)}\n"
+                      "(higher: more like its own data)")  # fmt: skip
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=8)
     return save(fig, path)
