@@ -185,3 +185,20 @@ def test_world_model_defaults_live_in_one_place():
     assert cfg.model == WorldModelConfig() and cfg.objective == WorldModelObjectiveConfig()
     loss = WorldModelLoss()
     assert dict(loss.scales) == cfg.objective.scales() and loss.kl == cfg.objective.balance()
+
+
+def test_the_thread_count_under_load(monkeypatch):
+    """The default takes one thread per core whatever the load (the count changes the numbers)
+    and says fewer would run faster; auto takes the cores other work leaves; a count is kept."""
+    from elbokit.train import settings
+
+    monkeypatch.setattr(settings, "_busy_cores", lambda interval=0.1: 1.0)
+    two = replace(settings.cpu_info(), cores=2)
+    monkeypatch.setattr(settings, "cpu_info", lambda: two)
+    monkeypatch.setattr(settings.torch, "get_num_threads", lambda: 2)
+    threads, why = settings.choose_threads(0)
+    assert threads == 2 and "other work keeps 1.0 of 2 cores busy: --threads 1" in why
+    assert "would likely run faster here" in why
+    assert settings.choose_threads(-1) == (1, "1 (auto: 2 cores, 1.0 busy with other work)")
+    threads, why = settings.choose_threads(3)
+    assert threads == 3 and "more than this machine's 2 cores" in why
