@@ -573,9 +573,10 @@ class AgentRecipe(Recipe):
                   "env": cfg.env.name, "pixels": cfg.env.pixels,
                   "env_steps": learner.transitions, "updates": learner.updates,
                   "train_seconds": learner.seconds})  # fmt: skip
+        took = f"{learner.seconds:.0f}" if learner.seconds >= 10 else f"{learner.seconds:.1f}"
         lines = [
             f"{run.dir} at step {state['step']} ({learner.transitions:,} environment steps, "
-            f"{learner.updates:,} gradient steps, {learner.seconds:.0f} s of training): "
+            f"{learner.updates:,} gradient steps, {took} s of training): "
             f"{options.episodes} fresh episodes of {cfg.env.name}, policy {options.policy}",
             f"  return {r['mean_return']:.1f} +- {r['return_se']:.1f} (min {min(r['returns']):.1f}, "
             f"max {max(r['returns']):.1f})",
