@@ -5,7 +5,7 @@ seeds (``elbokit.evaluate.paired``).
 
     python benchmarks/fashion_table.py [--seeds 3] [--first-seed 0] [--vae-epochs 10]
         [--diffusion-epochs 2] [--k 1000] [--limit 0] [--diffusion-limit 100]
-        [--out runs/fashion-table] [--data fashion-mnist]
+        [--out runs/fashion-table] [--data fashion-mnist] [--pool N]
 
 The VAEs (`--preset fashion-8bit`: discretized logistic, bits/dim) are scored by importance
 sampling with --k draws on --limit test images (0: all 10,000); the diffusion model by its exact
@@ -13,7 +13,9 @@ bound over every t on its first --diffusion-limit test images (every t of every 
 image on 2 cores), where the VAEs' values of the same images are paired with it. Runs already
 in --out are reused (the studies resume), so the table can be built in pieces; more seeds are
 added by a second study in the same --out (`--first-seed 3 --seeds 3` after a first `--seeds 3`:
-seeds 3, 4, 5 in FOLDER-from-seed-3), and the table pools the seeds of every study of a model.
+seeds 3, 4, 5 in FOLDER-from-seed-3), and the table pools the seeds of every study of a model
+(--pool N: only the first N seeds of each, e.g. the three whose diffusion bound was evaluated on
+every test image, `--diffusion-limit 0 --pool 3`).
 """
 
 from __future__ import annotations
@@ -123,9 +125,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="VAEs' test images (0: all)")
     ap.add_argument("--diffusion-limit", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pool", type=int, default=0, help="the table's first N seeds (0: all)")
     ap.add_argument("--skip", nargs="*", default=[], help="models left out: vae hvae diffusion")
     ap.add_argument("--out", type=Path, default=Path("runs/fashion-table"))
     args = ap.parse_args()
+    if args.pool < 0:
+        ap.error(f"--pool {args.pool}: expected a number of seeds >= 0 (0: all)")
     machine = describe_machine()
     print(machine)
     from elbokit.data import load_data
@@ -137,6 +142,7 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         runs, train_s = run_study(name, kind, params, fixed, args, print)
+        runs = runs[: args.pool or None]
         evals = [evaluate(r, kind, args) for r in runs]
         per = [bits(r, kind) for r in evals]
         means = [sum(v) / len(v) for v in per]
