@@ -2,6 +2,7 @@
 
     python benchmarks/diffusion_bench.py steps [--threads 2] [--steps 20] [--batch 64]
     python benchmarks/diffusion_bench.py bound [--images 500] [--t-stride 10] [--threads 2] [--batch 256]
+        [--rounds 3]
 
 steps: training steps per second on mnist5k 8-bit at batch 64, epsilon MSE, T = 1000, Adam,
 gradient clipping at 1:
@@ -27,7 +28,9 @@ batch, on the same model with the same noise; prints both times, the ratio and t
 difference in bits/dim. With --t-stride k > 1 both compute only every k-th timestep (t = 1,
 1 + k, ...): the same work per network evaluation, 1/k of the evaluations (500 images at every
 t would take about 20 minutes each way on a 2-core CPU); the value compared is then the sum of
-those terms.
+those terms. Then (c), ``elbokit eval --compile on``'s network (compiled once with its weights
+frozen, chunks of --batch rows, the last padded), timed against (a) in --rounds alternating
+rounds: the medians' ratio, each round's, and the largest difference from eager in bits/dim.
 Each timing is the difference of two runs (warm-up, then warm-up + steps), so start-up cancels.
 """
 
@@ -182,10 +185,26 @@ def bound_main(args) -> int:
           f"{len(x)} test images; torch threads {torch.get_num_threads()}; "
           f"{len(x) * len(ts):,} network evaluations each way")  # fmt: skip
 
-    t0 = time.perf_counter()
-    prior, per_t = model.bound(x, batch=args.batch, noise=noise, timesteps=ts)
-    ours_s = time.perf_counter() - t0
-    ours = (prior.double() + per_t.double().sum(1)) / bits
+    def batched(vlb=None):
+        t0 = time.perf_counter()
+        prior, per_t = model.bound(x, batch=args.batch, noise=noise, timesteps=ts, vlb=vlb)
+        return time.perf_counter() - t0, (prior.double() + per_t.double().sum(1)) / bits
+
+    compiled = None
+    if args.rounds:  # eval --compile on's network: compiled once, the last chunk padded
+        from elbokit.recipes.diffusion import compiled_vlb
+
+        compiled = compiled_vlb(model, args.batch)
+        t0 = time.perf_counter()
+        model.bound(x[:1], batch=args.batch, noise=noise[:1], timesteps=ts, vlb=compiled)
+        print(f"  compiling the bound's network (and one image): {time.perf_counter() - t0:.1f} s")
+    eager_s, compiled_s = [], []
+    for _ in range(args.rounds):  # alternating, so that a drift of the machine hits both
+        took, ours = batched()
+        eager_s.append(took)
+        took, fast = batched(compiled)
+        compiled_s.append(took)
+    ours_s, ours = batched() if not args.rounds else (min(eager_s), ours)
 
     t0 = time.perf_counter()
     with torch.no_grad():  # calc_bpd_loop: t from T down to 1, the images as the batch
@@ -202,6 +221,19 @@ def bound_main(args) -> int:
     )
     print(f"  ratio loop / batched: {loop_s / ours_s:.2f}x; largest difference per image "
           f"{(ours - loop).abs().max():.2e} bits/dim")  # fmt: skip
+    if args.rounds:
+        e, c = sorted(eager_s)[len(eager_s) // 2], sorted(compiled_s)[len(compiled_s) // 2]
+        per = model.steps / len(ts) / len(x)  # a timing's seconds -> per image at every t
+        print(f"  eager, {args.rounds} rounds: " + ", ".join(f"{v:.1f}" for v in eager_s)
+              + f" s (median {e * per:.3f} s per image at all T = {model.steps})")  # fmt: skip
+        print("  compiled (eval --compile on), alternating with it: "
+              + ", ".join(f"{v:.1f}" for v in compiled_s)
+              + f" s (median {c * per:.3f} s per image)")  # fmt: skip
+        print(
+            f"  compiled / eager speed: {e / c:.2f}x (per round: "
+            + ", ".join(f"{a / b:.2f}" for a, b in zip(eager_s, compiled_s, strict=True))
+            + f"); largest difference per image {(fast - ours).abs().max():.2e} bits/dim"
+        )
     return 0
 
 
@@ -215,6 +247,12 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--device", default="cpu", help="bound: cpu or cuda")
     ap.add_argument("--t-stride", type=int, default=10, help="bound: every k-th timestep only")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="bound: eager and compiled timings, alternating (0: eager once)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(describe_machine())

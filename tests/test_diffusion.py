@@ -293,12 +293,13 @@ def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path):
     assert res_clip["clip_x0"] is True and res_clip["L_0"] == pytest.approx(res["L_0"], rel=1e-6)
     assert res_clip["bound_nats"] <= res["bound_nats"] + 1e-6
     # the U-Net compiled for the bound (20 images x 50 t in chunks of 256: the last one padded)
-    # gives eager's terms to float rounding; auto leaves a bound this small eager, and says why
+    # gives eager's terms to float rounding; auto leaves it eager (measured no faster on a CPU),
+    # and says why
     lines = []
     on = recipes.get_recipe("diffusion").eval_options(limit=20, compile="on")
     res_on = run.recipe.evaluate(run, on, say=lines.append)
     assert res_on["compile"] == "on" and res["compile"] == "off"
-    assert "1,000 image-timestep pairs, under the 500,000" in " ".join(
+    assert "the compiled bound measured 0.95x eager's speed on cpu, under the 1.1x" in " ".join(
         run.recipe.measure(run, recipes.get_recipe("diffusion").eval_options(limit=20))[1]
     )
     np.testing.assert_allclose(res_on["per_image"]["bits_per_dim"],

@@ -47,13 +47,14 @@ from elbokit.train.settings import check_device, check_device_name
 # EPYC, 2 threads, 2026-12-07): Inductor's kernels beside the convolutions ran slower than eager's
 COMPILE_SPEEDUP = {"cpu": 0.55}
 # the bound's network calls: eager / compiled time with the U-Net's weights frozen into the graph
-# (Inductor's freezing), the default preset's U-Net on 8-bit Fashion-MNIST, 256 rows per call:
-# 1.22x (0.50 -> 0.41 s per image) alternating in one process, 1.40x in another run (AVX-512 Zen 5
-# EPYC, 2 threads, 2026-12-07; docs/benchmarks.md). Its convolutions are ~64% of the eager time,
-# so no fusion of the rest gets past ~1.6x.
-EVAL_COMPILE_SPEEDUP = {"cpu": 1.22}
-# --compile auto compiles a bound of at least this many (image, t) pairs: a cold compile took
-# 11-30 s and saves ~0.09 s per image of T = 1,000 steps
+# (Inductor's freezing), the default preset's U-Net, 256 rows per call, measured by
+# benchmarks/diffusion_bench.py bound (200 images, every 10th t, 3 alternating rounds; AVX-512
+# Zen 5 EPYC, 2 threads, 2026-12-07): 0.86x and 1.04x in two runs. Its convolutions, which
+# compiling leaves to oneDNN, are ~64% of the eager time, so no fusion of the rest gets far;
+# --compile auto leaves it eager (under COMPILE_AUTO_SPEEDUP), on compiles it.
+EVAL_COMPILE_SPEEDUP = {"cpu": 0.95}
+# --compile auto would compile a bound of at least this many (image, t) pairs of a kind measured
+# faster compiled: a cold compile took 9-36 s
 EVAL_COMPILE_PAIRS = 500_000
 
 
@@ -131,7 +132,8 @@ class DiffusionEvalOptions(Section):
     compile: str = opt(
         "auto", "compile the U-Net for the bound (torch.compile, weights frozen into the graph; "
         "per-image values within ~1e-6 bits/dim of eager's): on, off, or auto (where measured "
-        f"faster, for bounds of >= {EVAL_COMPILE_PAIRS:,} image-timestep pairs)",
+        f"faster, for bounds of >= {EVAL_COMPILE_PAIRS:,} image-timestep pairs; on a CPU it "
+        "measured 0.86-1.04x eager's speed, so auto stays eager there)",
         choices=("auto", "on", "off"),
     )  # fmt: skip
     ood: str = opt(
@@ -192,8 +194,8 @@ class LoadedDiffusion(Loaded):
         x_0) per example and t, drawn from ``seed``): ``L_T`` (B,), ``L_t`` (B, T) = L_{t-1}
         for t = 1..T (L_0, the decoder's term, first), ``total`` (B,) nats, and for images
         ``bits_per_dim`` (B,). ``compile``: the network compiled once for this model (as ``elbokit
-        eval --compile on``: 1.2-1.4x on a CPU for the default U-Net, 10-30 s to compile; worth it
-        from a few hundred images), kept for later calls."""
+        eval --compile on``: 0.86-1.04x eager's speed on a CPU for the default U-Net, 9-36 s to
+        compile), kept for later calls."""
         x = self.prepare(x)
         g = torch.Generator(self.device).manual_seed(seed)
         vlb = None
@@ -239,7 +241,7 @@ def _bound(model: Diffusion, x, options, generator, vlb, what: str):
 def _compiled_bound(model: Diffusion, options: DiffusionEvalOptions, pairs: int, say):
     """(L_(t-1) of a batch of rows compiled, or None for eager; a line saying which and why) for
     --compile and a bound of ``pairs`` (image, t) pairs."""
-    from elbokit.train.settings import compile_cache, compiler_problem
+    from elbokit.train.settings import COMPILE_AUTO_SPEEDUP, compile_cache, compiler_problem
 
     asked, device = options.compile, torch.device(options.device).type
     if asked == "off":
@@ -248,6 +250,10 @@ def _compiled_bound(model: Diffusion, options: DiffusionEvalOptions, pairs: int,
         ratio = EVAL_COMPILE_SPEEDUP.get(device) if model.cfg.net == "unet" else None
         if ratio is None:
             return None, f"off (auto: the compiled {model.cfg.net} is not measured on {device})"
+        if ratio < COMPILE_AUTO_SPEEDUP:
+            return None, (f"off (auto: the compiled bound measured {ratio}x eager's speed on "
+                          f"{device}, under the {COMPILE_AUTO_SPEEDUP}x auto asks for; --compile on "
+                          "compiles it)")  # fmt: skip
         if pairs < EVAL_COMPILE_PAIRS:
             return None, (f"off (auto: {pairs:,} image-timestep pairs, under the "
                           f"{EVAL_COMPILE_PAIRS:,} that pay back a compile)")  # fmt: skip
