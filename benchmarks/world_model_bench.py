@@ -12,8 +12,9 @@
     python benchmarks/world_model_bench.py --threads 1 --steps 20
 
 Episodes are collected from CartPole (gymnasium) into a temporary folder. Each trainer timing is
-the difference of two runs from the same initialization (warm-up steps, then warm-up + steps), so
-start-up costs cancel. Thread count: set with --threads and printed; say which in any record.
+the difference of two runs from the same initialization (warm-up steps, then warm-up + steps),
+both after a first untimed run of warm-up steps, so start-up costs and the process's one-time
+costs cancel. Thread count: set with --threads and printed; say which in any record.
 """
 
 from __future__ import annotations
@@ -67,14 +68,17 @@ def time_elbokit(cfg, data, warmup: int, steps: int, workdir: Path, precision="f
         "epochs": 10_000, "eval_every": 10_000, "checkpoint_every": 10**9, "progress": False,
         "precision": precision}})  # fmt: skip
     seconds = []
-    for n in (warmup, warmup + steps):
+    # a first run pays the process's one-time costs (oneDNN's kernel choices, allocations); the
+    # two timed runs come after it, else their difference would leave those costs out of the
+    # steps and overstate the rate (benchmarks/diffusion_bench.py's trainer read 2x too fast so)
+    for n in (warmup, warmup, warmup + steps):
         out = Path(tempfile.mkdtemp(dir=workdir))
         torch.manual_seed(0)
         learner = ObjectiveLearner(WorldModel(run_cfg.model), build_objective(cfg), run_cfg.optim)
         t0 = time.perf_counter()
         Trainer(run_cfg.train, out).fit(learner, data, stop_at=n)
         seconds.append(time.perf_counter() - t0)
-    return steps / (seconds[1] - seconds[0])
+    return steps / (seconds[2] - seconds[1])
 
 
 def _batches(cfg, data, n: int):

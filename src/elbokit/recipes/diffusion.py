@@ -43,9 +43,10 @@ from elbokit.train.learner import AdamConfig, ObjectiveLearner
 from elbokit.train.loop import TrainConfig
 from elbokit.train.settings import check_device, check_device_name
 
-# eager / compiled training step, measured by benchmarks/diffusion_bench.py steps (AVX-512 Zen 5
-# EPYC, 2 threads, 2026-12-07): Inductor's kernels beside the convolutions ran slower than eager's
-COMPILE_SPEEDUP = {"cpu": 0.55}
+# compiled / eager training step speed, measured by benchmarks/diffusion_bench.py steps (AVX-512
+# Zen 5 EPYC, 2 threads, 2026-12-07, 14.29 against 17.94 steps/s): Inductor's kernels beside the
+# convolutions ran slower than eager's
+COMPILE_SPEEDUP = {"cpu": 0.80}
 # the bound's network calls: eager / compiled time with the U-Net's weights frozen into the graph
 # (Inductor's freezing), the default preset's U-Net, 256 rows per call, measured by
 # benchmarks/diffusion_bench.py bound (200 images, every 10th t, 3 alternating rounds; AVX-512
