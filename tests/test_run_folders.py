@@ -146,10 +146,20 @@ def test_keep_checkpoints_and_the_best_one(tmp_path):
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     last3 = [f"step-{s:07d}" for s in (125, 130, 132)]  # 33 steps per epoch, every 5
     assert set(last3) <= set(kept) and f"step-{best_step:07d}" in kept and len(kept) <= 4
+    # the weights readable as the run's other files are (safetensors creates its files 0600)
+    mode = (run / "state.json").stat().st_mode & 0o777
+    weights = run / "checkpoints" / last3[-1] / "model.safetensors"
+    assert weights.stat().st_mode & 0o777 == mode == 0o666 & ~_umask()
     bad = vae.preset("debug", {"train": {"progress": False, "keep_best": "test/nope"},
                                "evaluate": {"eval_k": 0}})  # fmt: skip
     with pytest.raises(ConfigError, match="test/elbo"):
         recipes.train(vae, bad, out=tmp_path / "bad", say=QUIET)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_every_preset_checkpoints_before_its_end():

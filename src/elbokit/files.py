@@ -12,7 +12,15 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "read_json"]
+__all__ = ["atomic_path", "atomic_write_text", "file_mode", "read_json"]
+
+
+def file_mode() -> int:
+    """The mode a new file gets here (0o666 less the umask), for writers that create theirs
+    private (safetensors writes 0600): a run's files are then all readable alike."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager

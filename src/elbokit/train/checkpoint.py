@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from elbokit.files import atomic_write_text, read_json
+from elbokit.files import atomic_write_text, file_mode, read_json
 
 __all__ = [
     "CheckpointError",
@@ -83,6 +83,7 @@ def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict, *
     for group, tensors in snapshot.tensors.items():
         flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         save_file(flat, str(tmp / f"{group}.safetensors"), metadata={"step": str(step)})
+        os.chmod(tmp / f"{group}.safetensors", file_mode())  # as the run's other files
     for group, meta in snapshot.meta.items():
         atomic_write_text(tmp / f"{group}.json", json.dumps(meta))
     final = root / name
