@@ -84,7 +84,7 @@ def run_study(name, kind, params, fixed, args, say) -> tuple[list[Path], float]:
 
 
 def evaluate(run: Path, kind: str, args) -> dict:
-    """The run's eval.json, evaluated now unless one of the asked size is there."""
+    """The run's eval.json, evaluated now unless one of at least the asked size is there."""
     from elbokit import recipes
 
     path = run / "eval.json"
@@ -92,7 +92,8 @@ def evaluate(run: Path, kind: str, args) -> dict:
     if path.exists():
         r = json.loads(path.read_text())
         wanted = n or args.test_size  # --limit 0: every test image
-        if r.get("examples") == wanted and (kind == "diffusion" or r.get("k") == args.k):
+        # one of more images serves too: the table takes its first `wanted`, the same images
+        if r.get("examples", 0) >= wanted and (kind == "diffusion" or r.get("k") == args.k):
             return r
     options = {"limit": n} if kind == "diffusion" else {"k": args.k, "limit": n}
     t0 = time.perf_counter()
@@ -144,7 +145,8 @@ def main() -> None:
         runs, train_s = run_study(name, kind, params, fixed, args, print)
         runs = runs[: args.pool or None]
         evals = [evaluate(r, kind, args) for r in runs]
-        per = [bits(r, kind) for r in evals]
+        wanted = (args.diffusion_limit if kind == "diffusion" else args.limit) or args.test_size
+        per = [bits(r, kind)[:wanted] for r in evals]
         means = [sum(v) / len(v) for v in per]
         m = sum(means) / len(means)
         se = math.sqrt(sum((v - m) ** 2 for v in means) / (len(means) - 1) / len(means))
