@@ -83,6 +83,11 @@ def run_study(name, kind, params, fixed, args, say) -> tuple[list[Path], float]:
     return runs, sum(seconds) / len(seconds)
 
 
+def wanted(kind: str, args) -> int:
+    """How many test images a model's row is scored on (--limit 0: every test image)."""
+    return (args.diffusion_limit if kind == "diffusion" else args.limit) or args.test_size
+
+
 def evaluate(run: Path, kind: str, args) -> dict:
     """The run's eval.json, evaluated now unless one of at least the asked size is there."""
     from elbokit import recipes
@@ -91,9 +96,10 @@ def evaluate(run: Path, kind: str, args) -> dict:
     n = args.diffusion_limit if kind == "diffusion" else args.limit
     if path.exists():
         r = json.loads(path.read_text())
-        wanted = n or args.test_size  # --limit 0: every test image
-        # one of more images serves too: the table takes its first `wanted`, the same images
-        if r.get("examples", 0) >= wanted and (kind == "diffusion" or r.get("k") == args.k):
+        # one of more images serves too: the table takes its first ones, the same images
+        if r.get("examples", 0) >= wanted(kind, args) and (
+            kind == "diffusion" or r.get("k") == args.k
+        ):
             return r
     options = {"limit": n} if kind == "diffusion" else {"k": args.k, "limit": n}
     t0 = time.perf_counter()
@@ -145,8 +151,7 @@ def main() -> None:
         runs, train_s = run_study(name, kind, params, fixed, args, print)
         runs = runs[: args.pool or None]
         evals = [evaluate(r, kind, args) for r in runs]
-        wanted = (args.diffusion_limit if kind == "diffusion" else args.limit) or args.test_size
-        per = [bits(r, kind)[:wanted] for r in evals]
+        per = [bits(r, kind)[: wanted(kind, args)] for r in evals]
         means = [sum(v) / len(v) for v in per]
         m = sum(means) / len(means)
         se = math.sqrt(sum((v - m) ** 2 for v in means) / (len(means) - 1) / len(means))

@@ -41,7 +41,8 @@ COMPILE_SPEEDUP = {"cpu": 1.04}
 # bf16 / fp32 training step of the main job's VAE per bf16 class (--precision auto takes bf16 from
 # 1.1x): avx512_bf16 1.27x on a Zen 4 EPYC (2026-11-30) and 1.67x on a Zen 5 (2026-12-07,
 # benchmarks/precision_bench.py), the lower kept; amx 1.07x (0.31 -> 0.29 s/epoch, issue 27's
-# AMX Xeon) and 1.67x (0.30 -> 0.18, docs/benchmarks.md's 2026-11-22 table), the lower kept. Test ELBO bf16 - fp32: +0.04 +- 0.20 nats over 24 paired seeds (docs/benchmarks.md)
+# AMX Xeon) and 1.67x (0.30 -> 0.18, docs/benchmarks.md's 2026-11-22 table), the lower kept.
+# Test ELBO bf16 - fp32: +0.04 +- 0.20 nats over 24 paired seeds (docs/benchmarks.md)
 BF16_SPEEDUP = {"avx512_bf16": 1.27, "amx": 1.07}
 
 

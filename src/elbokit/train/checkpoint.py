@@ -80,10 +80,11 @@ def save_checkpoint(run_dir: Path, step: int, snapshot: Snapshot, state: dict, *
     tmp = root / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    mode = file_mode()  # the run's other files' mode: safetensors creates its files 0600
     for group, tensors in snapshot.tensors.items():
         flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         save_file(flat, str(tmp / f"{group}.safetensors"), metadata={"step": str(step)})
-        os.chmod(tmp / f"{group}.safetensors", file_mode())  # as the run's other files
+        os.chmod(tmp / f"{group}.safetensors", mode)
     for group, meta in snapshot.meta.items():
         atomic_write_text(tmp / f"{group}.json", json.dumps(meta))
     final = root / name
