@@ -8,6 +8,7 @@ its Monte Carlo estimate over t. Then the ``diffusion`` kind of run end to end."
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -264,7 +265,7 @@ def test_config_errors_name_the_bad_choice():
 # ----------------------------------------------------------------------- the diffusion kind
 
 
-def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path):
+def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path, capsys):
     from elbokit import recipes
     from elbokit.cli import main
 
@@ -272,6 +273,8 @@ def test_train_diffusion_debug_evaluates_the_bound_and_reports(tmp_path):
     assert (
         main(["train", "diffusion", "--preset", "debug", "--no-progress", "--out", str(out)]) == 0
     )
+    # the training loss's estimate of the bound is printed in its unit when the run ends
+    assert re.search(r"done in .*test/bound \S+ bits/dim", capsys.readouterr().out)
     r = json.loads((out / "eval.json").read_text())
     assert r["steps"] == 50 and r["examples"] == 20 and r["clip_x0"] is False
     total = r["L_T"] + r["L_0"] + r["L_middle"]
@@ -329,7 +332,7 @@ def test_train_diffusion_refuses_binarized_images_and_resumes_exactly(tmp_path):
     assert_same_checkpoints(a, b, ("model",))
 
 
-def test_train_diffusion_on_2d_points_reports_nats_and_the_exact_nll(tmp_path):
+def test_train_diffusion_on_2d_points_reports_nats_and_the_exact_nll(tmp_path, capsys):
     from elbokit import recipes
     from elbokit.cli import main
 
@@ -345,6 +348,7 @@ def test_train_diffusion_on_2d_points_reports_nats_and_the_exact_nll(tmp_path):
     args = ["train", "diffusion", "--preset", "toy", "--data", "eight-gaussians", "--epochs", "3",
             "--eval-images", "300", "--no-progress", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
+    assert re.search(r"done in .*test/bound \S+ nats/point", capsys.readouterr().out)
     r = json.loads((out / "eval.json").read_text())
     assert r["unit"] == "nats/point" and "bits_per_dim" not in r and r["examples"] == 300
     assert r["L_T"] + r["L_0"] + r["L_middle"] == pytest.approx(r["nats_per_point"], rel=1e-9)

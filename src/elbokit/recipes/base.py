@@ -225,6 +225,11 @@ class Recipe:
         return " ".join(words)
 
     # ----------------------------------------------------------------- what a kind implements
+    def units(self, cfg: Section) -> dict[str, str]:
+        """The unit of each logged metric that has one (``{"test/elbo": "nats"}``), printed
+        beside its value when a run ends."""
+        return {}
+
     def default_out(self, cfg: Section) -> str:
         """The run directory's name without the time stamp (runs/vae-mnist5k)."""
         return f"runs/{self.name}"

@@ -161,6 +161,9 @@ class VAERecipe(Recipe):
     sweeps: ClassVar[dict[str, str]] = {"beta": "objective.beta"}
     loaded = LoadedVAE
 
+    def units(self, cfg):
+        return {"test/elbo": "nats", "test/recon": "nats", "test/kl": "nats"}
+
     def default_out(self, cfg):
         return f"runs/vae-{Path(cfg.data.source).name}"
 
@@ -262,7 +265,8 @@ class VAERecipe(Recipe):
             f"  log p(x) >= {ll.mean:.2f} +- {ll.mean_stderr:.2f} nats (importance sampled, "
             f"{seconds:.1f} s, precision {precision_why})",
             *([f"  {ll.bits_per_dim(dims):.3f} bits/dim"] if model.likelihood.discrete else []),
-            f"  ELBO {elbo:.2f} nats; gap log p(x) - ELBO = {ll.mean - elbo:.2f} +- {gap_se:.2f} "
+            f"  ELBO {elbo:.2f} nats (one z per image); gap log p(x) - ELBO = "
+            f"{ll.mean - elbo:.2f} +- {gap_se:.2f} "
             "nats" + (" (negative: the one-sample ELBO's noise; the gap is >= 0 in expectation)"
                       if ll.mean < elbo else ""),
             f"  KL {diag.kl:.2f} nats; I(x; z) ~ {diag.mutual_information:.2f} +- "
