@@ -255,8 +255,10 @@ def train(
         units = recipe.units(resolved)
         shown = ", ".join(f"{k} {v:.4g}" + (f" {units[k]}" if k in units else "")
                           for k, v in metrics.items() if k.count("/") == 1)  # fmt: skip
-        say(f"done in {time.perf_counter() - t0:.1f} s" + (f"; the trainer's last evaluation: {shown}"
-                                                          if shown else ": no new epochs"))
+        say(
+            f"done in {time.perf_counter() - t0:.1f} s"
+            + (f"; the trainer's last evaluation: {shown}" if shown else ": no new epochs")
+        )
         options = recipe.after_training(resolved)
         if options is not None and world.main and stop_at is None:
             run = Run(run_dir, recipe, resolved)
