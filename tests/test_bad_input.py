@@ -69,6 +69,9 @@ def test_eval_names_a_device_that_does_not_exist(tmp_path, capsys):
                             ("cuda:x", "--device cuda:x: expected cpu, cuda or cuda:N")):  # fmt: skip
         code, _, err = run(capsys, "eval", str(run_dir), "--device", device)
         assert code == 2 and message in err, err
+    # an option of another kind's evaluation: the line says whose options these are
+    code, _, err = run(capsys, "eval", str(run_dir), "--exact", "1")
+    assert code == 2 and "unknown option --exact for a vae run" in err, err
 
 
 def test_deep_nesting_is_refused_without_a_recursion_error(capsys):

@@ -26,9 +26,10 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting, and never takes
     abbreviations (``--lat`` is not ``--latent-dim``)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, what: str = "", **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.what = what  # what the options are for ("a diffusion run"), named beside a bad one
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -134,6 +135,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
             hint = SYNONYMS.get(name) if SYNONYMS.get(name) in options else closest(name, options)
             raise UsageError(
                 f"{parser.prog}: unknown option {name}"
+                + (f" for {parser.what}" if getattr(parser, "what", "") else "")
                 + (f"; did you mean {hint}?" if hint else "")
                 + f" (see {parser.prog} --help)"
             )

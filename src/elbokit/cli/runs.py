@@ -155,7 +155,7 @@ def _run_parser(command: str, argv: list[str], description: str):
     run = recipes.open_run(run_dir)
     parser = Parser(
         prog=f"elbokit {command} RUN", description=f"{description} ({run.recipe.name} run)",
-        usage=f"elbokit {command} RUN [options]",
+        usage=f"elbokit {command} RUN [options]", what=f"a {run.recipe.name} run",
     )  # fmt: skip
     parser.add_argument("run", metavar="RUN", help="a run directory written by elbokit train")
     by_dest = add_config_arguments(parser, run.recipe.eval_options())
