@@ -98,6 +98,9 @@ def test_evaluate_on_other_data_writes_beside_the_runs_own(vae, tmp_path):
     result = m.evaluate(str(npz), k=5, limit=20)
     saved = json.loads((root / "run" / "eval-data-other.json").read_text())
     assert saved["data"] == str(npz) and saved["log_likelihood"] == result["log_likelihood"]
+    assert result == saved  # the dict eval-data-other.json holds; shown with long lists cut short
+    assert "'log_likelihood': [" in repr(result) and "... (20 values)]" in repr(result)
+    assert len(repr(result)) < len(json.dumps(saved))
     assert not (root / "run" / "eval.json").exists()  # the run's own evaluation is not replaced
     with pytest.raises(ConfigError, match="did you mean k"):
         m.evaluate(str(npz), kk=5)

@@ -141,6 +141,7 @@ class Loaded:
         """The kind's evaluation (``elbokit eval RUN``), on the run's own test data or, with
         ``data``, on another source the kind reads (written beside eval.json as
         eval-data-NAME.json). ``options`` are the kind's eval options (``k=100``, ``limit=500``).
+        Returns what it wrote, a dict whose repr cuts the per-image lists short.
 
         Raises:
             ConfigError: an unknown option (naming the closest) or a bad value.
@@ -149,10 +150,28 @@ class Loaded:
         opts = merge(recipe.eval_options(), options, where="evaluate()") if options else (
             recipe.eval_options())  # fmt: skip
         run = self.run if data is None else self.run.on(str(data))
-        return recipe.evaluate(run, opts, say=say or (lambda *a, **k: None))
+        return EvalResult(recipe.evaluate(run, opts, say=say or (lambda *a, **k: None)))
 
     def __repr__(self) -> str:
         return f"<elbokit {self.kind} run {self.dir} at step {self.step}>"
+
+
+class EvalResult(dict):
+    """What an evaluation wrote (eval.json) as a dict, whose repr shows a long list (the
+    per-image values) as its first values and its length rather than 10,000 numbers."""
+
+    def __repr__(self) -> str:
+        return _short(self)
+
+
+def _short(v, keep: int = 3) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k!r}: {_short(x, keep)}" for k, x in v.items()) + "}"
+    if isinstance(v, list) and len(v) > 2 * keep:
+        return "[" + ", ".join(_short(x, keep) for x in v[:keep]) + f", ... ({len(v)} values)]"
+    if isinstance(v, list):
+        return "[" + ", ".join(_short(x, keep) for x in v) + "]"
+    return repr(v)
 
 
 class LatentLoaded(Loaded):
