@@ -112,5 +112,6 @@ down {flipped.mean:.2f} nats.
 
 Every loaded run also has `evaluate(data=None, **options)`: the kind's evaluation, on its own test
 data or another source the kind reads (`elbokit eval RUN --data DATA` on the command line), written
-beside the run's eval.json.
+beside the run's eval.json, and returned as that file's dict (printed with its per-image lists cut
+to their first values and their length).
 """
