@@ -280,7 +280,7 @@ class DiffusionRecipe(Recipe):
     preset_notes: ClassVar[dict[str, str]] = {
         "default": "mnist5k 8-bit, U-Net 16-32-32 channels, T = 1000, cosine schedule with s = 0.001 (less noise at t = 1 than 0.008: L_0 120 nats per image, not 432), learned variances, hybrid loss (Nichol and Dhariwal), x_0 clipped at t >= 2 (the cosine schedule's last step, beta_T = 0.999, otherwise costs ~300 nats per image), 70 epochs: ~30 min on 2 cores",
         "debug": "digits 8x8, a tiny U-Net, T = 50, 2 epochs: seconds",
-        "toy": "2-D points (--data moons, eight-gaussians or swiss-roll), an MLP denoiser (128 wide, 3 blocks), T = 1000, linear schedule (no beta_T = 0.999 step: points are not clipped), a Gaussian L_0, 300 epochs: ~4 min on 2 cores",
+        "toy": "2-D points (--data moons, eight-gaussians or swiss-roll), an MLP denoiser (128 wide, 3 blocks), T = 1000, linear schedule (no beta_T = 0.999 step: points are not clipped), a Gaussian L_0, 300 epochs: ~1 min on 2 cores",
     }
     presets: ClassVar[dict[str, dict]] = {
         "default": {
