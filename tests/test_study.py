@@ -70,6 +70,9 @@ def test_a_study_of_seeded_trials_records_each_run(tmp_path):
     assert (tmp_path / "report" / "rate_distortion.png").stat().st_size > 5000
     page = (tmp_path / "report" / "report.html").read_text()
     assert "trial 1" in page and "best (paired)" in page and "over 2 seeds" in page
+    for t in study.study.get_trials():  # each seed's own objective, read from its run folder
+        values = [read_objective(Path(r), "test/elbo") for r in t.user_attrs["runs"]]
+        assert "(seeds: " + ", ".join(f"{v:.4g}" for v in values) + ")" in page
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):

@@ -14,26 +14,31 @@ __all__ = ["history", "importances", "objective_by_param"]
 def objective_by_param(rows: list[dict], params: list[str], metric: str, path,
                        logs: dict[str, bool]) -> Path:  # fmt: skip
     """One panel per parameter: each finished trial's objective (with its standard error over
-    seeds where it has one) against the parameter's value; pruned trials hollow."""
+    seeds where it has one, and each seed's value as a small dot) against the parameter's value;
+    pruned trials hollow. A parameter of words (a choice) gets one place per word."""
     fig, axes = panels(len(params))
     for ax, name in zip(axes, params, strict=True):
+        values = [r["params"][name] for r in rows if name in r["params"]]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+        words = [] if numeric else sorted({str(x) for x in values})
+        place = {} if numeric else {w: i for i, w in enumerate(words)}
         for state, style in (("COMPLETE", {"color": "tab:blue"}),
                              ("PRUNED", {"color": "tab:gray", "mfc": "none"})):  # fmt: skip
             pts = [r for r in rows if r["state"] == state and r["value"] is not None]
             if not pts:
                 continue
-            xs = [r["params"][name] for r in pts]
-            if all(isinstance(x, (int, float)) for x in xs):
-                ax.errorbar(xs, [r["value"] for r in pts], yerr=[r["stderr"] or 0 for r in pts],
-                            fmt="o", capsize=3, label=state.lower(), **style)  # fmt: skip
-            else:
-                ax.plot(
-                    [str(x) for x in xs],
-                    [r["value"] for r in pts],
-                    "o",
-                    label=state.lower(),
-                    **style,
-                )
+            xs = [place[str(r["params"][name])] if place
+                  else r["params"][name] for r in pts]  # fmt: skip
+            ax.errorbar(xs, [r["value"] for r in pts], yerr=[r["stderr"] or 0 for r in pts],
+                        fmt="o", capsize=3, label=state.lower(), **style)  # fmt: skip
+            seeds = [(x, v) for x, r in zip(xs, pts, strict=True)
+                     if len(r.get("values") or ()) > 1 for v in r["values"]]  # fmt: skip
+            if seeds:
+                ax.plot(*zip(*seeds, strict=True), ".", color=style["color"], alpha=0.4, ms=4,
+                        label=f"{state.lower()}: each seed")  # fmt: skip
+        if words:
+            ax.set_xticks(range(len(words)), words)
+            ax.set_xlim(-0.5, len(words) - 0.5)
         if logs.get(name):
             from matplotlib.ticker import NullFormatter
 
@@ -69,6 +74,9 @@ def history(rows: list[dict], metric: str, maximize: bool, path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are numbered
+    if done and done[-1]["number"] - done[0]["number"] < 2:  # one or two trials: whole numbers
+        ax.set_xticks(range(done[0]["number"], done[-1]["number"] + 1))
+        ax.set_xlim(done[0]["number"] - 0.5, done[-1]["number"] + 0.5)
     ax.legend()
     fig.tight_layout()
     return save(fig, path)

@@ -63,7 +63,7 @@ def write_report(study: Study, say=print) -> Path:
     pngs = [
         (objective_by_param(rows, names, metric, out / "objective.png",
                             {p.name: p.log for p in study.params}),
-         f"{metric} of each trial (mean over its seeds, +- its standard error) against each parameter; hollow: pruned."),
+         f"{metric} of each trial (mean over its seeds, +- its standard error; small dots: each seed's) against each parameter; hollow: pruned."),
         (history(rows, metric, study.maximize, out / "history.png"),
          "The objective of each finished trial in the order they ran, and the best so far."),
     ]  # fmt: skip
@@ -90,6 +90,8 @@ def write_report(study: Study, say=print) -> Path:
             if r["value"] is None
             else f"{r['value']:.5g}" + (f" +- {r['stderr']:.2g}" if r["stderr"] else "")
         )
+        if len(r["values"] or ()) > 1:  # each seed's own value, in seed order
+            value += " (seeds: " + ", ".join(f"{v:.4g}" for v in r["values"]) + ")"
         secs = f"{r['seconds']:.1f} s" if r["seconds"] is not None else ""
         params = ", ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items())
         retry = f" (retry of trial {r['retry_of']})" if r["retry_of"] is not None else ""
