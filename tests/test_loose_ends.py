@@ -113,6 +113,15 @@ def test_the_diffusion_training_estimate_is_in_the_unit_of_its_evaluation():
     assert abs(draws.mean().item() - exact) <= 4 * se + 0.05 * abs(exact), (draws.mean(), exact, se)
     bits = exact / (2 * math.log(2))
     assert abs(draws.mean().item() - bits) > 4 * se  # not bits/dim
+    # evaluating (eval mode): L_0 for every point and t on 2..T, the same mean, less variance
+    model.eval()
+    with torch.no_grad():
+        evals = torch.tensor(
+            [model.loss(x)[1]["bound"].item() for _ in range(400)], dtype=torch.float64
+        )
+    se_eval = evals.std().item() / math.sqrt(len(evals))
+    assert abs(evals.mean().item() - exact) <= 4 * se_eval + 0.02 * abs(exact), (evals.mean(), exact)
+    assert se_eval < 0.9 * se, (se_eval, se)  # (T = 50 and untrained here: a 20% cut)
     assert json.dumps(exact)
     with pytest.raises(ConfigError):
         recipes.get_recipe("vae").preset("debug", {"train": {"keep_best": "test/elbo:up"}})

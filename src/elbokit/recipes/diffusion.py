@@ -62,8 +62,9 @@ EVAL_COMPILE_PAIRS = 500_000
 class DiffusionObjective:
     """The model's training loss on a batch of images in [0, 1] (mapped to [-1, 1]) or, with
     ``images=False``, of points taken as they are; terms: ``mse`` (epsilon, per element),
-    ``vlb_t`` (L_{t-1} at the sampled t, nats) and ``bound`` (L_T + T L_{t-1}, a one-sample
-    unbiased estimate of the whole bound, bits/dim; nats/dim for points)."""
+    ``vlb_t`` (L_{t-1} at the sampled t, nats) and ``bound`` (a one-sample unbiased estimate of
+    the whole bound, bits/dim; nats per point for points: ``Diffusion.loss`` says how it is
+    drawn in training and in evaluation)."""
 
     def __init__(self, images: bool = True):
         self.images = images
