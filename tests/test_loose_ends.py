@@ -120,7 +120,10 @@ def test_the_diffusion_training_estimate_is_in_the_unit_of_its_evaluation():
             [model.loss(x)[1]["bound"].item() for _ in range(400)], dtype=torch.float64
         )
     se_eval = evals.std().item() / math.sqrt(len(evals))
-    assert abs(evals.mean().item() - exact) <= 4 * se_eval + 0.02 * abs(exact), (evals.mean(), exact)
+    assert abs(evals.mean().item() - exact) <= 4 * se_eval + 0.02 * abs(exact), (
+        evals.mean(),
+        exact,
+    )
     assert se_eval < 0.9 * se, (se_eval, se)  # (T = 50 and untrained here: a 20% cut)
     assert json.dumps(exact)
     with pytest.raises(ConfigError):
