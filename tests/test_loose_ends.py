@@ -128,3 +128,31 @@ def test_the_diffusion_training_estimate_is_in_the_unit_of_its_evaluation():
     assert json.dumps(exact)
     with pytest.raises(ConfigError):
         recipes.get_recipe("vae").preset("debug", {"train": {"keep_best": "test/elbo:up"}})
+
+
+def test_importance_sampled_t_is_unbiased_and_learns_only_from_training():
+    """Nichol and Dhariwal's importance sampling of t: once every t has 10 losses, t is drawn
+    with p_t ~ sqrt(E[L_t^2]) (mixed with 0.1% uniform) and weighted 1 / (T p_t), so the weighted
+    loss averages to the uniform mean over t; evaluation (eval mode) records nothing."""
+    cfg = DiffusionConfig(net="mlp", channels=16, blocks=1, data_shape=(2,), discrete=False,
+                          steps=5, schedule="linear", loss="vlb", importance_t=True)  # fmt: skip
+    model = Diffusion(cfg)
+    losses = torch.tensor([4.0, 1.0, 0.5, 0.25, 0.25], dtype=torch.float64)
+    model.loss_history.copy_(losses[:, None].expand(5, 10))
+    model.loss_counts.fill_(10)
+    g = torch.Generator().manual_seed(0)
+    t, w = model.sample_t(200_000, "cpu", generator=g)
+    p = 0.999 * losses / losses.sum() + 0.001 / 5
+    freq = torch.bincount(t - 1, minlength=5).double() / len(t)
+    se = (p * (1 - p) / len(t)).sqrt()
+    assert ((freq - p).abs() <= 4 * se).all(), (freq, p)
+    est = (w.double() * losses[t - 1]).mean()  # E_p[L_t / (T p_t)] = mean over t of L_t
+    assert est.item() == pytest.approx(losses.mean().item(), rel=0.02)
+    before = model.loss_history.clone(), model.loss_counts.clone()
+    model.eval()
+    with torch.no_grad():
+        model.loss(torch.randn(32, 2))
+    assert torch.equal(model.loss_history, before[0]) and torch.equal(model.loss_counts, before[1])
+    model.train()
+    model.loss(torch.randn(32, 2))
+    assert int(model.loss_counts.sum()) == 50 + 32  # training records each example's L_t
