@@ -29,7 +29,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, what: str = "", **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
-        self.what = what  # what the options are for ("a diffusion run"), named beside a bad one
+        self.what = what  # what the options are for ("a KIND run"), named beside a bad one
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
