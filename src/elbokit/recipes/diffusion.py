@@ -318,7 +318,7 @@ class DiffusionRecipe(Recipe):
     }
 
     def units(self, cfg):
-        # the training loss's one-t estimate of the bound: per point for a density, else 8-bit
+        # the evaluation's one-sample estimate of the bound: per point for a density, else 8-bit
         return {"test/bound": "nats/point" if is_toy(cfg) else "bits/dim", "test/vlb_t": "nats"}
 
     def default_out(self, cfg):

@@ -167,10 +167,10 @@ class EvalResult(dict):
 def _short(v, keep: int = 3) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k!r}: {_short(x, keep)}" for k, x in v.items()) + "}"
-    if isinstance(v, list) and len(v) > 2 * keep:
-        return "[" + ", ".join(_short(x, keep) for x in v[:keep]) + f", ... ({len(v)} values)]"
     if isinstance(v, list):
-        return "[" + ", ".join(_short(x, keep) for x in v) + "]"
+        cut = len(v) > 2 * keep
+        shown = ", ".join(_short(x, keep) for x in (v[:keep] if cut else v))
+        return "[" + shown + (f", ... ({len(v)} values)]" if cut else "]")
     return repr(v)
 
 
