@@ -6,7 +6,8 @@ shape (the last, shorter batch of an epoch gets its own), the step number a symb
 generator exactly as eager mode draws them (``fallback_random``), so the trainer's per-step
 seeding makes a compiled run reproducible and resumable bit for bit, and its draws the same as
 an eager run's. If compiling fails (no C++ compiler, an operation Inductor cannot lower), the
-run says so in one line and goes on eager from that step: the failed call changed nothing.
+run says so in one line and goes on eager from that step: the failed call changed nothing. The
+backward graph is compiled with the forward, so its failures are caught there too.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class CompiledStep:
             with (
                 torch._dynamo.config.patch(automatic_dynamic_shapes=False),
                 torch.compiler.config.patch(dynamic_sources="L['step']"),
+                # the backward graph compiled with the forward, here, not lazily at the first
+                # loss.backward() (torch's default), where its failure would escape this catch
+                torch._functorch.config.patch(force_non_lazy_backward_lowering=True),
             ):
                 return self._compiled(batch, step)
         except Exception as e:
