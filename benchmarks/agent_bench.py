@@ -2,6 +2,7 @@
 
     python benchmarks/agent_bench.py speed --threads 2          steps per second, and sheeprl's
     python benchmarks/agent_bench.py threshold --seeds 0 1 2    CartPole from states to >= 475
+    python benchmarks/agent_bench.py threshold --seeds 0 1 2 --compile on
     python benchmarks/agent_bench.py threshold --preset pixels --seeds 0
     python benchmarks/agent_bench.py pendulum                   continuous actions vs random
 
@@ -9,8 +10,8 @@ speed: with the default preset's sizes, (a) acting alone (RSSM filter, actor, en
 replay) in environment steps per second, (b) the whole training step at the preset's ratio
 (one gradient step per ``train_every`` environment steps) in environment and gradient steps per
 second, (c) the gradient step alone (world model, then actor and critic in imagination), (c') the same
-with each network's forward compiled (``nn.Module.compile``: the agent kind's ``--compile on`` does
-not compile its step, and this row is why), and in the same run (d) sheeprl's DreamerV3 gradient step (``sheeprl.algos.dreamer_v3.train``) at the
+as ``--compile on`` compiles it (the world model's, the actor's and the critic's losses, each one
+graph with its backward), (c) and (c') in alternating rounds, and in the same run (d) sheeprl's DreamerV3 gradient step (``sheeprl.algos.dreamer_v3.train``) at the
 same sizes on CartPole state batches, when sheeprl is importable by ``--sheeprl-python`` (a
 separate venv: ``python -m venv /work/speer && /work/speer/bin/pip install torch==2.13.0
 sheeprl``; see ``benchmarks/_sheeprl_v3.py``).
@@ -48,12 +49,12 @@ from elbokit.train.settings import describe_machine
 RECIPE = recipes.get_recipe("agent")
 
 
-def _learner(preset: str, threads: int) -> AgentLearner:
+def _learner(preset: str, threads: int, compile: bool = False) -> AgentLearner:
     torch.set_num_threads(threads)
     cfg = RECIPE.resolve(RECIPE.preset(preset))
     torch.manual_seed(0)
     learner = AgentLearner(cfg)
-    learner.setup(StepContext())
+    learner.setup(StepContext(compile=compile))
     return learner
 
 
@@ -77,24 +78,24 @@ def speed(args) -> None:
         learner.train_step(None, i)
     dt = time.perf_counter() - t0
     full_env, full_grad = args.steps * n / dt, (learner.updates - u0) / dt
+    # (c) the gradient step alone, and (c') compiled as --compile on compiles it (a second
+    # learner, the same seed and prefill), in alternating rounds: this machine drifts
+    comp = _learner(args.preset, args.threads, compile=True)
     t0 = time.perf_counter()
-    for i in range(args.steps):
-        learner.learn(i)
-    grad = args.steps / (time.perf_counter() - t0)
-    # (c') the same with each network compiled (nn.Module.compile): the agent kind's --compile on
-    # does not compile, and this row says why
-    wm, ac = learner.wm, learner.ac
-    for module in (wm.encoder, wm.decoder, wm.reward_head, wm.discount_head, wm.rssm.prior_net,
-                   wm.rssm.gru, ac.actor, ac.critic, ac.target):  # fmt: skip
-        module.compile(options={"fallback_random": True})
-    t0 = time.perf_counter()
-    for i in range(3):  # compiles (the imagined and the replayed batches have other shapes)
-        learner.learn(i)
+    for i in range(prefill):  # its first gradient step (at the prefill's end) compiles
+        comp.train_step(None, i)
+    for i in range(3):
+        comp.learn(i)
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i in range(args.steps):
-        learner.learn(i)
-    grad_c = args.steps / (time.perf_counter() - t0)
+    eager_rates, comp_rates = [], []
+    for _ in range(args.rounds):
+        for who, rates in ((learner, eager_rates), (comp, comp_rates)):
+            t0 = time.perf_counter()
+            for i in range(args.steps):
+                who.learn(i)
+            rates.append(args.steps / (time.perf_counter() - t0))
+    grad, grad_c = statistics.median(eager_rates), statistics.median(comp_rates)
+    ratios = [c / e for c, e in zip(comp_rates, eager_rates, strict=True)]
     m, ac = cfg.model, cfg.ac
     params = sum(p.numel() for mod in learner.modules.values() for p in mod.parameters())
     print(f"elbokit agent, preset {args.preset}: RSSM {m.deter} + {m.groups}x{m.classes}, MLPs "
@@ -105,9 +106,11 @@ def speed(args) -> None:
     print(
         f"  (b) training:            {full_env:8.1f} environment steps/s, {full_grad:.2f} gradient steps/s"
     )
-    print(f"  (c) gradient step alone: {grad:8.2f} gradient steps/s ({1000 / grad:.1f} ms)")
-    print(f"  (c') with its networks compiled: {grad_c:8.2f} gradient steps/s ({1000 / grad_c:.1f} ms, "
-          f"{grad_c / grad:.2f}x eager; the first 3 steps, compiling, {compile_s:.0f} s)")  # fmt: skip
+    print(f"  (c) gradient step alone: {grad:8.2f} gradient steps/s ({1000 / grad:.1f} ms; median "
+          f"of {args.rounds} rounds of {args.steps})")  # fmt: skip
+    print(f"  (c') --compile on:       {grad_c:8.2f} gradient steps/s ({1000 / grad_c:.1f} ms), "
+          f"{statistics.median(ratios):.2f}x eager (rounds {', '.join(f'{r:.2f}' for r in ratios)}); "
+          f"its prefill and first steps, compiling, {compile_s:.0f} s")  # fmt: skip
     if args.sheeprl_python and Path(args.sheeprl_python).exists() and not cfg.env.pixels:
         cmd = [args.sheeprl_python, str(Path(__file__).with_name("_sheeprl_v3.py")),
                "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -123,10 +126,12 @@ def speed(args) -> None:
             r = json.loads(line)
             print(f"  (d) sheeprl {r['sheeprl']} DreamerV3 gradient step: {r['steps_per_s']:.2f} "
                   f"gradient steps/s ({r['parameters']:,} parameters); elbokit / sheeprl = "
-                  f"{grad / r['steps_per_s']:.2f}x")  # fmt: skip
+                  f"{grad / r['steps_per_s']:.2f}x eager, {grad_c / r['steps_per_s']:.2f}x "
+                  "compiled")  # fmt: skip
     else:
         print("  (d) sheeprl: not measured (--sheeprl-python PYTHON of a venv with sheeprl)")
     learner.close()
+    comp.close()
 
 
 def _first_at(metrics: Path, bar: float) -> dict | None:
@@ -140,7 +145,8 @@ def _first_at(metrics: Path, bar: float) -> dict | None:
 def threshold(args) -> None:
     rows = []
     for seed in args.seeds:
-        overrides = {"train": {"seed": seed, "threads": args.threads, "progress": False},
+        overrides = {"train": {"seed": seed, "threads": args.threads, "progress": False,
+                               "compile": args.compile},
                      "agent": {"stop_return": args.bar}}  # fmt: skip
         cfg = RECIPE.preset(args.preset, overrides)
         with tempfile.TemporaryDirectory() as tmp:
@@ -205,10 +211,12 @@ def main() -> None:
     s.add_argument("--warmup", type=int, default=5)
     s.add_argument("--act-steps", type=int, default=300)
     s.add_argument("--sheeprl-python", default="/work/speer/bin/python")
+    s.add_argument("--rounds", type=int, default=3, help="alternating rounds of (c) and (c')")
     t = sub.add_parser("threshold")
     t.add_argument("--preset", default="default")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     t.add_argument("--bar", type=float, default=475.0)
+    t.add_argument("--compile", default="off", choices=("off", "on", "auto"))
     p = sub.add_parser("pendulum")
     for q in (s, t, p):
         q.add_argument("--threads", type=int, default=2)

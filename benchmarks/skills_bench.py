@@ -1,6 +1,6 @@
 """The skills kind against stable-baselines3, and its SAC on Pendulum, measured in one run.
 
-    python benchmarks/skills_bench.py speed [--threads 1] [--steps 1500] [--envs 8]
+    python benchmarks/skills_bench.py speed [--threads 1] [--steps 1500] [--envs 8] [--rounds 1]
     python benchmarks/skills_bench.py bar [--threads 1] [--minutes 5]
     python benchmarks/skills_bench.py pendulum [--threads 1] [--steps 20000]
 
@@ -9,9 +9,9 @@ one gradient step of batch 256 per step of all environments, actor and critics 1
 the replay holds 2,000 transitions:
 
     elbokit   ``SkillLearner.train_step`` (DIAYN: the discriminator's update and the reward
-              recomputed from it on every batch, then SAC's critic, actor); and again with
-              each network's forward compiled (``nn.Module.compile``; the skills kind's
-              ``--compile on`` does not compile, this row says why)
+              recomputed from it on every batch, then SAC's critic, actor); and again as
+              ``--compile on`` runs it: the discriminator's, the critics' and the actor's
+              losses each compiled with its backward (Adam, the checks, Polyak eager)
     sb3       stable-baselines3's SAC (same networks, batch, learning rate, update ratio: one
               gradient step per step of the 8 environments of a DummyVecEnv) on the same point
               task with a one-hot skill appended to the observation; and with 1 environment,
@@ -50,19 +50,16 @@ from elbokit.train.settings import describe_machine
 KIND = recipes.get_recipe("skills")
 
 
-def _learner(envs: int, overrides: dict | None = None) -> SkillLearner:
+def _learner(envs: int, overrides: dict | None = None, compile: bool = False) -> SkillLearner:
     cfg = KIND.preset("default", {"env": {"envs": envs}, **(overrides or {})})
     torch.manual_seed(0)
     learner = SkillLearner(cfg, seed=0)
-    learner.setup(StepContext("cpu"))
+    learner.setup(StepContext("cpu", compile=compile))
     return learner
 
 
 def ours_rate(steps: int, envs: int, compiled: bool = False) -> tuple[float, float]:
-    learner = _learner(envs)
-    if compiled:  # each network's forward compiled (the update's losses, backward, Adam eager)
-        for module in learner.modules.values():
-            module.compile(options={"fallback_random": True})
+    learner = _learner(envs, compile=compiled)
     warm = math.ceil(2000 / envs) + 20  # past random actions and learning_starts (and compiling)
     for s in range(warm):
         learner.train_step(None, s)
@@ -121,18 +118,28 @@ def sb3_rate(steps: int, envs: int) -> tuple[float, float] | None:
 
 
 def speed(args) -> None:
-    ours = ours_rate(args.steps, args.envs)
-    print(f"elbokit DIAYN : {ours[0]:8.0f} env steps/s, {ours[1]:7.1f} gradient steps/s")
-    t0 = time.perf_counter()
-    comp = ours_rate(args.steps, args.envs, compiled=True)
-    print(f"elbokit DIAYN, networks compiled: {comp[0]:8.0f} env steps/s, {comp[1]:7.1f} gradient "
-          f"steps/s ({comp[0] / ours[0]:.2f}x eager; {time.perf_counter() - t0:.0f} s in all, "
-          "compiling included)")  # fmt: skip
-    theirs = sb3_rate(args.steps, args.envs)
-    if theirs:
-        print(f"sb3 SAC       : {theirs[0]:8.0f} env steps/s, {theirs[1]:7.1f} gradient steps/s")
-        print(f"ratio elbokit / sb3: {ours[0] / theirs[0]:.2f}x eager, {comp[0] / theirs[0]:.2f}x "
-              "networks compiled (same update ratio)")  # fmt: skip
+    """Eager, compiled and sb3 in alternating rounds (this machine's speed drifts between
+    minutes: only ratios within a round are worth comparing); medians of the per-round ratios."""
+    rows = []
+    for r in range(args.rounds):
+        ours = ours_rate(args.steps, args.envs)
+        t0 = time.perf_counter()
+        comp = ours_rate(args.steps, args.envs, compiled=True)
+        took = time.perf_counter() - t0
+        theirs = sb3_rate(args.steps, args.envs)
+        print(f"round {r + 1}: elbokit DIAYN {ours[0]:6.0f} env steps/s ({ours[1]:5.1f} gradient "
+              f"steps/s); --compile on {comp[0]:6.0f} ({comp[0] / ours[0]:.2f}x eager; {took:.0f} s "
+              "with compiling)" + (f"; sb3 SAC {theirs[0]:6.0f} ({theirs[1]:5.1f}): elbokit / "
+              f"sb3 {ours[0] / theirs[0]:.2f}x eager, {comp[0] / theirs[0]:.2f}x compiled"
+              if theirs else ""), flush=True)  # fmt: skip
+        rows.append((ours[0], comp[0], theirs[0] if theirs else float("nan")))
+    ours, comp, theirs = (np.array(c) for c in zip(*rows, strict=True))
+    print(f"median over {args.rounds} rounds: compiled / eager {np.median(comp / ours):.2f}x "
+          f"(rounds {', '.join(f'{v:.2f}' for v in comp / ours)})")  # fmt: skip
+    if not np.isnan(theirs).any():
+        print(f"median elbokit / sb3 (same update ratio): eager {np.median(ours / theirs):.2f}x "
+              f"(rounds {', '.join(f'{v:.2f}' for v in ours / theirs)}), compiled "
+              f"{np.median(comp / theirs):.2f}x")  # fmt: skip
         one = sb3_rate(args.steps, 1)
         print(
             f"sb3 SAC, 1 env: {one[0]:8.0f} env steps/s, {one[1]:7.1f} gradient steps/s "
@@ -231,6 +238,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--envs", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=1, help="speed: alternating rounds")
     p.add_argument("--minutes", type=float, default=5.0)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -73,6 +73,25 @@ def test_a_failed_compile_says_one_line_and_the_step_runs_eager():
     assert len(lines) == 1
 
 
+def test_a_backward_that_fails_to_compile_fails_in_the_step_not_in_the_optimizer_update():
+    """The backward graph is compiled with the forward (not lazily at the first backward,
+    torch's default), so its failure is the step's: one line, eager, the update unharmed."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def no_backward(gm, example_inputs):
+        raise RuntimeError("this backend builds no backward")
+
+    backend = aot_autograd(fw_compiler=lambda gm, example_inputs: gm, bw_compiler=no_backward)
+    w = torch.nn.Parameter(torch.arange(4.0))
+    lines = []
+    stepper = CompiledStep(lambda x, step: (w * x).square().sum(), "a step", lines.append,
+                           backend=backend)  # fmt: skip
+    loss = stepper(torch.ones(4), 0)
+    loss.backward()
+    assert torch.equal(w.grad, 2 * torch.arange(4.0))  # d/dw sum (w x)^2 = 2 w x^2
+    assert stepper.eager and len(lines) == 1 and "builds no backward" in lines[0]
+
+
 def test_compiled_inference_pads_a_short_batch_into_its_one_graph_or_runs_eager():
     built = []
 
@@ -129,6 +148,12 @@ def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings():
     short = resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS - 1, speedup=faster)
     assert short[0] == "off" and f"{COMPILE_AUTO_STEPS - 1:,} steps" in short[1]
     assert resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS, speedup=faster)[0] == "on"
+    # a run that stops at a bar (the agent's CartPole: 25,000 steps planned, ~1,250 run) may
+    # never pay its compile back: auto stays off and says why; on compiles
+    early = resolve_compile("auto", "cpu", 10**6, speedup=faster, stops_early=True)
+    assert early[0] == "off" and "stops at its bar" in early[1] and "1.50x" in early[1]
+    if resolve_compile("on", "cpu", 1)[0] == "on":  # (a C++ compiler here)
+        assert resolve_compile("on", "cpu", 10**6, speedup=faster, stops_early=True)[0] == "on"
     assert resolve_compile("on", "cpu", 10**6, compilable=False)[0] == "off"
     with pytest.raises(ValueError, match="compile = 'yes'.*off, on, auto"):
         resolve_compile("yes", "cpu", 1)
@@ -178,3 +203,77 @@ def test_bayes_by_backprop_compiled_agrees_with_eager(tmp_path):
         assert torch.allclose(b[k], v, rtol=0, atol=1e-5), (k, (b[k] - v).abs().max())
     # and training moved them: the comparison is of trained networks, not of initial ones
     assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-2
+
+
+@pytest.mark.skipif(resolve_compile("on", "cpu", 1)[0] == "off", reason="no C++ compiler here")
+@pytest.mark.parametrize("method", ["diayn", "dads"])
+def test_the_skills_update_compiled_agrees_with_eager(tmp_path, method):
+    """The skills kind compiles the method's loss (DADS's reward too), the critics' and the
+    actor's losses, each with its backward: the same draws as eager (the actor's noise, DADS's
+    prior skills), the same weights to the rounding of fused kernels after ~125 updates; DIAYN's
+    compiled run stopped and resumed ends with the uninterrupted one's checkpoint bit for bit."""
+    from references import assert_same_checkpoints
+
+    kind = recipes.get_recipe("skills")
+
+    def fit(name, compile, stop_at=None, resume=False):
+        cfg = kind.preset("debug", {"skill": {"method": method, "prior_samples": 10},
+                                    "train": {"progress": False, "checkpoint_every": 40,
+                                              "threads": 1, "compile": compile},
+                                    "evaluate": {"eval_episodes": 0}})  # fmt: skip
+        built = build(kind, cfg, tmp_path / name)
+        start = weights(built.learner.modules["actor"])
+        Trainer(built.config.train, tmp_path / name).fit(
+            built.learner, built.data, stop_at=stop_at, resume=resume
+        )
+        return built.learner, start
+
+    (eager, start), (compiled, _) = fit("eager", "off"), fit("compiled", "on")
+    steps = [compiled.sac._critic_loss, compiled.sac._actor_loss, compiled.method._loss]
+    assert all(isinstance(s, CompiledStep) and not s.eager for s in steps)
+    assert eager.sac._critic_loss == eager.sac.critic_loss  # eager: the plain functions
+    model = "discriminator" if method == "diayn" else "dynamics"
+    for name in ("actor", "critic", model):
+        a, b = weights(eager.modules[name]), weights(compiled.modules[name])
+        for k, v in a.items():
+            assert torch.allclose(b[k], v, rtol=0, atol=1e-4), (name, k, (b[k] - v).abs().max())
+    a = weights(eager.modules["actor"])
+    assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-2  # trained, not initial
+    if method == "diayn":
+        fit("resumed", "on", stop_at=70)
+        fit("resumed", "on", resume=True)
+        assert_same_checkpoints(tmp_path / "compiled", tmp_path / "resumed",
+                                ("actor", "critic", "critic_target", model, "extra"))  # fmt: skip
+
+
+@pytest.mark.skipif(resolve_compile("on", "cpu", 1)[0] == "off", reason="no C++ compiler here")
+def test_the_agent_step_compiled_agrees_with_eager(tmp_path):
+    """The agent compiles the world model's loss (its sequence unrolled), the actor's loss (the
+    imagined rollout; CartPole's one-hot actions drawn as eager draws them) and the critic's,
+    each one graph with its backward: the eager run's weights to the rounding of fused kernels.
+    Short sequences and horizon keep the graphs small; even so compiling takes ~40-60 s on 2
+    cores, so continuous actions (Pendulum, measured to agree the same way) are not run here."""
+    env = "CartPole-v1"
+    kind = recipes.get_recipe("agent")
+
+    def fit(name, compile):
+        cfg = kind.preset("debug", {"env": {"name": env}, "agent": {"seq_len": 4},
+                                    "ac": {"horizon": 3},
+                                    "train": {"epochs": 2, "progress": False, "threads": 1,
+                                              "compile": compile},
+                                    "evaluate": {"eval_episodes": 0}})  # fmt: skip
+        built = build(kind, cfg, tmp_path / name)
+        start = weights(built.learner.modules["world_model"])
+        Trainer(built.config.train, tmp_path / name).fit(built.learner, built.data)
+        return built.learner, start
+
+    (eager, start), (compiled, _) = fit("eager", "off"), fit("compiled", "on")
+    steps = [compiled._world_model_loss, compiled.ac._actor_loss, compiled.ac._critic_loss]
+    assert all(isinstance(s, CompiledStep) and not s.eager for s in steps)
+    assert eager.updates == compiled.updates > 20
+    for name in ("world_model", "actor_critic"):
+        a, b = weights(eager.modules[name]), weights(compiled.modules[name])
+        for k, v in a.items():
+            assert torch.allclose(b[k], v, rtol=0, atol=1e-4), (name, k, (b[k] - v).abs().max())
+    a = weights(eager.modules["world_model"])
+    assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-2  # trained, not initial

@@ -68,6 +68,8 @@ def _kl_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     """sum_k p_k (log p_k - log q_k) over the last dim of one chunk of rows."""
     # p from softmax, not exp(log p): torch's softmax kernel is 1.5x faster than its exp (measured).
     lp, lq = log_softmax(p_logits), log_softmax(q_logits)
+    if torch.compiler.is_compiling():  # a graph has no data-dependent branch: the careful form
+        return _excluding(lp, lq)
     p = softmax(p_logits)
     if torch.is_grad_enabled() and (p_logits.requires_grad or q_logits.requires_grad):
         out = torch.linalg.vecdot(p, lp - lq)
@@ -80,6 +82,12 @@ def _kl_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     # NaN can only come from 0 * inf: a class p excludes (log p = -inf), or one q excludes
     # where p's probability underflowed to 0. Redo with the convention 0 log 0 = 0 and
     # p > 0 = q -> inf, routing no gradient through the excluded classes.
+    return _excluding(lp, lq)
+
+
+def _excluding(lp: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """sum_k p_k (log p_k - log q_k) from log-probabilities, 0 log 0 = 0 and p_k > 0 = q_k
+    giving inf, no gradient through an excluded class."""
     in_p = lp > -math.inf
     diff = torch.where(in_p, lp - lq, 0.0)
     terms = torch.where(in_p & (lq == -math.inf), math.inf, lp.exp() * diff)

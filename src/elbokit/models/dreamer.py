@@ -217,6 +217,7 @@ class ActorCritic(nn.Module):
         self.target.load_state_dict(self.critic.state_dict())
         self.target.requires_grad_(False)
         self.norm = ReturnNorm(cfg.norm_decay)
+        self._actor_loss, self._critic_loss = self.actor_loss, self.critic_loss  # or compiled
         mode = cfg.actor_grad
         self.reinforce = discrete if mode == "auto" else mode == "reinforce"
         if discrete and not self.reinforce:
@@ -224,23 +225,40 @@ class ActorCritic(nn.Module):
 
     def losses(self, world_model, h: torch.Tensor, z: torch.Tensor, cont: torch.Tensor):
         """The actor's and the critic's loss from start states h, z (N, .) with their
-        continuation cont (N,), and the terms to log. The world model is frozen here."""
+        continuation cont (N,), and the terms to log. The world model is frozen here. Two
+        graphs: the critic's loss reads the imagined rollout detached, so each loss is
+        backpropagated on its own (and, compiled, each is its own graph)."""
+        with frozen(world_model, self.target):
+            actor_loss, terms, rollout = self._actor_loss((world_model, h, z, cont), 0)
+        critic_loss, more = self._critic_loss(rollout, 0)
+        return actor_loss, critic_loss, {**terms, **more}
+
+    def compile(self, compiled) -> None:
+        """Take both losses through ``compiled(fn, what)``, the step context's
+        (``elbokit.train.compiled``); the freezing, which a graph cannot follow, stays out."""
+        self._actor_loss = compiled(self.actor_loss, "the actor's loss")
+        self._critic_loss = compiled(self.critic_loss, "the critic's loss")
+
+    def actor_loss(self, inputs, step: int = 0):
+        """(loss, terms, rollout) of the actor for ``inputs`` = (world model, h, z, cont), the
+        world model and the slow critic frozen; rollout: the imagined features, lambda-returns
+        and weights, detached, for ``critic_loss``."""
+        world_model, h, z, cont = inputs
         cfg = self.cfg
         h, z = h.detach(), z.detach()
-        with frozen(world_model, self.target):
-            if self.reinforce:  # no gradient through the dynamics: imagine without a graph
-                with torch.no_grad():
-                    feats, actions, _ = imagine(world_model, self.actor, h, z, cfg.horizon)
-                policies = self.actor(feats[:-1])
-                logp, ent = policies.log_prob(actions), policies.entropy()
-            else:
-                feats, actions, pols = imagine(world_model, self.actor, h, z, cfg.horizon)
-                ent = torch.stack([p.entropy() for p in pols])
-                logp = None
-            reward = world_model.reward_head(feats[1:]).squeeze(-1).float()
-            disc = torch.sigmoid(world_model.discount_head(feats[1:]).squeeze(-1).float())
-            value = self.target(feats).squeeze(-1).float()
-            ret = lambda_returns(reward, value, disc, cfg.lam)
+        if self.reinforce:  # no gradient through the dynamics: imagine without a graph
+            with torch.no_grad():
+                feats, actions, _ = imagine(world_model, self.actor, h, z, cfg.horizon)
+            policies = self.actor(feats[:-1])
+            logp, ent = policies.log_prob(actions), policies.entropy()
+        else:
+            feats, actions, pols = imagine(world_model, self.actor, h, z, cfg.horizon)
+            ent = torch.stack([p.entropy() for p in pols])
+            logp = None
+        reward = world_model.reward_head(feats[1:]).squeeze(-1).float()
+        disc = torch.sigmoid(world_model.discount_head(feats[1:]).squeeze(-1).float())
+        value = self.target(feats).squeeze(-1).float()
+        ret = lambda_returns(reward, value, disc, cfg.lam)
         with torch.no_grad():
             w = torch.cumprod(torch.cat([cont[None].float(), disc[:-1]]), 0)
         if cfg.return_norm == "percentile":
@@ -254,18 +272,23 @@ class ActorCritic(nn.Module):
         else:
             objective = ret / scale
         actor_loss = -(w * (objective + cfg.entropy * ent)).mean()
-        v = self.critic(feats[:-1].detach()).squeeze(-1).float()
-        critic_loss = (w * 0.5 * (v - ret.detach()).pow(2)).mean()
         terms = {
             "actor/entropy": ent.detach().mean(),
-            "critic/value_error": (w * (v.detach() - ret.detach()).abs()).sum()
-            / w.sum().clamp_min(1e-8),
             "imagined/return": ret.detach().mean(),
             "imagined/reward": reward.detach().mean(),
             "imagined/continue": disc.detach().mean(),
             "return_scale": scale.detach().reshape(()),
         }
-        return actor_loss, critic_loss, terms
+        return actor_loss, terms, (feats[:-1].detach(), ret.detach(), w)
+
+    def critic_loss(self, rollout, step: int = 0):
+        """(loss, terms) of the online critic against the lambda-returns of a rollout
+        (features, returns, weights: ``actor_loss``'s)."""
+        feats, ret, w = rollout
+        v = self.critic(feats).squeeze(-1).float()
+        loss = (w * 0.5 * (v - ret).pow(2)).mean()
+        error = (w * (v.detach() - ret).abs()).sum() / w.sum().clamp_min(1e-8)
+        return loss, {"critic/value_error": error}
 
     @torch.no_grad()
     def update_target(self) -> None:

@@ -13,7 +13,11 @@ log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)). The two critics are one modu
 carry an ensemble dimension (one batched matmul per layer instead of two networks).
 
 ``SAC.update(batch, step, update)`` takes the learner's ``update`` (so every loss and gradient
-passes the trainer's finite checks) and returns the named terms.
+passes the trainer's finite checks) and returns the named terms. The critics' and the actor's
+losses are functions of the batch alone (``critic_loss``, ``actor_loss``), so a learner that
+compiles its step (``--compile on``) compiles each with its backward (``SAC.compile``); the
+actor's loss reads the critics through detached weights (``frozen``), not by switching their
+``requires_grad``, which a compiled graph cannot follow.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(n, n_in, n_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n, 1, n_out).uniform_(-bound, bound))
 
-    def forward(self, x):
+    def forward(self, x, *, frozen: bool = False):
+        if frozen:  # no gradient reaches the weights (the input's still flows)
+            return torch.baddbmm(self.bias.detach(), x, self.weight.detach())
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -71,10 +77,11 @@ class TwinQ(nn.Module):
         )
         self.members = members
 
-    def forward(self, x):
+    def forward(self, x, *, frozen: bool = False):
+        """Q_j(s, a) for inputs x = [s, a]; ``frozen``: no gradient to the critics' weights."""
         h = x.unsqueeze(0).expand(self.members, *x.shape)
         for i, layer in enumerate(self.layers):
-            h = layer(h)
+            h = layer(h, frozen=frozen)
             if i < len(self.layers) - 1:
                 h = F.relu(h)
         return h.squeeze(-1)
@@ -121,6 +128,7 @@ class SAC:
         self.log_alpha = LogAlpha(cfg.alpha)
         self.log_alpha.requires_grad_(cfg.tune_alpha)
         self.target_entropy = cfg.target_entropy * act_dim
+        self._critic_loss, self._actor_loss = self.critic_loss, self.actor_loss  # or compiled
 
     def modules(self) -> dict[str, nn.Module]:
         return {
@@ -139,9 +147,16 @@ class SAC:
             opts["alpha_optim"] = make(self.log_alpha.parameters(), self.cfg.lr)
         return opts
 
-    def update(self, batch: dict[str, torch.Tensor], reward: torch.Tensor, step: int, update):
-        """One step of critic, actor (and alpha) on ``batch`` (inputs ``x``, ``action``,
-        ``next_x``, ``terminated``) with ``reward`` (B,). Returns the named terms."""
+    def compile(self, compiled) -> None:
+        """Take the critics' and actor's losses through ``compiled(fn, what)`` (the step
+        context's: ``elbokit.train.compiled.CompiledStep`` when the run compiles)."""
+        self._critic_loss = compiled(self.critic_loss, "the critics' loss")
+        self._actor_loss = compiled(self.actor_loss, "the actor's loss")
+
+    def critic_loss(self, batch: dict[str, torch.Tensor], step: int = 0):
+        """(loss, terms) of the twin critics on ``batch`` (``x``, ``action``, ``next_x``,
+        ``terminated``, ``reward``): squared errors against the soft target, summed over the
+        two critics."""
         cfg = self.cfg
         alpha = self.log_alpha.value.exp().detach()
         x, a, nx = batch["x"], batch["action"], batch["next_x"]
@@ -149,20 +164,29 @@ class SAC:
         with torch.no_grad():
             na, nlogp = self.actor(nx)
             q_next = self.critic_target(torch.cat([nx, na], -1)).min(0).values
-            target = reward + cfg.gamma * not_done * (q_next - alpha * nlogp)
+            target = batch["reward"] + cfg.gamma * not_done * (q_next - alpha * nlogp)
         q = self.critic(torch.cat([x, a], -1))
-        critic_loss = (q - target).square().mean(1).sum()
-        terms = update("critic_optim", critic_loss,
-                       {"sac/critic_loss": critic_loss.detach(), "sac/q": q.detach().mean()},
-                       step, self.critic.named_parameters())  # fmt: skip
+        loss = (q - target).square().mean(1).sum()
+        return loss, {"sac/critic_loss": loss.detach(), "sac/q": q.detach().mean()}
+
+    def actor_loss(self, batch: dict[str, torch.Tensor], step: int = 0):
+        """(loss, terms, log pi) of the actor on ``batch["x"]``, through the critics' current
+        weights with no gradient to them."""
+        alpha = self.log_alpha.value.exp().detach()
+        x = batch["x"]
         pa, logp = self.actor(x)
-        self.critic.requires_grad_(False)
-        q_pi = self.critic(torch.cat([x, pa], -1)).min(0).values
-        self.critic.requires_grad_(True)
-        actor_loss = (alpha * logp - q_pi).mean()
-        terms.update(update("actor_optim", actor_loss,
-                            {"sac/actor_loss": actor_loss.detach(), "sac/entropy": -logp.detach().mean()},
-                            step, self.actor.named_parameters()))  # fmt: skip
+        q_pi = self.critic(torch.cat([x, pa], -1), frozen=True).min(0).values
+        loss = (alpha * logp - q_pi).mean()
+        return loss, {"sac/actor_loss": loss.detach(), "sac/entropy": -logp.detach().mean()}, logp
+
+    def update(self, batch: dict[str, torch.Tensor], reward: torch.Tensor, step: int, update):
+        """One step of critic, actor (and alpha) on ``batch`` (inputs ``x``, ``action``,
+        ``next_x``, ``terminated``) with ``reward`` (B,). Returns the named terms."""
+        cfg = self.cfg
+        loss, named = self._critic_loss({**batch, "reward": reward}, step)
+        terms = update("critic_optim", loss, named, step, self.critic.named_parameters())
+        loss, named, logp = self._actor_loss(batch, step)
+        terms.update(update("actor_optim", loss, named, step, self.actor.named_parameters()))
         if cfg.tune_alpha:
             alpha_loss = -(self.log_alpha.value * (logp.detach() + self.target_entropy)).mean()
             update("alpha_optim", alpha_loss, {}, step, self.log_alpha.named_parameters())

@@ -14,6 +14,10 @@ statistics; reward log q(s' | s, z) - log (1/L) sum_i q(s' | s, z_i) over L prio
 true z among them when ``include_true``, as the reference code does). The normalization is a
 change of variables of the target shared by every z, so it cancels in the reward; log-likelihoods
 reported are of the raw change (nats, the Jacobian subtracted).
+
+Each method's training loss is a function of the batch (``loss``), and DADS's reward too, so a
+learner that compiles its step takes them through its compiler (``compile``); DIAYN's reward, one
+forward pass of the discriminator, stays eager.
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ class DIAYN:
         self.cfg, self.k = cfg, cfg.skills
         self.skill_dim = self.k  # one-hot into the policy
         self.disc = MLP(obs_dim, tuple(cfg.hidden), self.k)
+        self._loss = self.loss  # or compiled
 
     def modules(self) -> dict[str, nn.Module]:
         return {"discriminator": self.disc}
@@ -144,15 +149,21 @@ class DIAYN:
         z = batch["skill"].argmax(-1)
         return reverse_mi_reward(self.disc(self.scored(batch)), z, with_log_k=self.cfg.log_k_bonus)
 
-    def train(self, batch, step: int, update) -> dict[str, float]:
+    def compile(self, compiled) -> None:
+        self._loss = compiled(self.loss, "the discriminator's loss")
+
+    def loss(self, batch, step: int = 0):
+        """(cross-entropy of the discriminator, terms) on ``batch``."""
         z = batch["skill"].argmax(-1)
         logits = self.disc(self.scored(batch))
         loss = F.cross_entropy(logits, z)
         acc = (logits.argmax(-1) == z).float().mean()
         # the bound at this batch: E[log q(z | s)] + log K = log K - cross-entropy
-        return update("discriminator_optim", loss,
-                      {"mi_bound": math.log(self.k) - loss.detach(), "accuracy": acc},
-                      step, self.disc.named_parameters())  # fmt: skip
+        return loss, {"mi_bound": math.log(self.k) - loss.detach(), "accuracy": acc}
+
+    def train(self, batch, step: int, update) -> dict[str, float]:
+        loss, terms = self._loss(batch, step)
+        return update("discriminator_optim", loss, terms, step, self.disc.named_parameters())
 
 
 class DADS:
@@ -162,6 +173,7 @@ class DADS:
         self.cfg = cfg
         self.skill_dim = cfg.skill_dim
         self.dynamics = SkillDynamics(obs_dim, cfg.skill_dim, cfg.hidden, cfg.components)
+        self._loss, self._reward = self.loss, self.scores  # or compiled
 
     def modules(self) -> dict[str, nn.Module]:
         return {"dynamics": self.dynamics}
@@ -173,8 +185,19 @@ class DADS:
         self.dynamics.obs_norm.observe(obs)
         self.dynamics.delta_norm.observe(next_obs - obs)
 
-    @torch.no_grad()
+    def compile(self, compiled) -> None:
+        self._loss = compiled(self.loss, "the skill dynamics' loss")
+        self._reward = compiled(self.scores, "the skill dynamics' reward")
+
     def reward(self, batch, prior_samples: int | None = None) -> torch.Tensor:
+        if prior_samples is None or prior_samples == self.cfg.prior_samples:
+            return self._reward(batch, 0)
+        return self.scores(batch, 0, prior_samples)
+
+    @torch.no_grad()
+    def scores(self, batch, step: int = 0, prior_samples: int | None = None) -> torch.Tensor:
+        """The forward-MI reward of each transition in ``batch`` against ``prior_samples`` (L)
+        skills drawn from the prior."""
         s, z, sn = batch["obs"], batch["skill"], batch["next_obs"]
         L = prior_samples or self.cfg.prior_samples
         alt = 2 * torch.rand(len(s), L, self.skill_dim, device=s.device) - 1
@@ -183,10 +206,14 @@ class DADS:
                                         sn[:, None].expand(-1, L, -1))  # fmt: skip
         return forward_mi_reward(lq, lq_alt, include_true=self.cfg.include_true)
 
-    def train(self, batch, step: int, update) -> dict[str, float]:
+    def loss(self, batch, step: int = 0):
+        """(minus the mean log-likelihood of the skill dynamics, terms) on ``batch``."""
         ll = self.dynamics.log_prob(batch["obs"], batch["skill"], batch["next_obs"]).mean()
-        return update("dynamics_optim", -ll, {"dynamics_ll": ll.detach()}, step,
-                      self.dynamics.named_parameters())  # fmt: skip
+        return -ll, {"dynamics_ll": ll.detach()}
+
+    def train(self, batch, step: int, update) -> dict[str, float]:
+        loss, terms = self._loss(batch, step)
+        return update("dynamics_optim", loss, terms, step, self.dynamics.named_parameters())
 
 
 SKILL_METHODS = {"diayn": DIAYN, "dads": DADS}

@@ -116,7 +116,8 @@ class WorldModelLoss:
                 raise ValueError(
                     f"{name} has shape {tuple(t.shape)}; its leading dims must be the reward's {tuple(lead)}"
                 )
-        if ((discount < 0) | (discount > 1)).any():
+        # (a data-dependent branch, left out of a compiled step, whose targets are gamma * cont)
+        if not torch.compiler.is_compiling() and ((discount < 0) | (discount > 1)).any():
             raise ValueError("discount targets must be in [0, 1]")
         sq = (obs - obs_mean).pow(2)
         obs_nll = (0.5 * sq + _HALF_LOG_2PI).flatten(len(lead)).sum(-1)

@@ -234,7 +234,8 @@ def train(
             steps = t.epochs * built.data.num_batches("train", t.batch_size)
             learner = built.learner
             compiled, compile_why = resolve_compile(t.compile, settings.device, steps,
-                                                    learner.compilable, learner.compile_speedup)  # fmt: skip
+                                                    learner.compilable, learner.compile_speedup,
+                                                    learner.stops_early)  # fmt: skip
             resolved = dataclasses.replace(built.config, train=dataclasses.replace(
                 t, precision=settings.precision, threads=settings.threads, compile=compiled,
             ))  # fmt: skip

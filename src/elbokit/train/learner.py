@@ -200,6 +200,9 @@ class Learner:
     # eager / compiled step time per device type, as measured (benchmarks/): --compile auto
     # compiles only where this is well above 1 (settings.resolve_compile)
     compile_speedup: dict[str, float] = {}  # noqa: RUF012 -- read only
+    # whether the run may end before its planned steps (a bar it stops at): --compile auto then
+    # cannot count on the planned length to pay a compile back
+    stops_early = False
     # bf16 / fp32 step speed per bf16 class (settings.bf16_class), as measured by
     # benchmarks/precision_bench.py, for the classes where the kind's test metrics under bf16 were
     # also checked against fp32's: --precision auto takes bf16 where it pays. None: the step has no

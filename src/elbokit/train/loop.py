@@ -239,7 +239,7 @@ class Trainer:
         per_epoch = data.num_batches("train", cfg.batch_size)
         self.total = cfg.epochs * per_epoch
         compiled, _ = resolve_compile(cfg.compile, device, self.total, learner.compilable,
-                                      learner.compile_speedup)  # fmt: skip
+                                      learner.compile_speedup, learner.stops_early)  # fmt: skip
         ctx = _TrainerContext(
             self, device=device, world=world, precision=settings.precision,
             grad_clip=cfg.grad_clip, batch_size=cfg.batch_size, compile=compiled == "on",
