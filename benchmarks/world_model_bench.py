@@ -34,6 +34,7 @@ from elbokit.data.episodes import load_episodes
 from elbokit.models.world_model import WorldModel
 from elbokit.recipes.base import derive
 from elbokit.train import ObjectiveLearner, Trainer
+from elbokit.train.learner import StepContext
 from elbokit.train.settings import bf16_is_native, describe_machine
 
 RECIPE = recipes.get_recipe("world-model")
@@ -61,6 +62,22 @@ def _fresh(cfg, data):
 
 def build_objective(cfg):
     return cfg.run.objective.build()
+
+
+def time_learner(cfg, data, warmup: int, steps: int, compile: bool) -> float:
+    """Steps per second of the kind's learner stepped directly on full batches (the trainer's
+    epochs end in a shorter batch, which a compiled step compiles again), eager or compiled as
+    ``--compile on`` compiles it; the compiling falls in the warm-up."""
+    run_cfg = _derived(cfg, data)
+    torch.manual_seed(0)
+    learner = ObjectiveLearner(WorldModel(run_cfg.model), build_objective(cfg), run_cfg.optim)
+    learner.setup(StepContext(compile=compile))
+    full = [b for b in _batches(cfg, data, 2 * (warmup + steps)) if len(b) == cfg.batch_size]
+    for i, batch in enumerate(full[: warmup + steps]):
+        if i == warmup:
+            t0 = time.perf_counter()
+        learner.train_step(batch, i)
+    return steps / (time.perf_counter() - t0)
 
 
 def time_elbokit(cfg, data, warmup: int, steps: int, workdir: Path, precision="fp32") -> float:
@@ -183,6 +200,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--episodes", type=int, default=20, help="episodes collected per preset")
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time --compile on (between two eager timings: the machine drifts)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{describe_machine()}; {args.steps} timed steps after {args.warmup}")
@@ -211,15 +233,23 @@ def main():
             row["elbokit"] = time_elbokit(cfg, data, args.warmup, args.steps, work)
             if not args.no_bf16:
                 row["bf16"] = time_elbokit(cfg, data, args.warmup, args.steps, work, "bf16")
+            if args.compiled:  # the learner's step, eager, compiled, eager (the machine drifts)
+                row["step"] = time_learner(cfg, data, args.warmup, args.steps, False)
+                row["compiled"] = time_learner(cfg, data, args.warmup, args.steps, True)
+                row["step again"] = time_learner(cfg, data, args.warmup, args.steps, False)
             if have_sheeprl and cfg.image_size == 64:
                 row["sheeprl"], row["sheeprl_params"] = time_sheeprl(
                     cfg, data, args.warmup, args.steps
                 )
             torch.set_flush_denormal(False)
-            for k in ("bare", "elbokit", "bf16", "sheeprl"):
+            for k in ("bare", "elbokit", "bf16", "step", "compiled", "step again", "sheeprl"):
                 if k in row:
                     extra = f" ({row['sheeprl_params']:,} parameters)" if k == "sheeprl" else ""
-                    print(f"  {k:<8} {row[k]:7.2f} steps/s{extra}")
+                    print(f"  {k:<11} {row[k]:7.2f} steps/s{extra}")
+            if "compiled" in row:
+                eager = (row["step"] + row["step again"]) / 2
+                print(f"  the learner's step compiled / eager {row['compiled'] / eager:.2f}x "
+                      "(eager: the mean of the timings before and after)")  # fmt: skip
             rows.append(row)
     print(
         "\n| preset | elbokit steps/s | bare loop | elbokit / bare | elbokit bf16 / bare | sheeprl | elbokit / sheeprl |"
