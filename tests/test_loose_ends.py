@@ -113,7 +113,8 @@ def test_the_diffusion_training_estimate_is_in_the_unit_of_its_evaluation():
     assert abs(draws.mean().item() - exact) <= 4 * se + 0.05 * abs(exact), (draws.mean(), exact, se)
     bits = exact / (2 * math.log(2))
     assert abs(draws.mean().item() - bits) > 4 * se  # not bits/dim
-    # evaluating (eval mode): L_0 for every point and t on 2..T, the same mean, less variance
+    # evaluating (eval mode): L_0 .. L_9 for every point, t on 11..T for the rest: the same
+    # mean, less variance
     model.eval()
     with torch.no_grad():
         evals = torch.tensor(
@@ -124,7 +125,8 @@ def test_the_diffusion_training_estimate_is_in_the_unit_of_its_evaluation():
         evals.mean(),
         exact,
     )
-    assert se_eval < 0.9 * se, (se_eval, se)  # (T = 50 and untrained here: a 20% cut)
+    assert se_eval < 0.7 * se, (se_eval, se)  # (T = 50 and untrained here: measured 0.58x;
+    # on a trained mnist5k U-Net the spread of a 500-image evaluation fell from 0.44 to 0.08)
     assert json.dumps(exact)
     with pytest.raises(ConfigError):
         recipes.get_recipe("vae").preset("debug", {"train": {"keep_best": "test/elbo:up"}})
