@@ -146,7 +146,7 @@ def test_compile_is_resolved_from_the_run_and_the_compiler_never_from_timings():
     assert slower[0] == "off" and "0.55x" in slower[1]
     faster = {"cpu": 1.5}
     short = resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS - 1, speedup=faster)
-    assert short[0] == "off" and f"{COMPILE_AUTO_STEPS - 1:,} steps" in short[1]
+    assert short[0] == "off" and f"{COMPILE_AUTO_STEPS - 1:,} training steps" in short[1]
     assert resolve_compile("auto", "cpu", COMPILE_AUTO_STEPS, speedup=faster)[0] == "on"
     # a run that stops at a bar (the agent's CartPole: 25,000 steps planned, ~1,250 run) may
     # never pay its compile back: auto stays off and says why; on compiles

@@ -443,8 +443,8 @@ def resolve_compile(
                            f"speed on {kind}, under the {COMPILE_AUTO_SPEEDUP}x auto asks for; "
                            "docs/benchmarks.md)")  # fmt: skip
         if steps < COMPILE_AUTO_STEPS:
-            return "off", (f"off (auto: {steps:,} steps, under the {COMPILE_AUTO_STEPS:,} that "
-                           "pay back a compile)")  # fmt: skip
+            return "off", (f"off (auto: {steps:,} training steps, under the "
+                           f"{COMPILE_AUTO_STEPS:,} that pay back a compile)")  # fmt: skip
         if stops_early:  # the Dreamer agent's CartPole run: 25,000 planned, ~1,250 taken
             return "off", (f"off (auto: this run stops at its bar, so its length is not known "
                            f"before it starts; the compiled step measured {ratio:.2f}x on "
@@ -452,9 +452,10 @@ def resolve_compile(
     problem = compiler_problem(device)
     if problem is not None:
         return "off", f"off ({requested} asked, but {problem}: the run is eager)"
-    where = f"kernels cached in {compile_cache()}"
+    # the first steps compile: minutes for a large step the first time, seconds once cached
+    where = f"the first steps compile, slower the first time; kernels kept in {compile_cache()}"
     if requested == "auto":
-        return "on", (f"on (auto: {steps:,} steps, the compiled step measured "
+        return "on", (f"on (auto: {steps:,} training steps, the compiled step measured "
                       f"{speedup[kind]:.2f}x on {kind}; {where})")  # fmt: skip
     return "on", f"on ({where})"
 
