@@ -233,7 +233,7 @@ class ActorCritic(nn.Module):
         critic_loss, more = self._critic_loss(rollout, 0)
         return actor_loss, critic_loss, {**terms, **more}
 
-    def compile(self, compiled) -> None:
+    def compile_losses(self, compiled) -> None:
         """Take both losses through ``compiled(fn, what)``, the step context's
         (``elbokit.train.compiled``); the freezing, which a graph cannot follow, stays out."""
         self._actor_loss = compiled(self.actor_loss, "the actor's loss")

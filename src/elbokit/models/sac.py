@@ -15,9 +15,9 @@ carry an ensemble dimension (one batched matmul per layer instead of two network
 ``SAC.update(batch, step, update)`` takes the learner's ``update`` (so every loss and gradient
 passes the trainer's finite checks) and returns the named terms. The critics' and the actor's
 losses are functions of the batch alone (``critic_loss``, ``actor_loss``), so a learner that
-compiles its step (``--compile on``) compiles each with its backward (``SAC.compile``); the
-actor's loss reads the critics through detached weights (``frozen``), not by switching their
-``requires_grad``, which a compiled graph cannot follow.
+compiles its step (``--compile on``) compiles each with its backward
+(``SAC.compile_losses``); the actor's loss reads the critics through detached weights
+(``frozen``), not by switching their ``requires_grad``, which a compiled graph cannot follow.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class SAC:
             opts["alpha_optim"] = make(self.log_alpha.parameters(), self.cfg.lr)
         return opts
 
-    def compile(self, compiled) -> None:
+    def compile_losses(self, compiled) -> None:
         """Take the critics' and actor's losses through ``compiled(fn, what)`` (the step
         context's: ``elbokit.train.compiled.CompiledStep`` when the run compiles)."""
         self._critic_loss = compiled(self.critic_loss, "the critics' loss")

@@ -16,8 +16,8 @@ change of variables of the target shared by every z, so it cancels in the reward
 reported are of the raw change (nats, the Jacobian subtracted).
 
 Each method's training loss is a function of the batch (``loss``), and DADS's reward too, so a
-learner that compiles its step takes them through its compiler (``compile``); DIAYN's reward, one
-forward pass of the discriminator, stays eager.
+learner that compiles its step takes them through its compiler (``compile_losses``); DIAYN's
+reward, one forward pass of the discriminator, stays eager.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class DIAYN:
         z = batch["skill"].argmax(-1)
         return reverse_mi_reward(self.disc(self.scored(batch)), z, with_log_k=self.cfg.log_k_bonus)
 
-    def compile(self, compiled) -> None:
+    def compile_losses(self, compiled) -> None:
         self._loss = compiled(self.loss, "the discriminator's loss")
 
     def loss(self, batch, step: int = 0):
@@ -185,7 +185,7 @@ class DADS:
         self.dynamics.obs_norm.observe(obs)
         self.dynamics.delta_norm.observe(next_obs - obs)
 
-    def compile(self, compiled) -> None:
+    def compile_losses(self, compiled) -> None:
         self._loss = compiled(self.loss, "the skill dynamics' loss")
         self._reward = compiled(self.scores, "the skill dynamics' reward")
 

@@ -178,6 +178,7 @@ class AgentLearner(ActingLearner):
         feat = cfg.model.deter + self.wm.latent.z_size
         self.ac = ActorCritic(cfg.ac, feat, self.env.act_dim, self.env.discrete)
         self.wm_loss = cfg.objective.build().loss
+        self._world_model_loss = self.world_model_loss  # or compiled (setup)
         self.modules = {"world_model": self.wm, "actor_critic": self.ac}
         self.replay = SequenceReplay(
             cfg.agent.buffer, e.envs,
@@ -210,10 +211,9 @@ class AgentLearner(ActingLearner):
                 "critic_optim": make_adam(self.ac.critic.parameters(), c.ac.critic_lr),
             }
         )
-        self._world_model_loss = self.world_model_loss
         if ctx.compile and ctx.training:
             self._world_model_loss = ctx.compiled(self.world_model_loss, "the world model's loss")
-            self.ac.compile(ctx.compiled)
+            self.ac.compile_losses(ctx.compiled)
 
     # ------------------------------------------------------------------------- acting
     def _store_first(self, envs: torch.Tensor, obs: torch.Tensor) -> None:

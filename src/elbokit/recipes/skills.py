@@ -149,8 +149,8 @@ class SkillLearner(ActingLearner):
         name, module = next(iter(self.method.modules().items()))
         self.optimizers[f"{name}_optim"] = make_adam(module.parameters(), self.cfg.skill.lr)
         if ctx.compile:
-            self.sac.compile(ctx.compiled)
-            self.method.compile(ctx.compiled)
+            self.sac.compile_losses(ctx.compiled)
+            self.method.compile_losses(ctx.compiled)
 
     def policy_input(self, obs, skill):
         return torch.cat([obs, skill], -1).to(self.ctx.device)
